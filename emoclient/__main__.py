@@ -1,0 +1,5 @@
+import sys
+
+from emoclient._cli import main
+
+sys.exit(main())
