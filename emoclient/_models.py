@@ -1,0 +1,343 @@
+"""Typed models of every request and response of the EMO/Emoji protocol (see API.md).
+
+The four models answer in different shapes; the parse functions here turn each shape into one
+typed surface. Unknown extra fields are tolerated everywhere, because the service adds fields.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+__all__ = [
+    "BBox",
+    "Detection",
+    "DrivenId",
+    "Model",
+    "Ratio",
+    "StyleLevel",
+    "SubmittedTask",
+    "Task",
+    "TaskPage",
+    "TaskStatus",
+    "TaskSummary",
+    "UploadPolicy",
+    "UploadedFile",
+    "parse_detection",
+    "parse_task_time",
+    "validate_bbox",
+]
+
+# The service writes task times without a zone; they match Beijing time (API.md §0).
+SERVICE_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
+
+
+class Model(StrEnum):
+    """The four DashScope model names this client speaks."""
+
+    EMO = "emo-v1"
+    EMOJI = "emoji-v1"
+    EMO_DETECT = "emo-detect-v1"
+    EMOJI_DETECT = "emoji-detect-v1"
+
+
+class TaskStatus(StrEnum):
+    """A task's ``task_status``; UNKNOWN means expired (24 h) or never existed."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUSPENDED = "SUSPENDED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the status can no longer change."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset(
+    {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELED, TaskStatus.UNKNOWN}
+)
+
+
+class StyleLevel(StrEnum):
+    """emo-v1 ``style_level``: how strongly the portrait moves."""
+
+    NORMAL = "normal"
+    CALM = "calm"
+    ACTIVE = "active"
+
+
+class Ratio(StrEnum):
+    """emo-detect-v1 ``ratio``: 1:1 head shot (512x512) or 3:4 half body (512x704)."""
+
+    SQUARE = "1:1"
+    PORTRAIT = "3:4"
+
+
+class DrivenId(StrEnum):
+    """The 20 emoji-v1 expression templates (``driven_id``)."""
+
+    MENGWA_KAIXIN = "mengwa_kaixin"
+    MENGWA_DENGYAN = "mengwa_dengyan"
+    MENGWA_GANDONG = "mengwa_gandong"
+    MENGWA_RENZHEN_1 = "mengwa_renzhen_1"
+    MENGWA_JIDONG = "mengwa_jidong"
+    MENGWA_KUN_1 = "mengwa_kun_1"
+    MENGWA_JIAOXIE = "mengwa_jiaoxie"
+    DAGONG_KAIXIN = "dagong_kaixin"
+    DAGONG_YANGWANG = "dagong_yangwang"
+    DAGONG_KUNHUO = "dagong_kunhuo"
+    DAGONG_ZHUAKUANG = "dagong_zhuakuang"
+    DAGONG_WUNAI = "dagong_wunai"
+    DAGONG_WEIXIAO = "dagong_weixiao"
+    DAGONG_GANJI = "dagong_ganji"
+    JINGDIAN_TIAOPI = "jingdian_tiaopi"
+    JINGDIAN_DEYI_1 = "jingdian_deyi_1"
+    JINGDIAN_QIDAI = "jingdian_qidai"
+    JINGDIAN_LANDUO_1 = "jingdian_landuo_1"
+    JINGDIAN_XIANQI = "jingdian_xianqi"
+    JINGDIAN_LEI = "jingdian_lei"
+
+
+def validate_bbox(value: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """Check an ``[x1, y1, x2, y2]`` box: non-negative, top-left above-left of bottom-right."""
+    x1, y1, x2, y2 = value
+    if min(value) < 0 or x1 >= x2 or y1 >= y2:
+        raise ValueError(
+            f"bbox {list(value)} is not [x1, y1, x2, y2] with 0 <= x1 < x2 and 0 <= y1 < y2; "
+            "pass the box returned by detection"
+        )
+    return value
+
+
+BBox = Annotated[tuple[int, int, int, int], AfterValidator(validate_bbox)]
+"""``(x1, y1, x2, y2)`` pixel corners in the original image."""
+
+
+def parse_task_time(value: object) -> datetime | None:
+    """Parse the service's ``"YYYY-MM-DD HH:mm:ss.SSS"`` (Beijing) or epoch milliseconds."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    if isinstance(value, str):
+        parsed = datetime.fromisoformat(value)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=SERVICE_TZ)
+    raise ValueError(f"not a task time: {value!r}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Detection(_Model):
+    """The result of emo-detect-v1 or emoji-detect-v1, in one shape.
+
+    ``passed`` says whether the portrait can be animated; when not, ``code`` and ``message``
+    say why. ``face_bbox`` / ``ext_bbox`` are what ``submit_emo`` / ``submit_emoji`` need.
+    """
+
+    model: Model
+    passed: bool
+    face_bbox: tuple[int, int, int, int] | None = None
+    ext_bbox: tuple[int, int, int, int] | None = None
+    humanoid: bool | None = None
+    code: str | None = None
+    message: str | None = None
+    ratio: Ratio = Ratio.SQUARE
+    request_id: str | None = None
+
+
+def _bbox(value: Any) -> tuple[int, int, int, int] | None:
+    if value is None:
+        return None
+    x1, y1, x2, y2 = (int(v) for v in value)
+    return (x1, y1, x2, y2)
+
+
+def parse_detection(body: dict[str, Any], *, model: Model, ratio: Ratio) -> Detection:
+    """Turn either detect model's HTTP-200 body into a :class:`Detection`.
+
+    EMO says ``check_pass`` with ``face_bbox``/``ext_bbox``; Emoji has no flag and signals a
+    pass by ``bbox_face``/``ext_bbox_face`` and a failure by ``code``.
+    """
+    out: dict[str, Any] = body.get("output") or {}
+    face = _bbox(out.get("face_bbox", out.get("bbox_face")))
+    ext = _bbox(out.get("ext_bbox", out.get("ext_bbox_face")))
+    if "check_pass" in out:
+        passed = bool(out["check_pass"])
+    else:
+        passed = face is not None and ext is not None and not out.get("code")
+    return Detection(
+        model=model,
+        passed=passed,
+        face_bbox=face,
+        ext_bbox=ext,
+        humanoid=out.get("humanoid"),
+        code=out.get("code"),
+        message=out.get("message"),
+        ratio=ratio,
+        request_id=body.get("request_id"),
+    )
+
+
+class SubmittedTask(_Model):
+    """The answer to a submit: the new task's id and its first status (PENDING)."""
+
+    task_id: str
+    status: TaskStatus
+    model: Model
+    request_id: str | None = None
+
+    @classmethod
+    def from_response(cls, body: dict[str, Any], *, model: Model) -> SubmittedTask:
+        """Parse ``{"output": {"task_id", "task_status"}, "request_id"}``."""
+        out = body["output"]
+        return cls(
+            task_id=out["task_id"],
+            status=out["task_status"],
+            model=model,
+            request_id=body.get("request_id"),
+        )
+
+
+class Task(_Model):
+    """One task of either model, as ``GET /tasks/{id}`` reports it.
+
+    ``video_url`` is set once SUCCEEDED (EMO's ``results.video_url`` and Emoji's ``video_url``
+    alike); ``video_duration`` is the billed seconds; ``code``/``message`` explain FAILED.
+    """
+
+    task_id: str
+    status: TaskStatus
+    submit_time: datetime | None = None
+    scheduled_time: datetime | None = None
+    end_time: datetime | None = None
+    video_url: str | None = None
+    video_duration: float | None = None
+    video_ratio: str | None = None
+    code: str | None = None
+    message: str | None = None
+    request_id: str | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the status can no longer change."""
+        return self.status.is_terminal
+
+    @classmethod
+    def from_response(cls, body: dict[str, Any]) -> Task:
+        """Parse a task-query body of either model (EMO ``results`` or Emoji top-level URL)."""
+        out: dict[str, Any] = body["output"]
+        usage: dict[str, Any] = body.get("usage") or {}
+        results = out.get("results")
+        url = results.get("video_url") if isinstance(results, dict) else None
+        return cls(
+            task_id=out["task_id"],
+            status=out["task_status"],
+            submit_time=parse_task_time(out.get("submit_time")),
+            scheduled_time=parse_task_time(out.get("scheduled_time")),
+            end_time=parse_task_time(out.get("end_time")),
+            video_url=url or out.get("video_url") or None,
+            video_duration=usage.get("video_duration"),
+            video_ratio=usage.get("video_ratio"),
+            code=out.get("code"),
+            message=out.get("message"),
+            request_id=body.get("request_id"),
+        )
+
+
+class TaskSummary(_Model):
+    """One row of the list API (``GET /tasks``); its times are epoch milliseconds there."""
+
+    task_id: str
+    status: TaskStatus
+    model_name: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    request_id: str | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> TaskSummary:
+        """Parse one element of the list API's ``data``."""
+        return cls(
+            task_id=row["task_id"],
+            status=row["status"],
+            model_name=row.get("model_name"),
+            created_at=parse_task_time(row.get("gmt_create")),
+            started_at=parse_task_time(row.get("start_time")),
+            ended_at=parse_task_time(row.get("end_time")),
+            request_id=row.get("request_id"),
+        )
+
+
+class TaskPage(_Model):
+    """One page of the list API, which has its own envelope (no ``output``)."""
+
+    tasks: list[TaskSummary]
+    total: int
+    total_page: int
+    page_no: int
+    page_size: int
+    request_id: str | None = None
+
+    @classmethod
+    def from_response(cls, body: dict[str, Any]) -> TaskPage:
+        """Parse ``{"total", "data": [...], "total_page", "page_no", "page_size", ...}``."""
+        rows: list[dict[str, Any]] = body.get("data") or []
+        return cls(
+            tasks=[TaskSummary.from_row(r) for r in rows],
+            total=body.get("total", len(rows)),
+            total_page=body.get("total_page", 1),
+            page_no=body.get("page_no", 1),
+            page_size=body.get("page_size", len(rows)),
+            request_id=body.get("request_id"),
+        )
+
+
+class UploadPolicy(_Model):
+    """A temporary-storage upload credential (``GET /uploads?action=getPolicy``).
+
+    It is bound to ``model`` and valid until ``expires_at`` (300 s after issue).
+    """
+
+    model: str
+    policy: str
+    signature: str
+    upload_dir: str
+    upload_host: str
+    expire_in_seconds: float
+    max_file_size_mb: float = 1024
+    oss_access_key_id: str
+    x_oss_object_acl: str = "private"
+    x_oss_forbid_overwrite: str = "true"
+    expires_at: datetime
+
+    @classmethod
+    def from_response(
+        cls, body: dict[str, Any], *, model: str, issued_at: datetime
+    ) -> UploadPolicy:
+        """Parse the policy answer, which is wrapped in ``data`` (not ``output``)."""
+        data: dict[str, Any] = body["data"]
+        ttl = float(data["expire_in_seconds"])
+        fields = {k: data[k] for k in cls.model_fields if k in data and k not in _LOCAL_FIELDS}
+        return cls(**fields, model=model, expires_at=issued_at + timedelta(seconds=ttl))
+
+
+_LOCAL_FIELDS = frozenset({"model", "expires_at"})
+
+
+class UploadedFile(_Model):
+    """A file in temporary storage: pass ``url`` (``oss://...``) to calls of ``model``."""
+
+    url: str
+    expires_at: datetime
+    model: str
