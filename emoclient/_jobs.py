@@ -1,0 +1,220 @@
+"""Batch jobs: one EMO or Emoji video to make, validated up front and keyed by content.
+
+A job's key is a hash of everything that decides what the service would render and where
+the result goes: the model, the parameters, the output name and, for every input, either the
+URL string or the SHA-256 of the local file's bytes. The journal uses it to recognise a job
+on a rerun, so that nothing is submitted twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Literal, TypeAlias, TypeVar
+
+import anyio.to_thread
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["DRIVEN_IDS", "BBox", "EmoJob", "EmojiJob", "Job", "file_digest", "job_key"]
+
+# The 20 Emoji templates listed in the service's documentation (API.md 1.5).
+DRIVEN_IDS = (
+    "mengwa_kaixin",
+    "mengwa_dengyan",
+    "mengwa_gandong",
+    "mengwa_renzhen_1",
+    "mengwa_jidong",
+    "mengwa_kun_1",
+    "mengwa_jiaoxie",
+    "dagong_kaixin",
+    "dagong_yangwang",
+    "dagong_kunhuo",
+    "dagong_zhuakuang",
+    "dagong_wunai",
+    "dagong_weixiao",
+    "dagong_ganji",
+    "jingdian_tiaopi",
+    "jingdian_deyi_1",
+    "jingdian_qidai",
+    "jingdian_landuo_1",
+    "jingdian_xianqi",
+    "jingdian_lei",
+)
+
+T = TypeVar("T")
+
+_URL_PREFIXES = ("http://", "https://", "oss://")
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+BBox: TypeAlias = tuple[int, int, int, int]
+Source: TypeAlias = Annotated[str | Path, Field(union_mode="left_to_right")]
+
+
+def is_url(source: str | Path) -> bool:
+    """Whether an input is a URL the service fetches itself (else a local file to upload)."""
+    return isinstance(source, str) and source.startswith(_URL_PREFIXES)
+
+
+def local_path(source: str | Path) -> Path:
+    """The local file behind a non-URL input (``file://`` prefixes are accepted)."""
+    text = str(source)
+    return Path(text.removeprefix("file://"))
+
+
+class _JobBase(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    image: Source
+    output: str | None = None
+    face_bbox: BBox | None = None
+    ext_bbox: BBox | None = None
+    label: str | None = None
+
+    @model_validator(mode="after")
+    def _check_common(self) -> _JobBase:
+        if (self.face_bbox is None) != (self.ext_bbox is None):
+            raise ValueError("give both face_bbox and ext_bbox, or neither (to run detection)")
+        for name in ("face_bbox", "ext_bbox"):
+            box = getattr(self, name)
+            if box is not None and not (0 <= box[0] < box[2] and 0 <= box[1] < box[3]):
+                raise ValueError(f"{name} {list(box)} is not [x1, y1, x2, y2] with x1<x2, y1<y2")
+        if self.output is not None:
+            out = PurePosixPath(self.output.replace("\\", "/"))
+            if not self.output or out.is_absolute() or ".." in out.parts:
+                raise ValueError(
+                    f"output {self.output!r} must be a file name inside the output folder"
+                )
+        return self
+
+    @property
+    def model(self) -> str:
+        """The service model that renders this job (``emo-v1`` or ``emoji-v1``)."""
+        raise NotImplementedError
+
+    @property
+    def detect_model(self) -> str:
+        """The detection model whose boxes this job's model accepts."""
+        return self.model.replace("-v1", "-detect-v1")
+
+    @property
+    def detect_ratio(self) -> str:
+        """The ``ratio`` parameter for detection."""
+        return "1:1"
+
+    @property
+    def display_label(self) -> str:
+        """The label to show for this job: ``label`` if given, else the image name."""
+        return self.label or Path(str(self.image)).name
+
+    def sources(self) -> dict[str, str | Path]:
+        """The job's inputs by field name (``image``, ``audio``)."""
+        return {"image": self.image}
+
+    def parameters(self) -> dict[str, object]:
+        """The model parameters that change the rendered video."""
+        return {"face_bbox": self.face_bbox, "ext_bbox": self.ext_bbox}
+
+    def _stem(self) -> str:
+        return Path(str(self.image).split("?")[0]).stem
+
+
+class EmoJob(_JobBase):
+    """A talking-head video (``emo-v1``) from a portrait and a voice recording."""
+
+    audio: Source
+    style_level: Literal["normal", "calm", "active"] = "normal"
+    ratio: Literal["1:1", "3:4"] = "1:1"
+
+    @property
+    def model(self) -> str:
+        return "emo-v1"
+
+    @property
+    def detect_ratio(self) -> str:
+        return self.ratio
+
+    def sources(self) -> dict[str, str | Path]:
+        return {"image": self.image, "audio": self.audio}
+
+    def parameters(self) -> dict[str, object]:
+        return {**super().parameters(), "style_level": self.style_level, "ratio": self.ratio}
+
+    def _stem(self) -> str:
+        return f"{super()._stem()}-{Path(str(self.audio).split('?')[0]).stem}"
+
+
+class EmojiJob(_JobBase):
+    """A short expression video (``emoji-v1``) from a portrait and a template ``driven_id``."""
+
+    driven_id: str
+
+    @model_validator(mode="after")
+    def _check_driven_id(self) -> EmojiJob:
+        if self.driven_id not in DRIVEN_IDS:
+            raise ValueError(
+                f"driven_id {self.driven_id!r} is not one of the 20 Emoji templates "
+                f"(e.g. {', '.join(DRIVEN_IDS[:3])}, ...)"
+            )
+        return self
+
+    @property
+    def model(self) -> str:
+        return "emoji-v1"
+
+    def parameters(self) -> dict[str, object]:
+        return {**super().parameters(), "driven_id": self.driven_id}
+
+    def _stem(self) -> str:
+        return f"{super()._stem()}-{self.driven_id}"
+
+
+Job: TypeAlias = EmoJob | EmojiJob
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+async def file_digest(source: str | Path) -> str:
+    """``url:<url>`` for a URL, ``sha256:<hex>`` of the bytes (hashed off the loop) for a file."""
+    if is_url(source):
+        return f"url:{source}"
+    return "sha256:" + await anyio.to_thread.run_sync(_hash_file, local_path(source))
+
+
+async def job_key(job: Job) -> str:
+    """The content key of a job: its model, parameters, output name and input digests."""
+    inputs = {name: await file_digest(source) for name, source in job.sources().items()}
+    payload = {
+        "model": job.model,
+        "inputs": inputs,
+        "parameters": job.parameters(),
+        "output": job.output,
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def output_name(job: Job, key: str) -> str:
+    """The video's file name: ``job.output`` or one derived from the inputs and the key."""
+    if job.output is not None:
+        return job.output
+    stem = _SAFE_NAME.sub("_", job._stem()).strip("._") or "video"
+    return f"{stem[:80]}-{key[:8]}.mp4"
+
+
+async def aiterate(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
+    """Iterate a plain or an async iterable the same way, one item at a time."""
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item

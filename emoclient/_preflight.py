@@ -1,0 +1,175 @@
+"""Preflight: local checks of a job's inputs before anything is paid for, and the batch plan.
+
+Local images must be JPEG/PNG/BMP/WEBP, readable, each side 400-7000 px (Emoji: ≤ 10 MB);
+local audio must be WAV or MP3, ≤ 60 s and ≤ 15 MB (API.md 1.2-1.4). URL inputs are not
+fetched; the service checks them. The plan adds up billed seconds and the estimated cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio.to_thread
+
+from emoclient._jobs import EmojiJob, EmoJob, Job, aiterate, is_url, local_path
+from emoclient._media import AudioInfo, ImageInfo, MediaFormatError, probe_audio, probe_image
+
+__all__ = ["Plan", "Problem", "estimate_seconds", "plan_batch", "preflight", "price_per_second"]
+
+IMAGE_MIN_SIDE = 400
+IMAGE_MAX_SIDE = 7000
+EMOJI_IMAGE_MAX_BYTES = 10 * 1024 * 1024
+AUDIO_MAX_BYTES = 15 * 1024 * 1024
+AUDIO_MAX_SECONDS = 60.0
+# Refuse to read anything much larger than an accepted input into memory.
+_READ_CAP = 64 * 1024 * 1024
+
+# CNY per output second (API.md 3.2; the 3:4 EMO price is marked as inferred there).
+_PRICE_PER_SECOND = {("emo-v1", "1:1"): 0.08, ("emo-v1", "3:4"): 0.16, ("emoji-v1", "1:1"): 0.08}
+DETECT_PRICE_CNY = 0.004
+# Emoji templates last a few whole seconds; the service does not publish each one's length.
+EMOJI_SECONDS_ESTIMATE = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why a job would fail: ``job_label`` (e.g. ``"row 3"``), the ``field`` and a message."""
+
+    job_label: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.job_label}, {self.field}: {self.message}"
+
+
+def price_per_second(job: Job) -> float:
+    """CNY per billed second of the job's video."""
+    ratio = job.ratio if isinstance(job, EmoJob) else "1:1"
+    return _PRICE_PER_SECOND[(job.model, ratio)]
+
+
+def estimate_seconds(job: Job, audio: AudioInfo | None) -> float | None:
+    """Expected billed seconds: the audio's length for EMO, a template estimate for Emoji."""
+    if isinstance(job, EmojiJob):
+        return EMOJI_SECONDS_ESTIMATE
+    return audio.duration if audio is not None else None
+
+
+def _read(path: Path) -> bytes:
+    with path.open("rb") as stream:
+        return stream.read(_READ_CAP)
+
+
+async def _load(job: Job, name: str, source: str | Path) -> tuple[bytes | None, Problem | None]:
+    path = local_path(source)
+    try:
+        data = await anyio.to_thread.run_sync(_read, path)
+    except FileNotFoundError:
+        return None, Problem(job.display_label, name, f"file {path} does not exist")
+    except OSError as exc:
+        return None, Problem(job.display_label, name, f"cannot read {path}: {exc.strerror}")
+    return data, None
+
+
+def _image_problems(job: Job, path: str, data: bytes) -> list[Problem]:
+    def problem(message: str) -> Problem:
+        return Problem(job.display_label, "image", message)
+
+    try:
+        info: ImageInfo = probe_image(data)
+    except MediaFormatError as exc:
+        return [problem(f"{path}: {exc}; use a JPEG, PNG, BMP or WEBP portrait")]
+    problems = []
+    short, long = sorted((info.width, info.height))
+    if short < IMAGE_MIN_SIDE or long > IMAGE_MAX_SIDE:
+        problems.append(
+            problem(
+                f"{path} is {info.width}x{info.height} px; each side must be "
+                f"{IMAGE_MIN_SIDE}-{IMAGE_MAX_SIDE} px (resize it)"
+            )
+        )
+    if isinstance(job, EmojiJob) and len(data) > EMOJI_IMAGE_MAX_BYTES:
+        problems.append(problem(f"{path} is {len(data) / 2**20:.1f} MB; Emoji allows 10 MB"))
+    return problems
+
+
+def _audio_problems(job: Job, path: str, data: bytes) -> tuple[AudioInfo | None, list[Problem]]:
+    def problem(message: str) -> Problem:
+        return Problem(job.display_label, "audio", message)
+
+    try:
+        info = probe_audio(data)
+    except MediaFormatError as exc:
+        return None, [problem(f"{path}: {exc}; use a WAV or MP3 file")]
+    problems = []
+    if info.duration > AUDIO_MAX_SECONDS:
+        problems.append(problem(f"{path} lasts {info.duration:.1f} s; the limit is 60 s (cut it)"))
+    if info.duration <= 0:
+        problems.append(problem(f"{path} contains no audio"))
+    if len(data) > AUDIO_MAX_BYTES:
+        problems.append(problem(f"{path} is {len(data) / 2**20:.1f} MB; the limit is 15 MB"))
+    return info, problems
+
+
+async def inspect(job: Job) -> tuple[list[Problem], AudioInfo | None]:
+    """Run the local checks of ``job``; also return the probed audio (EMO, local file)."""
+    problems: list[Problem] = []
+    audio: AudioInfo | None = None
+    for name, source in job.sources().items():
+        if is_url(source):
+            continue
+        data, problem = await _load(job, name, source)
+        if problem is not None or data is None:
+            problems.extend([problem] if problem else [])
+            continue
+        if name == "image":
+            problems += await anyio.to_thread.run_sync(_image_problems, job, str(source), data)
+        else:
+            audio, found = await anyio.to_thread.run_sync(_audio_problems, job, str(source), data)
+            problems += found
+    return problems, audio
+
+
+async def preflight(job: Job) -> list[Problem]:
+    """Check a job's local inputs without calling the service; an empty list means ready."""
+    problems, _ = await inspect(job)
+    return problems
+
+
+@dataclass(slots=True)
+class Plan:
+    """What a batch would do: its jobs, their problems, and the expected bill."""
+
+    jobs: list[Job] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    billed_seconds: float = 0.0
+    estimated_cost_cny: float = 0.0
+    #: Jobs whose length is unknown locally (EMO audio given as a URL): not in the totals.
+    unknown_length: int = 0
+    #: Detection calls needed (jobs without both boxes), billed per image even on failure.
+    detect_calls: int = 0
+
+
+async def plan_batch(jobs: Iterable[Job] | AsyncIterable[Job]) -> Plan:
+    """Preflight every job and add up billed seconds and cost, for a ``--dry-run``."""
+    plan = Plan()
+    async for job in aiterate(jobs):
+        plan.jobs.append(job)
+        problems, audio = await inspect(job)
+        plan.problems += problems
+        if problems:
+            continue
+        seconds = estimate_seconds(job, audio)
+        if seconds is None:
+            plan.unknown_length += 1
+        else:
+            plan.billed_seconds += seconds
+            plan.estimated_cost_cny += seconds * price_per_second(job)
+        if job.face_bbox is None:
+            plan.detect_calls += 1
+            plan.estimated_cost_cny += DETECT_PRICE_CNY
+    plan.estimated_cost_cny = round(plan.estimated_cost_cny, 4)
+    return plan
