@@ -1,0 +1,358 @@
+"""The batch journal: durable per-job state in SQLite, so a rerun resumes instead of repaying.
+
+One row per job, keyed by the job's content key. Intent is written before every submit
+(state ``submitting`` with ``intent_at``), so after a crash a submit whose answer was lost
+is known and can be reconciled through the list API. Every task id the journal has ever
+held is kept in ``tasks``, so reconciliation never claims a task twice. Uploads (``oss://``
+URLs with their expiry) and detection results are cached by content digest.
+
+sqlite3 is blocking: every statement runs in a worker thread, one at a time, in WAL mode.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import anyio.to_thread
+
+__all__ = ["JobRecord", "Journal", "JournalError", "State"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    key TEXT PRIMARY KEY,
+    label TEXT NOT NULL,
+    model TEXT NOT NULL,
+    output TEXT NOT NULL,
+    state TEXT NOT NULL,
+    task_id TEXT,
+    intent_at REAL,
+    face_bbox TEXT,
+    ext_bbox TEXT,
+    video_url TEXT,
+    url_expires_at REAL,
+    video_duration REAL,
+    size INTEGER,
+    code TEXT,
+    error TEXT,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_task ON jobs (task_id);
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    model TEXT NOT NULL,
+    claimed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS uploads (
+    digest TEXT NOT NULL,
+    model TEXT NOT NULL,
+    url TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (digest, model)
+);
+CREATE TABLE IF NOT EXISTS detections (
+    digest TEXT NOT NULL,
+    model TEXT NOT NULL,
+    ratio TEXT NOT NULL,
+    passed INTEGER NOT NULL,
+    face_bbox TEXT,
+    ext_bbox TEXT,
+    code TEXT,
+    message TEXT,
+    PRIMARY KEY (digest, model, ratio)
+);
+"""
+
+
+class JournalError(RuntimeError):
+    """The journal file cannot be used (newer schema, not a journal, locked, corrupt)."""
+
+
+class State:
+    """Journal states of a job."""
+
+    NEW = "new"
+    SUBMITTING = "submitting"  # intent written; the submit's outcome is not known
+    SUBMITTED = "submitted"  # a task id is known; PENDING or RUNNING
+    SUCCEEDED = "succeeded"  # the video URL is known; not yet on disk
+    DOWNLOADED = "downloaded"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    INVALID = "invalid"
+
+    LIVE = frozenset({SUBMITTING, SUBMITTED, SUCCEEDED})
+    FINAL = frozenset({DOWNLOADED, FAILED, EXPIRED, INVALID})
+
+
+BBox = tuple[int, int, int, int]
+
+
+@dataclass(slots=True)
+class JobRecord:
+    """One job's row in the journal."""
+
+    key: str
+    label: str
+    model: str
+    output: str
+    state: str
+    task_id: str | None = None
+    intent_at: float | None = None
+    face_bbox: BBox | None = None
+    ext_bbox: BBox | None = None
+    video_url: str | None = None
+    url_expires_at: float | None = None
+    video_duration: float | None = None
+    size: int | None = None
+    code: str | None = None
+    error: str | None = None
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CachedDetection:
+    """A detection answer kept by image digest, model and ratio."""
+
+    passed: bool
+    face_bbox: BBox | None
+    ext_bbox: BBox | None
+    code: str | None
+    message: str | None
+
+
+_COLUMNS = tuple(f.name for f in fields(JobRecord))
+_BOX_COLUMNS = ("face_bbox", "ext_bbox")
+
+
+def _box_out(value: BBox | None) -> str | None:
+    return None if value is None else json.dumps(list(value))
+
+
+def _box_in(value: str | None) -> BBox | None:
+    if value is None:
+        return None
+    a, b, c, d = json.loads(value)
+    return (int(a), int(b), int(c), int(d))
+
+
+def _record(row: sqlite3.Row) -> JobRecord:
+    data = {name: row[name] for name in _COLUMNS}
+    for name in _BOX_COLUMNS:
+        data[name] = _box_in(data[name])
+    return JobRecord(**data)
+
+
+class Journal:
+    """Durable batch state in a SQLite file; use as ``async with Journal(path) as journal``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        self._limiter = anyio.CapacityLimiter(1)
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Open (creating if needed) the journal file and check its schema version."""
+        self._conn = await anyio.to_thread.run_sync(self._connect, limiter=self._limiter)
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise JournalError(
+                    f"journal {self.path} has schema version {version}, newer than this "
+                    f"emoclient's {SCHEMA_VERSION}; upgrade emoclient or use another --out folder"
+                )
+            conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise JournalError(
+                f"cannot use {self.path} as a journal ({exc}); move it away to start afresh"
+            ) from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def close(self) -> None:
+        """Close the file; later calls fail."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await anyio.to_thread.run_sync(conn.close, limiter=self._limiter)
+
+    async def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        conn = self._conn
+        if conn is None:
+            raise JournalError(f"journal {self.path} is not open")
+
+        def execute() -> list[sqlite3.Row]:
+            return conn.execute(sql, params).fetchall()
+
+        try:
+            return await anyio.to_thread.run_sync(execute, limiter=self._limiter)
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {self.path}: {exc}") from exc
+
+    # --- jobs -------------------------------------------------------------------------
+
+    async def get(self, key: str) -> JobRecord | None:
+        """The job's row, or None when the journal has never seen the job."""
+        rows = await self._run("SELECT * FROM jobs WHERE key = ?", (key,))
+        return _record(rows[0]) if rows else None
+
+    async def add(self, record: JobRecord) -> JobRecord:
+        """Insert ``record`` unless its key exists; return the row as stored."""
+        record.updated_at = time.time()
+        values = tuple(
+            _box_out(getattr(record, n)) if n in _BOX_COLUMNS else getattr(record, n)
+            for n in _COLUMNS
+        )
+        marks = ", ".join("?" * len(_COLUMNS))
+        await self._run(
+            f"INSERT OR IGNORE INTO jobs ({', '.join(_COLUMNS)}) VALUES ({marks})", values
+        )
+        stored = await self.get(record.key)
+        assert stored is not None
+        return stored
+
+    async def update(self, key: str, **changes: Any) -> None:
+        """Set the given columns of a job's row."""
+        unknown = set(changes) - set(_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown journal columns {sorted(unknown)}")
+        changes["updated_at"] = time.time()
+        for name in _BOX_COLUMNS:
+            if name in changes:
+                changes[name] = _box_out(changes[name])
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        await self._run(f"UPDATE jobs SET {assignments} WHERE key = ?", (*changes.values(), key))
+
+    async def record_intent(self, key: str, *, at: float) -> None:
+        """Write, durably, that a submit of this job is about to be sent."""
+        await self.update(key, state=State.SUBMITTING, intent_at=at, task_id=None)
+
+    async def record_submitted(self, key: str, *, task_id: str, model: str) -> None:
+        """Store the task id of a job and claim it, in one transaction."""
+        now = time.time()
+        await self._transaction(
+            [
+                (
+                    "INSERT OR IGNORE INTO tasks (task_id, key, model, claimed_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (task_id, key, model, now),
+                ),
+                (
+                    "UPDATE jobs SET state = ?, task_id = ?, code = NULL, error = NULL,"
+                    " updated_at = ? WHERE key = ?",
+                    (State.SUBMITTED, task_id, now, key),
+                ),
+            ]
+        )
+
+    async def _transaction(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        conn = self._conn
+        if conn is None:
+            raise JournalError(f"journal {self.path} is not open")
+
+        def execute() -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                for sql, params in statements:
+                    conn.execute(sql, params)
+
+        try:
+            await anyio.to_thread.run_sync(execute, limiter=self._limiter)
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {self.path}: {exc}") from exc
+
+    async def claimed_tasks(self, model: str) -> set[str]:
+        """Every task id of ``model`` that some job of this journal has held."""
+        rows = await self._run("SELECT task_id FROM tasks WHERE model = ?", (model,))
+        return {row["task_id"] for row in rows}
+
+    async def in_state(self, *states: str) -> list[JobRecord]:
+        """The rows in any of ``states``."""
+        marks = ", ".join("?" * len(states))
+        rows = await self._run(f"SELECT * FROM jobs WHERE state IN ({marks})", states)
+        return [_record(row) for row in rows]
+
+    async def counts(self) -> dict[str, int]:
+        """Number of rows per state."""
+        rows = await self._run("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+        return {row["state"]: row["n"] for row in rows}
+
+    # --- caches -----------------------------------------------------------------------
+
+    async def get_upload(self, digest: str, model: str, *, valid_after: float) -> str | None:
+        """A cached ``oss://`` URL of this content for ``model`` still valid at ``valid_after``."""
+        rows = await self._run(
+            "SELECT url FROM uploads WHERE digest = ? AND model = ? AND expires_at > ?",
+            (digest, model, valid_after),
+        )
+        return str(rows[0]["url"]) if rows else None
+
+    async def put_upload(self, digest: str, model: str, *, url: str, expires_at: float) -> None:
+        """Remember an upload of this content for ``model``."""
+        await self._run(
+            "INSERT OR REPLACE INTO uploads (digest, model, url, expires_at) VALUES (?, ?, ?, ?)",
+            (digest, model, url, expires_at),
+        )
+
+    async def get_detection(self, digest: str, model: str, ratio: str) -> CachedDetection | None:
+        """A cached detection answer for this image content, model and ratio."""
+        rows = await self._run(
+            "SELECT * FROM detections WHERE digest = ? AND model = ? AND ratio = ?",
+            (digest, model, ratio),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return CachedDetection(
+            passed=bool(row["passed"]),
+            face_bbox=_box_in(row["face_bbox"]),
+            ext_bbox=_box_in(row["ext_bbox"]),
+            code=row["code"],
+            message=row["message"],
+        )
+
+    async def put_detection(
+        self, digest: str, model: str, ratio: str, detection: CachedDetection
+    ) -> None:
+        """Remember a detection answer (billed per call, so never asked twice)."""
+        await self._run(
+            "INSERT OR REPLACE INTO detections VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                digest,
+                model,
+                ratio,
+                int(detection.passed),
+                _box_out(detection.face_bbox),
+                _box_out(detection.ext_bbox),
+                detection.code,
+                detection.message,
+            ),
+        )
