@@ -72,10 +72,11 @@ def make_portrait(
 
     One person by default (shoulders, a skin-toned face with eyes, mouth and hair);
     ``persons=2`` draws two people side by side, ``persons=0`` a landscape with nobody in it.
-    ``brightness`` scales every pixel (below ~0.2 the emulator finds the image too dark).
-    ``face_scale`` scales the person (very small or very large faces fail the body
-    proportion check). ``fmt`` is one of png, jpeg/jpg, bmp, webp. ``fail`` embeds a marker
-    that makes the emulator's detector fail with that code, e.g. ``"InvalidFile.FacePose"``.
+    ``brightness`` scales every pixel: at 0.15 or less the emulator finds the image too dark
+    (``InvalidFile.Value``), from 0.3 up it still finds the face. ``face_scale`` scales the
+    person: 0.2 or less, or 2.0 or more, fails the body proportion check. ``fmt`` is one of
+    png, jpeg/jpg, bmp, webp. ``fail`` embeds a marker that makes the emulator's detector
+    fail with that code, e.g. ``"InvalidFile.FacePose"``.
     """
     data = portrait_bytes(
         width=width,
