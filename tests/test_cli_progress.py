@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from emoclient._cli._progress import Failure, ProgressView, render_failures, render_summary
+from emoclient._events import (
+    BatchFinished,
+    JobDownloaded,
+    JobFailed,
+    JobPreflightFailed,
+    JobQueued,
+    JobStarted,
+    JobSubmitted,
+    JobSucceeded,
+)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _run_three_jobs(view: ProgressView, clock: FakeClock) -> None:
+    for key in ("a", "b", "c"):
+        view(JobQueued(label=f"row {key}", key=key))
+    view.problem("row 9", "image", "missing; give the portrait's path or URL")
+    view(JobSubmitted(label="row a", key="a", task_id="t-a"))
+    view(JobSubmitted(label="row b", key="b", task_id="t-b"))
+    view(JobStarted(label="row a", key="a", task_id="t-a"))
+    clock.now = 60.0
+    view(JobSucceeded(label="row a", key="a", task_id="t-a", video_duration=4.5))
+    view(JobDownloaded(label="row a", key="a", task_id="t-a", path=Path("out/a.mp4"), size=10))
+    view(JobFailed(label="row c", key="c", code="InvalidFile.FacePose", message="turn the face"))
+
+
+def test_status_line_counts_states_and_estimates_eta() -> None:
+    clock = FakeClock()
+    err = io.StringIO()
+    view = ProgressView(total=4, mode="tty", err=err, clock=clock)
+    _run_three_jobs(view, clock)
+    line = view.status_line(width=200)
+    assert line.startswith("[")
+    assert "3/4" in line  # done + failed + invalid of 4
+    assert "1 pending" in line
+    assert "1 failed" in line
+    assert "1 invalid" in line
+    assert "1.0 videos/min" in line  # one video in the minute since the first submit
+    assert "ETA 1m00s" in line  # one job left at one per minute
+    assert view.counts["done"] == 1
+
+
+def test_tty_redraws_at_most_once_per_interval() -> None:
+    clock = FakeClock()
+    err = io.StringIO()
+    view = ProgressView(total=3, mode="tty", err=err, clock=clock, interval=0.2)
+    for key in ("a", "b", "c"):
+        view(JobQueued(label=key, key=key))  # three events within one interval
+    assert err.getvalue().count("\r") == 1
+    clock.now = 0.5
+    view(JobSubmitted(label="a", key="a", task_id="t"))
+    assert err.getvalue().count("\r") == 2
+    view.close()
+    assert err.getvalue().endswith("\n")
+
+
+def test_plain_mode_writes_one_line_per_event() -> None:
+    clock = FakeClock()
+    err = io.StringIO()
+    view = ProgressView(total=4, mode="plain", err=err, clock=clock)
+    _run_three_jobs(view, clock)
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 10
+    assert "\x1b" not in err.getvalue()
+    assert any("row a: downloaded: out/a.mp4" in line for line in lines)
+    assert any("row c: FAILED InvalidFile.FacePose: turn the face" in line for line in lines)
+    assert "[1/4] row 9, image: missing" in lines[3]
+
+
+def test_json_mode_writes_parseable_events_on_stdout() -> None:
+    clock = FakeClock()
+    out, err = io.StringIO(), io.StringIO()
+    view = ProgressView(total=4, mode="json", out=out, err=err, clock=clock)
+    _run_three_jobs(view, clock)
+    view(
+        BatchFinished(
+            counts={"succeeded": 1, "failed": 1},
+            billed_seconds=4.5,
+            estimated_cost_cny=0.36,
+            elapsed=60.0,
+        )
+    )
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [e["event"] for e in events] == [
+        "queued",
+        "queued",
+        "queued",
+        "manifest_problem",
+        "submitted",
+        "submitted",
+        "started",
+        "succeeded",
+        "downloaded",
+        "failed",
+        "batch_finished",
+    ]
+    assert events[3] == {
+        "event": "manifest_problem",
+        "label": "row 9",
+        "field": "image",
+        "message": "missing; give the portrait's path or URL",
+    }
+    assert events[4]["task_id"] == "t-a"
+    assert err.getvalue() == ""
+
+
+def test_preflight_failure_counts_as_invalid() -> None:
+    view = ProgressView(total=1, mode="plain", err=io.StringIO(), clock=FakeClock())
+    view(JobPreflightFailed(label="row 2", key="k", problems=("image: too small",)))
+    assert view.counts["invalid"] == 1
+    assert view.eta() == 0.0
+
+
+def test_failure_table_and_summary() -> None:
+    failures = [
+        Failure("row 3", "failed", "InvalidFile.FacePose", "the face is turned away"),
+        Failure("row 12", "invalid", None, "image: missing"),
+    ]
+    table = render_failures(failures).splitlines()
+    assert table[0].split() == ["job", "status", "code", "what", "happened"]
+    assert table[1].startswith("row 3   failed   InvalidFile.FacePose  the face")
+    assert table[2].startswith("row 12  invalid  -")
+    assert render_failures([]) == ""
+    assert "and 1 more" in render_failures(failures, limit=1)
+    summary = render_summary(
+        {"succeeded": 28, "failed": 2}, billed_seconds=412.25, estimated_cost_cny=33.98, elapsed=192
+    )
+    assert summary == (
+        "30 jobs: 28 succeeded, 2 failed · 412.2 s of video billed"
+        " · estimated cost CNY 33.98 · took 3m12s"
+    )
