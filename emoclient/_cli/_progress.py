@@ -62,14 +62,11 @@ _STATE_OF: dict[type[JobEvent], str] = {
 }
 # Journal states a resumed job can stand in, mapped to what the bar shows.
 _RESUMED_STATE = {
-    "uploaded": "preparing",
-    "detected": "preparing",
-    "intent": "pending",
+    "new": "queued",
+    "submitting": "pending",
     "submitted": "pending",
-    "pending": "pending",
-    "running": "running",
     "succeeded": "downloading",
-    "downloaded": "done",
+    "downloaded": "downloading",  # JobDownloaded(skipped=True) follows once the file is checked
 }
 
 
@@ -139,6 +136,10 @@ class ProgressView:
             self._print(f"{stamp} {self._fraction()} {label}, {field}: {message}")
         else:
             self._print(f"{label}, {field}: {message}")
+
+    def note(self, text: str) -> None:
+        """Show a message to the person at the terminal (stderr, in every mode)."""
+        self._print(text)
 
     def _track(self, event: JobEvent) -> None:
         if isinstance(event, JobResumed):
