@@ -1,0 +1,322 @@
+"""``emoclient batch MANIFEST --out DIR``: render every row of a manifest, resumably.
+
+Connection settings come from ``DASHSCOPE_API_KEY`` and ``DASHSCOPE_HTTP_BASE_URL``. The
+journal in the output folder makes a rerun of the same command resume: nothing is submitted
+twice and finished videos are not fetched again. Ctrl-C (or SIGTERM) stops cleanly; a second
+Ctrl-C quits at once (the journal stays consistent either way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+
+from emoclient._cli._progress import Failure, Mode, ProgressView, render_failures, render_summary
+from emoclient._jobs import EmoJob, Job
+from emoclient._manifest import ManifestError, ManifestJob, ManifestProblem, aread_manifest
+from emoclient._manifest import read_manifest as _read_manifest
+from emoclient._preflight import Problem, plan_batch
+
+__all__ = ["BatchOptions", "register", "run_batch"]
+
+# Shell convention: 128 + the signal's number.
+_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+_FAILURE_LIMIT = 200
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``batch`` sub-command."""
+    parser = subparsers.add_parser(
+        "batch",
+        help="render every row of a CSV/JSONL manifest into videos (resumable)",
+        description=(
+            "Render every row of MANIFEST (CSV with a header row, or JSONL) into DIR. Columns: "
+            "image, audio (EMO) or driven_id (Emoji), and optional style_level, ratio, output, "
+            "face_bbox, ext_bbox. Paths are relative to the manifest's folder. Uses "
+            "DASHSCOPE_API_KEY and DASHSCOPE_HTTP_BASE_URL. Rerun the same command to resume."
+        ),
+    )
+    parser.add_argument("manifest", type=Path, metavar="MANIFEST")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="check the rows and print the plan and its cost"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="write one JSON event per line on stdout"
+    )
+    parser.add_argument(
+        "--window",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="tasks in flight per account: the running one plus N-1 queued (default 2)",
+    )
+    parser.add_argument(
+        "--journal", type=Path, default=None, metavar="PATH", help="default: DIR/<journal>"
+    )
+    parser.set_defaults(func=main)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+@dataclass(slots=True)
+class BatchOptions:
+    """What to run and how; ``api_key``/``base_url`` None means the environment's."""
+
+    manifest: Path
+    out: Path
+    window: int | None = None
+    journal: Path | None = None
+    json: bool = False
+    api_key: str | None = None
+    base_url: str | None = None
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+    out_stream: TextIO = field(default_factory=lambda: sys.stdout)
+
+    @property
+    def mode(self) -> Mode:
+        if self.json:
+            return "json"
+        return "tty" if self.err.isatty() else "plain"
+
+
+def main(args: argparse.Namespace) -> int:
+    """Entry point of ``emoclient batch``."""
+    options = BatchOptions(
+        manifest=args.manifest,
+        out=args.out,
+        window=args.window,
+        journal=args.journal,
+        json=args.json,
+    )
+    try:
+        if args.dry_run:
+            return anyio.run(dry_run, options)
+        return anyio.run(run_batch, options)
+    except ManifestError as exc:
+        print(f"emoclient batch: {exc}", file=sys.stderr)
+        return 2
+
+
+# -- dry run ----------------------------------------------------------------------------------
+
+
+async def dry_run(options: BatchOptions) -> int:
+    """Print the plan of a manifest (jobs, problems, billed seconds, cost); submit nothing."""
+    jobs: list[ManifestJob] = []
+    problems: list[ManifestProblem] = []
+    async for entry in aread_manifest(options.manifest):
+        (jobs if isinstance(entry, ManifestJob) else problems).append(entry)  # type: ignore[arg-type]
+    plan = await plan_batch(entry.job for entry in jobs)
+    rejected = {problem.job_label for problem in plan.problems}
+    ready = [entry.job for entry in jobs if entry.job.display_label not in rejected]
+    all_problems: list[ManifestProblem | Problem] = [*problems, *plan.problems]
+    all_problems.sort(key=_row_of)
+    summary = {
+        "event": "plan",
+        "jobs": len(ready),
+        "emo_jobs": sum(isinstance(job, EmoJob) for job in ready),
+        "invalid_rows": len({p.row for p in problems} | rejected),
+        "problems": [str(problem) for problem in all_problems],
+        "billed_seconds": round(plan.billed_seconds, 3),
+        "estimated_cost_cny": plan.estimated_cost_cny,
+        "detect_calls": plan.detect_calls,
+        "unknown_length": plan.unknown_length,
+    }
+    out = options.out_stream
+    if options.json:
+        out.write(json.dumps(summary, ensure_ascii=False) + "\n")
+    else:
+        out.write(_plan_text(options.manifest, ready, summary) + "\n")
+    return 1 if all_problems else 0
+
+
+def _row_of(problem: ManifestProblem | Problem) -> int:
+    label = problem.label if isinstance(problem, ManifestProblem) else problem.job_label
+    number = label.removeprefix("row ")
+    return int(number) if number.isdigit() else 0
+
+
+def _plan_text(manifest: Path, jobs: list[Job], summary: Mapping[str, Any]) -> str:
+    emo = summary["emo_jobs"]
+    lines = [
+        f"Plan for {manifest}: {len(jobs)} video(s) to render ({emo} EMO, {len(jobs) - emo} "
+        f"Emoji), {summary['invalid_rows']} row(s) with problems"
+    ]
+    lines += [f"  {_describe_job(job)}" for job in jobs[:100]]
+    if len(jobs) > 100:
+        lines.append(f"  ... and {len(jobs) - 100} more")
+    problems = summary["problems"]
+    if problems:
+        lines.append("Problems (these rows will not be rendered):")
+        lines += [f"  {problem}" for problem in problems]
+    unknown = summary["unknown_length"]
+    lines.append(
+        f"Billed: {summary['billed_seconds']:.1f} s of video"
+        + (f" (+ {unknown} job(s) with remote audio of unknown length)" if unknown else "")
+        + f", {summary['detect_calls']} detection call(s);"
+        f" estimated cost CNY {summary['estimated_cost_cny']:.2f}"
+    )
+    lines.append("Dry run: nothing was submitted.")
+    return "\n".join(lines)
+
+
+def _describe_job(job: Job) -> str:
+    if isinstance(job, EmoJob):
+        what = f"emo-v1   {_name(job.image)} + {_name(job.audio)} ({job.ratio}, {job.style_level})"
+    else:
+        what = f"emoji-v1 {_name(job.image)} + {job.driven_id}"
+    return f"{job.display_label:<8} {what} -> {job.output or '(automatic name)'}"
+
+
+def _name(source: str | Path) -> str:
+    return source if isinstance(source, str) else source.name
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Outcome:
+    failures: list[Failure] = field(default_factory=list)
+    invalid_rows: set[int] = field(default_factory=set)
+    failure_count: int = 0
+    stopped_by: int | None = None
+
+    def fail(self, failure: Failure) -> None:
+        self.failure_count += 1
+        if len(self.failures) < _FAILURE_LIMIT:
+            self.failures.append(failure)
+
+
+async def run_batch(options: BatchOptions) -> int:
+    """Run a manifest to completion (or until stopped) and print the report; the exit code."""
+    from emoclient._batch import Batch
+    from emoclient._client import EmoClient
+    from emoclient._exceptions import MissingAPIKeyError
+
+    total = await anyio.to_thread.run_sync(_count_rows, options.manifest)
+    view = ProgressView(total=total, mode=options.mode, err=options.err, out=options.out_stream)
+    outcome = _Outcome()
+    started = time.monotonic()
+    try:
+        client = EmoClient(api_key=options.api_key, base_url=options.base_url)
+    except MissingAPIKeyError as exc:
+        options.err.write(f"emoclient batch: {exc}\n")
+        return 2
+    kwargs: dict[str, Any] = {"journal": options.journal, "on_event": view}
+    if options.window is not None:
+        kwargs["window"] = options.window
+    async with client, Batch(client, out_dir=options.out, **kwargs) as batch:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, batch, view, outcome, tg.cancel_scope)
+            if view.mode == "tty":
+                tg.start_soon(_tick, view)
+            async for result in batch.run(_jobs(options.manifest, view, outcome)):
+                if result.status != "succeeded":
+                    outcome.fail(_failure(result))
+            tg.cancel_scope.cancel()
+        summary = batch.summary
+    view.close()
+    _report(options, batch_summary=summary, outcome=outcome, elapsed=time.monotonic() - started)
+    if outcome.stopped_by is not None:
+        return _EXIT_CODES.get(signal.Signals(outcome.stopped_by), 130)
+    return 1 if outcome.failure_count else 0
+
+
+def _count_rows(manifest: Path) -> int:
+    rows: set[int] = set()
+    jobs = 0
+    for entry in _read_manifest(manifest):
+        if isinstance(entry, ManifestJob):
+            jobs += 1
+        else:
+            rows.add(entry.row)
+    return jobs + len(rows)
+
+
+async def _jobs(manifest: Path, view: ProgressView, outcome: _Outcome) -> AsyncIterator[Job]:
+    async for entry in aread_manifest(manifest):
+        if isinstance(entry, ManifestJob):
+            yield entry.job
+            continue
+        view.problem(entry.label, entry.field, entry.message)
+        if entry.row not in outcome.invalid_rows:
+            outcome.invalid_rows.add(entry.row)
+        outcome.fail(Failure(entry.label, "invalid", None, f"{entry.field}: {entry.message}"))
+
+
+def _failure(result: Any) -> Failure:
+    label = result.job.display_label
+    message = result.error or result.status
+    return Failure(label, result.status, result.code, message)
+
+
+async def _watch_signals(
+    batch: Any, view: ProgressView, outcome: _Outcome, scope: anyio.CancelScope
+) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if outcome.stopped_by is not None:
+                view.note("Stopping at once; rerun the same command to resume.")
+                scope.cancel()
+                return
+            outcome.stopped_by = signum
+            view.note(
+                "Stopping: no new tasks are submitted, PENDING tasks are being cancelled and "
+                "finished videos are still downloaded (press Ctrl-C again to quit at once)."
+            )
+            batch.stop()
+
+
+async def _tick(view: ProgressView) -> None:
+    while True:
+        # Time passes between events too; the ETA and the rate must keep moving.
+        await anyio.sleep(0.5)
+        view.refresh()
+
+
+def _report(
+    options: BatchOptions, *, batch_summary: Any, outcome: _Outcome, elapsed: float
+) -> None:
+    err = options.err
+    counts = dict(getattr(batch_summary, "counts", {}) or {})
+    if outcome.invalid_rows:
+        counts["invalid"] = counts.get("invalid", 0) + len(outcome.invalid_rows)
+    table = render_failures(outcome.failures)
+    if table:
+        err.write(f"\n{outcome.failure_count} job(s) did not produce a video:\n{table}\n")
+        if outcome.failure_count > len(outcome.failures):
+            err.write(f"... and {outcome.failure_count - len(outcome.failures)} more\n")
+    err.write(
+        render_summary(
+            counts,
+            billed_seconds=float(getattr(batch_summary, "billed_seconds", 0.0)),
+            estimated_cost_cny=float(getattr(batch_summary, "estimated_cost_cny", 0.0)),
+            elapsed=elapsed,
+        )
+        + "\n"
+    )
+    if outcome.stopped_by is not None:
+        err.write(
+            "Stopped before the end: PENDING tasks were cancelled (not billed) and finished "
+            "videos were kept. Run the same command again to resume.\n"
+        )
+    err.write(f"Videos are in {options.out.resolve()}\n")
+    err.flush()
