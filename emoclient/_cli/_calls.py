@@ -1,0 +1,170 @@
+"""Single-call commands: detect, submit, status, wait, cancel, download, upload.
+
+Each prints one JSON object on stdout. Errors print ``{"error": ..., "message": ...}`` on
+stderr and exit 1. Connection settings come from ``DASHSCOPE_API_KEY`` and
+``DASHSCOPE_HTTP_BASE_URL`` (or ``--base-url``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from pydantic import BaseModel
+
+from emoclient._client import EmoClient
+from emoclient._exceptions import EmoError
+from emoclient._models import DrivenId, Model, Ratio, StyleLevel
+
+__all__ = ["register"]
+
+Action = Callable[[EmoClient, argparse.Namespace], Awaitable[Any]]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the single-call sub-commands."""
+    _add_detect(subparsers)
+    _add_submit(subparsers)
+    for name, helptext, action in (
+        ("status", "print a task's state", _status),
+        ("wait", "wait until a task finishes and print it", _wait),
+        ("cancel", "cancel a PENDING task", _cancel),
+    ):
+        p = _parser(subparsers, name, helptext, action)
+        p.add_argument("task_id", metavar="TASK_ID")
+        if name == "wait":
+            p.add_argument("--timeout", type=float, default=1800.0, help="seconds (1800)")
+    p = _parser(subparsers, "download", "save a result video atomically", _download)
+    p.add_argument("url", metavar="URL")
+    p.add_argument("path", type=Path, metavar="PATH")
+    p = _parser(subparsers, "upload", "put a local file into temporary storage (48 h)", _upload)
+    p.add_argument("path", type=Path, metavar="PATH")
+    p.add_argument("--model", required=True, choices=[m.value for m in Model])
+
+
+def _parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    helptext: str,
+    action: Action,
+) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(name, help=helptext, description=helptext)
+    parser.add_argument("--base-url", default=None, help="default: $DASHSCOPE_HTTP_BASE_URL")
+    parser.add_argument("--workspace", default=None, help="X-DashScope-WorkSpace id")
+    parser.set_defaults(func=lambda args: _run(action, args))
+    return parser
+
+
+def _add_detect(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = _parser(subparsers, "detect", "check a portrait with emo-detect or emoji-detect", _detect)
+    p.add_argument("image", metavar="IMAGE", help="local path or URL")
+    p.add_argument("--model", choices=["emo", "emoji"], default="emo")
+    p.add_argument("--ratio", choices=[r.value for r in Ratio], default="1:1")
+
+
+def _add_submit(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = _parser(subparsers, "submit", "submit one task (detects first if no boxes)", _submit)
+    p.add_argument("model", choices=["emo", "emoji"])
+    p.add_argument("image", metavar="IMAGE", help="local path or URL")
+    p.add_argument("audio", metavar="AUDIO", nargs="?", help="emo: local path or URL")
+    p.add_argument("--driven-id", choices=[d.value for d in DrivenId], help="emoji template")
+    p.add_argument("--style-level", choices=[s.value for s in StyleLevel], default="normal")
+    p.add_argument("--ratio", choices=[r.value for r in Ratio], default="1:1")
+    p.add_argument("--face-bbox", type=_bbox, help="x1,y1,x2,y2 (skips detection with --ext-bbox)")
+    p.add_argument("--ext-bbox", type=_bbox, help="x1,y1,x2,y2")
+
+
+def _bbox(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"expected x1,y1,x2,y2 integers, got {text!r}")
+    return values
+
+
+def _run(action: Action, args: argparse.Namespace) -> int:
+    async def main() -> Any:
+        async with EmoClient(base_url=args.base_url, workspace=args.workspace) as client:
+            return await action(client, args)
+
+    try:
+        result = anyio.run(main)
+    except (EmoError, ValueError) as exc:
+        error = {"error": type(exc).__name__, "message": str(exc)}
+        print(json.dumps(error), file=sys.stderr)
+        return 1
+    print(json.dumps(_jsonable(result), indent=2))
+    return 0
+
+
+def _jsonable(result: Any) -> Any:
+    if isinstance(result, BaseModel):
+        return result.model_dump(mode="json")
+    if isinstance(result, Path):
+        return {"path": str(result)}
+    return result
+
+
+async def _detect(client: EmoClient, args: argparse.Namespace) -> Any:
+    if args.model == "emoji":
+        url = await client.resolve_input(args.image, model=Model.EMOJI_DETECT)
+        return await client.detect_emoji(url)
+    url = await client.resolve_input(args.image, model=Model.EMO_DETECT)
+    return await client.detect_emo(url, ratio=args.ratio)
+
+
+async def _boxes(client: EmoClient, args: argparse.Namespace) -> tuple[list[int], list[int]]:
+    if args.face_bbox and args.ext_bbox:
+        return args.face_bbox, args.ext_bbox
+    detection = await _detect(client, args)
+    if not detection.passed:
+        raise ValueError(
+            f"{args.image} did not pass detection: {detection.code}: {detection.message}"
+        )
+    return list(detection.face_bbox), list(detection.ext_bbox)
+
+
+async def _submit(client: EmoClient, args: argparse.Namespace) -> Any:
+    face, ext = await _boxes(client, args)
+    if args.model == "emoji":
+        if not args.driven_id:
+            raise ValueError("submit emoji needs --driven-id (one of the 20 templates)")
+        image = await client.resolve_input(args.image, model=Model.EMOJI)
+        return await client.submit_emoji(
+            image, driven_id=args.driven_id, face_bbox=face, ext_bbox=ext
+        )
+    if not args.audio:
+        raise ValueError("submit emo needs AUDIO (a wav/mp3 path or URL)")
+    image = await client.resolve_input(args.image, model=Model.EMO)
+    audio = await client.resolve_input(args.audio, model=Model.EMO)
+    return await client.submit_emo(
+        image, audio, face_bbox=face, ext_bbox=ext, style_level=args.style_level
+    )
+
+
+async def _status(client: EmoClient, args: argparse.Namespace) -> Any:
+    return await client.get_task(args.task_id)
+
+
+async def _wait(client: EmoClient, args: argparse.Namespace) -> Any:
+    return await client.wait(args.task_id, timeout=args.timeout)
+
+
+async def _cancel(client: EmoClient, args: argparse.Namespace) -> Any:
+    await client.cancel(args.task_id)
+    return {"task_id": args.task_id, "canceled": True}
+
+
+async def _download(client: EmoClient, args: argparse.Namespace) -> Any:
+    return await client.download(args.url, args.path)
+
+
+async def _upload(client: EmoClient, args: argparse.Namespace) -> Any:
+    return await client.upload(args.path, model=args.model)
