@@ -1,7 +1,8 @@
 """Saving a result video: stream to a temporary file beside the target, verify, rename.
 
 The video is never held in memory. A transfer that breaks is resumed with ``Range`` when the
-server answers 206; otherwise it starts over, a bounded number of times. Whatever happens, the
+server answers 206; otherwise it starts over. It gives up after a few attempts in a row that
+bring no new byte. Whatever happens, the
 target path either holds the complete file or is untouched.
 """
 
@@ -63,21 +64,22 @@ def _fsync_dir(directory: Path) -> None:
 async def _fetch_with_resume(
     transport: Transport, url: str, out: AsyncBufferedIOBase, *, max_restarts: int
 ) -> int:
-    written = 0
-    restarts = 0
+    # Give up only after ``max_restarts`` attempts in a row that brought no new byte.
+    held, stalled = 0, 0
     while True:
         try:
-            return await _fetch_once(transport, url, out, written=written)
+            return await _fetch_once(transport, url, out, written=held)
         except (_Broken, TransportError, aiohttp.ClientPayloadError) as exc:
-            if restarts >= max_restarts:
+            now_held = await out.tell()
+            stalled = 0 if now_held > held else stalled + 1
+            held = now_held
+            if stalled > max_restarts:
                 raise DownloadError(
-                    f"Download of {_redact(url)} broke {restarts + 1} times "
-                    f"({type(exc).__name__}); nothing was written to the target. Retry later, "
-                    "or query the task for a fresh video_url.",
+                    f"Download of {_redact(url)} kept breaking ({type(exc).__name__}) without "
+                    "progress; nothing was written to the target. Retry later, or query the "
+                    "task for a fresh video_url.",
                     url=url,
                 ) from exc
-            restarts += 1
-            written = await out.tell()
 
 
 async def _fetch_once(
