@@ -80,7 +80,7 @@ _EMOJI_FACE_POSE = (
 )
 
 _PIL_FORMATS: dict[str, ImageFormat] = {"JPEG": "jpeg", "PNG": "png", "BMP": "bmp", "WEBP": "webp"}
-_MARKER_RE = re.compile(re.escape(FAIL_MARKER) + rb"([A-Za-z][A-Za-z0-9_.]{0,63})")
+_MARKER_RE = re.compile(re.escape(FAIL_MARKER) + rb"([A-Za-z][A-Za-z0-9_.]{0,63});")
 _WORK_SIDE = 160  # pixels on the long side of the copy the heuristics look at
 
 

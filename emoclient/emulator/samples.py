@@ -4,7 +4,7 @@ Tests, the demo and the benchmarks need real image and audio files that the emul
 accepts (or rejects on purpose). Nothing here is bundled: every file is drawn from a seed,
 so the same arguments always give the same bytes.
 
-`make_portrait` can embed a marker (``emoclient-emulator:fail=<code>``) that the emulator's
+`make_portrait` can embed a marker (``emoclient-emulator:fail=<code>;``) that the emulator's
 face detector honours, so any documented detection failure can be provoked on demand.
 Pillow, numpy and (for MP3) PyAV are needed; they load only when a function is called.
 """
@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 __all__ = ["FAIL_MARKER", "SPEECH_SAMPLE_RATE", "make_portrait", "make_speech"]
 
 FAIL_MARKER = b"emoclient-emulator:fail="
-"""Prefix of the marker that makes the emulator's detector fail with the code that follows."""
+"""Prefix of the marker that makes the emulator's detector fail with the code that follows.
+
+The code ends at a ``;`` (binary bytes may follow the marker inside the file)."""
 
 SPEECH_SAMPLE_RATE = 16_000
 """Sample rate (Hz) of the audio that `make_speech` writes."""
@@ -246,7 +248,7 @@ def _draw_landscape(img: Image.Image, rng: random.Random) -> None:
 
 
 def _encode(img: Image.Image, pil_format: str, fail: str | None) -> bytes:
-    marker = FAIL_MARKER + fail.encode() if fail else None
+    marker = FAIL_MARKER + fail.encode() + b";" if fail else None
     options: dict[str, Any] = {}
     if pil_format == "PNG":
         options["compress_level"] = 1  # fast; these files are throwaway inputs
