@@ -2,8 +2,8 @@
 
 The video is never held in memory. A transfer that breaks is resumed with ``Range`` when the
 server answers 206; otherwise it starts over. It gives up after a few attempts in a row that
-bring no new byte. Whatever happens, the
-target path either holds the complete file or is untouched.
+bring no new byte. Whatever happens, the target path either holds the complete file or is
+untouched.
 """
 
 from __future__ import annotations
