@@ -1,8 +1,31 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 import pytest
+
+from emoclient.emulator import EmulatorConfig, RunningEmulator, serve
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def fast_config(**overrides: Any) -> EmulatorConfig:
+    """A fast emulator config for tests (see ``EmulatorConfig.fast``)."""
+    return EmulatorConfig.fast(**overrides)
+
+
+@pytest.fixture
+def emulator_config() -> EmulatorConfig:
+    """The config the ``emulator`` fixture uses; override this fixture to change it."""
+    return fast_config()
+
+
+@pytest.fixture
+async def emulator(emulator_config: EmulatorConfig) -> AsyncIterator[RunningEmulator]:
+    """A running emulator on 127.0.0.1 (random ports) with ``emulator_config``."""
+    async with serve(emulator_config) as running:
+        yield running

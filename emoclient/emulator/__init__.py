@@ -1,0 +1,22 @@
+"""A local emulator of the DashScope EMO/Emoji service, faithful on the wire.
+
+Start it in a test or a script with ``async with serve(config) as emulator:`` and point a
+client (or the official SDK) at ``emulator.base_url``; from a shell, ``emoclient emulator``.
+"""
+
+from ._app import create_app
+from ._clock import VirtualClock
+from ._config import EmulatorConfig, ErrorSpec, Faults
+from ._server import RunningEmulator, serve
+from ._state import account_label
+
+__all__ = [
+    "EmulatorConfig",
+    "ErrorSpec",
+    "Faults",
+    "RunningEmulator",
+    "VirtualClock",
+    "account_label",
+    "create_app",
+    "serve",
+]

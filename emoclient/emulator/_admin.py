@@ -1,0 +1,101 @@
+"""The emulator's own routes under ``/_emulator``: stats, clock, faults, reset, file hosting."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from ._errors import json_response
+from ._faults import updated_faults
+from ._keys import STATE
+from ._stats import stats_document
+
+
+def is_loopback(remote: str | None) -> bool:
+    """Whether a peer address is a loopback address (admin routes answer only to those)."""
+    if not remote:
+        return False
+    try:
+        return ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _admin_error(status: int, message: str) -> web.Response:
+    return json_response({"code": "EmulatorAdmin", "message": message}, status=status)
+
+
+@web.middleware
+async def loopback_only(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Refuse admin routes to any peer that is not on this machine."""
+    if request.path.startswith("/_emulator") and not is_loopback(request.remote):
+        return _admin_error(
+            403,
+            f"The emulator's admin routes answer only to loopback callers, not {request.remote}; "
+            "call them from the emulator's own host.",
+        )
+    result: web.StreamResponse = await handler(request)
+    return result
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.read() or b"{}")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="Send a JSON object as the request body.")
+    return body
+
+
+async def stats(request: web.Request) -> web.Response:
+    """``GET /_emulator/stats``."""
+    return json_response(stats_document(request.app[STATE]))
+
+
+async def advance_clock(request: web.Request) -> web.Response:
+    """``POST /_emulator/clock/advance {"seconds": N}``."""
+    body = await _json_object(request)
+    seconds = body.get("seconds")
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+        return _admin_error(400, 'Send {"seconds": N} with a number N >= 0 of virtual seconds.')
+    state = request.app[STATE]
+    state.advance_clock(float(seconds))
+    return json_response({"virtual_time": state.now()})
+
+
+async def set_faults(request: web.Request) -> web.Response:
+    """``POST /_emulator/faults {...}``: change some fault settings, keep the others."""
+    state = request.app[STATE]
+    try:
+        state.set_faults(updated_faults(state.faults, await _json_object(request)))
+    except ValidationError as exc:
+        return _admin_error(400, f"Invalid fault settings: {exc.errors(include_url=False)}")
+    return json_response(state.faults.model_dump())
+
+
+async def reset(request: web.Request) -> web.Response:
+    """``POST /_emulator/reset``: forget every account, task and upload."""
+    request.app[STATE].reset()
+    return json_response({"reset": True})
+
+
+async def host_file(request: web.Request) -> web.Response:
+    """``PUT /_emulator/files/{name}``: serve the body at a public http URL (for tests)."""
+    state = request.app[STATE]
+    name = request.match_info["name"]
+    state.public_files[name] = await request.read()
+    return json_response({"url": state.public_url(name, str(request.url.origin()))})
+
+
+def add_admin_routes(app: web.Application) -> None:
+    """Register the admin routes on ``app``."""
+    app.router.add_get("/_emulator/stats", stats, name="admin_stats")
+    app.router.add_post("/_emulator/clock/advance", advance_clock, name="admin_clock")
+    app.router.add_post("/_emulator/faults", set_faults, name="admin_faults")
+    app.router.add_post("/_emulator/reset", reset, name="admin_reset")
+    app.router.add_put("/_emulator/files/{name}", host_file, name="admin_files")

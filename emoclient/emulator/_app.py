@@ -1,0 +1,111 @@
+"""The aiohttp application of the service API (``/api/v1``) and its middleware."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from aiohttp import web
+
+from . import _errors as err
+from ._admin import add_admin_routes, loopback_only
+from ._api import detect, submit
+from ._api_tasks import cancel_task, get_task, list_tasks
+from ._config import EmulatorConfig
+from ._core import EmulatorState
+from ._driver import Driver
+from ._errors import ApiError
+from ._faults import drop_connection, injected_error, should_drop, should_drop_after
+from ._files import create_files_app
+from ._keys import ACCOUNT, STATE
+from ._state import Account, account_label
+from ._uploads_api import upload_policy
+
+API = "/api/v1"
+
+
+def authenticate(request: web.Request, state: EmulatorState) -> Account:
+    """The account of the request's ``Authorization: Bearer`` key, or 401 InvalidApiKey."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        raise ApiError.of(err.INVALID_API_KEY)
+    allowed = state.config.api_keys
+    if allowed is not None and key not in allowed:
+        raise ApiError.of(err.INVALID_API_KEY)
+    return state.account(account_label(key))
+
+
+@web.middleware
+async def service_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Auth, statistics, faults and rate limits in front of every service route."""
+    route = request.match_info.route.name
+    if route is None or route.startswith("admin"):
+        result: web.StreamResponse = await handler(request)
+        return result
+    state = request.app[STATE]
+    try:
+        return await _serve(request, handler, state, route)
+    except ApiError as exc:
+        return exc.response()
+
+
+async def _serve(
+    request: web.Request, handler: Any, state: EmulatorState, route: str
+) -> web.StreamResponse:
+    account = authenticate(request, state)
+    request[ACCOUNT] = account
+    counters = state.count(account, route)
+    faults = state.faults
+    if faults.latency > 0:
+        await anyio.sleep(faults.latency)
+    if should_drop(faults, route, state.rng):
+        return drop_connection(request)
+    limiter = state.limiter(account, route, request.query.get("model"))
+    if limiter is not None and not limiter.try_acquire(time.monotonic()):
+        counters.throttled += 1
+        raise ApiError.of(err.THROTTLED)
+    failure = injected_error(faults, route, state.rng)
+    if failure is not None:
+        raise ApiError.of(failure)
+    state.sync()
+    response: web.StreamResponse = await handler(request)
+    if should_drop_after(faults, route, state.rng):
+        return drop_connection(request)
+    return response
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(Driver(state).run)
+        yield
+        tg.cancel_scope.cancel()
+    await state.fetcher.close()
+    state.close()
+
+
+def create_app(config: EmulatorConfig | None = None) -> web.Application:
+    """The emulator's API application; serve it with ``serve()`` or ``web.run_app``.
+
+    Without ``serve()`` the fake OSS and result host is mounted under ``/_oss`` of the
+    same application; ``serve()`` puts it on a second listener instead.
+    """
+    state = EmulatorState(config or EmulatorConfig())
+    app = web.Application(middlewares=[loopback_only, service_middleware])
+    app[STATE] = state
+    router = app.router
+    images = f"{API}/services/aigc/image2video"
+    router.add_post(f"{images}/face-detect", detect, name="detect")
+    router.add_post(f"{images}/video-synthesis{{slash:/?}}", submit, name="submit")
+    router.add_get(f"{API}/tasks", list_tasks, name="task_list")
+    router.add_get(f"{API}/tasks/{{task_id}}", get_task, name="task_get")
+    router.add_post(f"{API}/tasks/{{task_id}}/cancel", cancel_task, name="task_cancel")
+    router.add_get(f"{API}/uploads", upload_policy, name="upload_policy")
+    add_admin_routes(app)
+    app.add_subapp("/_oss", create_files_app(state))
+    app.cleanup_ctx.append(_lifecycle)
+    return app

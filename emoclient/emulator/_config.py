@@ -1,0 +1,129 @@
+"""Configuration of the emulator: limits, lifetimes, processing times, [I] facts and faults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Route names used in the statistics, the fault settings and the rate limits.
+ROUTES = (
+    "detect",
+    "submit",
+    "task_get",
+    "task_list",
+    "task_cancel",
+    "upload_policy",
+    "oss_upload",
+    "result_download",
+)
+
+
+class ErrorSpec(BaseModel):
+    """One error answer: HTTP status, service code and message."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: int
+    code: str
+    message: str
+
+
+class Faults(BaseModel):
+    """Injected misbehaviour; changeable at run time through ``POST /_emulator/faults``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Probability that a request to a route answers 500 InternalError / 503 ModelUnavailable.
+    #: A float applies to every route, a mapping to the routes it names.
+    error_rate: float | dict[str, float] = 0.0
+    #: Probability that a request's connection is closed without any answer.
+    drop_rate: float | dict[str, float] = 0.0
+    #: Probability that a request takes effect but its answer is lost (connection closed).
+    drop_after_rate: float | dict[str, float] = 0.0
+    #: Real seconds added before every answer (admin routes excepted).
+    latency: float = 0.0
+    #: Probability that a task ends FAILED with an internal algorithm error.
+    task_failure_rate: float = 0.0
+    #: Probability that a task stays RUNNING forever (and keeps the slot).
+    stall_rate: float = 0.0
+    #: When set, a result download stops after this many body bytes and the connection closes.
+    download_cut_bytes: int | None = None
+    #: Seed of the random generator deciding which requests and tasks misbehave.
+    seed: int | None = None
+
+    def rate_for(
+        self, field: Literal["error_rate", "drop_rate", "drop_after_rate"], route: str
+    ) -> float:
+        """The probability set for ``route`` in ``field``."""
+        value = getattr(self, field)
+        if isinstance(value, dict):
+            return float(value.get(route, 0.0))
+        return float(value)
+
+
+def _default_rate_limits() -> dict[str, int]:
+    return {"submit": 5, "query": 20, "detect": 5, "upload_policy": 100}
+
+
+class EmulatorConfig(BaseModel):
+    """Everything the emulator can be told; the defaults follow API.md and DESIGN.md."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Accepted API keys; ``None`` accepts any non-empty key as its own account.
+    api_keys: frozenset[str] | None = None
+    #: Virtual seconds per real second. 0 freezes the clock (only ``advance`` moves it).
+    speed: float = Field(default=1.0, ge=0.0)
+    #: Requests per sliding real-time second, per account, by limit group.
+    rate_limits: dict[str, int] = Field(default_factory=_default_rate_limits)
+    #: Processing time of a task in virtual seconds: base + per_output_second * duration.
+    processing_base_seconds: float = 30.0
+    processing_per_output_second: float = 5.0
+    task_ttl_seconds: float = 24 * 3600.0
+    result_url_ttl_seconds: float = 24 * 3600.0
+    upload_ttl_seconds: float = 48 * 3600.0
+    upload_policy_ttl_seconds: int = 300
+    upload_max_file_size_mb: int = 1024
+    #: Which model an ``oss://`` file may be used with: exactly the one named at upload
+    #: (API.md §4), or its family (an emo-v1 upload also serves emo-detect-v1).
+    upload_model_binding: Literal["exact", "family"] = "exact"
+    #: Render real MP4 files (needs the ``emulator`` extra: PyAV and Pillow).
+    render: bool = True
+    #: Where rendered results and uploaded files are kept; a temporary directory when None.
+    data_dir: Path | None = None
+    #: Where content problems found after download (no face, pose, ...) surface:
+    #: "task" (a FAILED task, [I] default) or "submit" (a synchronous HTTP 400).
+    content_errors: Literal["task", "submit"] = "task"
+    image_max_bytes: int = 10 * 1024 * 1024
+    audio_max_bytes: int = 15 * 1024 * 1024
+    audio_max_seconds: float = 60.0
+    #: Real seconds allowed for downloading an input image or audio.
+    download_timeout: float = 30.0
+    # [I] facts of API.md, configurable because no source pins them.
+    sync_call_error: ErrorSpec = ErrorSpec(
+        status=403,
+        code="AccessDenied",
+        message="current user api does not support synchronous calls",
+    )
+    oss_without_resolve_error: ErrorSpec = ErrorSpec(
+        status=400, code="InvalidURL", message="Invalid URL provided in your request."
+    )
+    list_page_size_cap: int = 100
+    utc_offset_hours: float = 8.0
+    #: Extra fields of the cancel success body besides ``request_id``.
+    cancel_success_extra: dict[str, object] = Field(default_factory=dict)
+    faults: Faults = Field(default_factory=Faults)
+
+    @classmethod
+    def fast(cls, **overrides: Any) -> EmulatorConfig:
+        """A config for tests: virtual time 1000x faster and no MP4 rendering.
+
+        A 4-second EMO task takes 50 virtual seconds (30 + 5 per output second), 50 ms of
+        real time. Pass ``render=True`` for real H.264 results, ``speed=0`` to freeze the
+        clock (then only ``advance`` moves it), and any other field to override it.
+        """
+        settings: dict[str, Any] = {"speed": 1000.0, "render": False}
+        settings.update(overrides)
+        return cls(**settings)

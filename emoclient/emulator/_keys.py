@@ -1,0 +1,17 @@
+"""Keys under which the aiohttp applications and requests carry the emulator's objects."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ._core import EmulatorState
+from ._state import Account
+
+STATE = web.AppKey("emulator_state", EmulatorState)
+#: The authenticated account of a service request (a request key, set by the middleware).
+ACCOUNT = web.RequestKey("emulator_account", Account)
+
+
+def account_of(request: web.Request) -> Account:
+    """The account the middleware authenticated for ``request``."""
+    return request[ACCOUNT]

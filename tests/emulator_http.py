@@ -1,0 +1,130 @@
+"""Small HTTP helpers for the emulator tests: raw requests, raw JSON, masked ids."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from emoclient.emulator import RunningEmulator
+from emoclient.emulator.samples import portrait_bytes, speech_bytes
+
+DETECT = "/services/aigc/image2video/face-detect"
+SYNTHESIS = "/services/aigc/image2video/video-synthesis"
+ASYNC = {"X-DashScope-Async": "enable"}
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}$")
+
+
+@dataclass
+class Reply:
+    """A raw answer: status, headers and the JSON body (or None)."""
+
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+class Api:
+    """Raw calls to the emulator with one API key."""
+
+    def __init__(self, session: aiohttp.ClientSession, emulator: RunningEmulator, key: str):
+        self.session = session
+        self.emulator = emulator
+        self.key = key
+
+    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}", **(extra or {})}
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        data: bytes | None = None,
+    ) -> Reply:
+        async with self.session.request(
+            method,
+            self.emulator.base_url + path,
+            json=json,
+            data=data,
+            params=params,
+            headers=self.headers(headers),
+        ) as response:
+            text = await response.text()
+            body = await response.json(content_type=None) if text else None
+            return Reply(response.status, body, dict(response.headers))
+
+    async def detect(self, image_url: str, *, model: str = "emo-detect-v1", **kw: Any) -> Reply:
+        body: dict[str, Any] = {"model": model, "input": {"image_url": image_url}}
+        if kw:
+            body["parameters"] = kw
+        return await self.call("POST", DETECT, json=body)
+
+    async def submit(self, body: dict[str, Any], **headers: str) -> Reply:
+        return await self.call("POST", SYNTHESIS, json=body, headers={**ASYNC, **headers})
+
+    async def task(self, task_id: str) -> Reply:
+        return await self.call("GET", f"/tasks/{task_id}")
+
+
+def mask(value: Any) -> Any:
+    """``value`` with UUIDs and service time strings replaced by placeholders."""
+    if isinstance(value, dict):
+        return {k: mask(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask(v) for v in value]
+    if isinstance(value, str) and _UUID.match(value):
+        return "<uuid>"
+    if isinstance(value, str) and _TIME.match(value):
+        return "<time>"
+    return value
+
+
+_PORTRAIT = portrait_bytes()
+
+
+def host_inputs(emulator: RunningEmulator, *, seconds: float = 3.0) -> tuple[str, str]:
+    """Public URLs of the default sample portrait and a speech clip of ``seconds``."""
+    image = emulator.host_file("portrait.png", _PORTRAIT)
+    audio = emulator.host_file(f"speech-{seconds}.wav", speech_bytes(seconds=seconds))
+    return image, audio
+
+
+async def emo_body(api: Api, *, seconds: float = 3.0, ratio: str = "1:1") -> dict[str, Any]:
+    """A valid emo-v1 body: the sample inputs with the boxes emo-detect-v1 found."""
+    image, audio = host_inputs(api.emulator, seconds=seconds)
+    found = await api.detect(image, ratio=ratio)
+    output = found.body["output"]
+    assert output["check_pass"], found.body
+    return {
+        "model": "emo-v1",
+        "input": {
+            "image_url": image,
+            "audio_url": audio,
+            "face_bbox": output["face_bbox"],
+            "ext_bbox": output["ext_bbox"],
+        },
+        "parameters": {"style_level": "normal"},
+    }
+
+
+async def emoji_body(api: Api, *, driven_id: str = "mengwa_kaixin") -> dict[str, Any]:
+    """A valid emoji-v1 body: the sample portrait with the boxes emoji-detect-v1 found."""
+    image, _ = host_inputs(api.emulator)
+    found = await api.detect(image, model="emoji-detect-v1", ratio="1:1")
+    output = found.body["output"]
+    return {
+        "model": "emoji-v1",
+        "input": {
+            "image_url": image,
+            "driven_id": driven_id,
+            "face_bbox": output["bbox_face"],
+            "ext_bbox": output["ext_bbox_face"],
+        },
+    }
