@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import anyio
 
+from . import _render
 from ._core import EmulatorState
 from ._state import Task
 
@@ -18,30 +17,23 @@ from ._state import Task
 OUTPUT_SIZES = {"1:1": (512, 512), "3:4": (512, 704)}
 
 
-def _render_module() -> Any:
-    # PyAV and Pillow are an optional extra: load them only when a result is rendered.
-    return importlib.import_module("emoclient.emulator._render")
-
-
 def template_seconds(driven_id: str) -> float:
-    """How many seconds the Emoji template ``driven_id`` lasts (3 s without the renderer)."""
-    try:
-        templates = _render_module().EMOJI_TEMPLATES
-    except ImportError:
-        return 3.0
-    return float(templates[driven_id].duration)
+    """How many seconds the Emoji template ``driven_id`` lasts."""
+    return float(_render.EMOJI_TEMPLATES[driven_id].duration)
 
 
 def render_task(task: Task, out: Path) -> None:
-    """Render ``task``'s MP4 to ``out`` (synchronous, CPU-bound: call it in a thread)."""
-    render = _render_module()
+    """Render ``task``'s MP4 to ``out`` (synchronous, CPU-bound: call it in a thread).
+
+    PyAV and Pillow (the ``emulator`` extra) load only here, when a result is rendered.
+    """
     inputs = task.inputs
     out.parent.mkdir(parents=True, exist_ok=True)
     if task.model == "emo-v1":
         size = OUTPUT_SIZES.get(inputs.video_ratio, (512, 512))
-        render.render_emo(inputs.image, inputs.ext_bbox, inputs.audio, out, size=size)
+        _render.render_emo(inputs.image, inputs.ext_bbox, inputs.audio or b"", out, size=size)
     else:
-        render.render_emoji(inputs.image, inputs.ext_bbox, inputs.driven_id, out)
+        _render.render_emoji(inputs.image, inputs.ext_bbox, inputs.driven_id or "", out)
 
 
 class Driver:

@@ -1,0 +1,117 @@
+"""``emoclient emulator``: run the local emulator of the DashScope EMO/Emoji service."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import anyio
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``emulator`` command."""
+    parser = subparsers.add_parser(
+        "emulator",
+        help="run the local emulator of the service",
+        description=(
+            "Serve the DashScope EMO/Emoji protocol on this machine. Point a client at the "
+            "printed base URL (DASHSCOPE_HTTP_BASE_URL). Any non-empty API key is its own "
+            "account unless --api-key restricts the accepted keys."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8089, help="API port (0: any free port)")
+    parser.add_argument(
+        "--files-port", type=int, default=0, help="port of the upload/result host (0: any)"
+    )
+    parser.add_argument(
+        "--api-key", action="append", dest="api_keys", metavar="KEY", help="accept only KEY"
+    )
+    parser.add_argument("--speed", type=float, default=1.0, help="virtual seconds per real second")
+    parser.add_argument(
+        "--processing-base", type=float, default=30.0, help="virtual seconds per task"
+    )
+    parser.add_argument(
+        "--processing-per-second",
+        type=float,
+        default=5.0,
+        help="extra virtual seconds per second of output video",
+    )
+    parser.add_argument("--no-render", action="store_true", help="serve placeholder bytes")
+    parser.add_argument(
+        "--content-errors",
+        choices=("task", "submit"),
+        default="task",
+        help="report image content problems as FAILED tasks or as HTTP 400 at submit",
+    )
+    _add_fault_flags(parser)
+    parser.set_defaults(func=run)
+
+
+def _add_fault_flags(parser: argparse.ArgumentParser) -> None:
+    faults = parser.add_argument_group("faults (changeable later: POST /_emulator/faults)")
+    rates = {
+        "--error-rate": "probability of 500/503 answers",
+        "--drop-rate": "probability of closing the connection without an answer",
+        "--drop-after-rate": "probability of losing the answer after the request took effect",
+        "--task-failure-rate": "probability that a task ends FAILED",
+        "--stall-rate": "probability that a task stays RUNNING forever",
+    }
+    for flag, text in rates.items():
+        faults.add_argument(flag, type=float, default=0.0, help=text)
+    faults.add_argument("--latency", type=float, default=0.0, help="seconds added per answer")
+    faults.add_argument(
+        "--download-cut-bytes", type=int, default=None, help="cut result downloads after N bytes"
+    )
+    faults.add_argument("--seed", type=int, default=None, help="seed of the fault generator")
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The ``EmulatorConfig`` the command-line flags describe."""
+    from emoclient.emulator import EmulatorConfig, Faults
+
+    faults = Faults(
+        error_rate=args.error_rate,
+        drop_rate=args.drop_rate,
+        drop_after_rate=args.drop_after_rate,
+        latency=args.latency,
+        task_failure_rate=args.task_failure_rate,
+        stall_rate=args.stall_rate,
+        download_cut_bytes=args.download_cut_bytes,
+        seed=args.seed,
+    )
+    return EmulatorConfig(
+        api_keys=frozenset(args.api_keys) if args.api_keys else None,
+        speed=args.speed,
+        processing_base_seconds=args.processing_base,
+        processing_per_output_second=args.processing_per_second,
+        render=not args.no_render,
+        content_errors=args.content_errors,
+        faults=faults,
+    )
+
+
+async def _serve_forever(args: argparse.Namespace) -> None:
+    from emoclient.emulator import serve
+
+    config = config_from_args(args)
+    async with serve(config, host=args.host, port=args.port, files_port=args.files_port) as emu:
+        print(f"emoclient emulator: API at {emu.base_url}", flush=True)
+        print(f"  upload and result host: {emu.files_url}", flush=True)
+        print(f"  stats: {emu.root_url}/_emulator/stats", flush=True)
+        print(f"  use it: export DASHSCOPE_HTTP_BASE_URL={emu.base_url}", flush=True)
+        print("  (Ctrl-C stops it)", flush=True)
+        await anyio.sleep_forever()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until interrupted."""
+    try:
+        anyio.run(_serve_forever, args)
+    except OSError as exc:
+        print(
+            f"emoclient emulator: cannot listen on {args.host}:{args.port}: {exc}. "
+            "Pick another --port (0 picks a free one)."
+        )
+        return 1
+    return 0
