@@ -256,6 +256,18 @@ def test_probe_audio_measures_wav_and_mp3(fmt: str) -> None:
     assert info.duration == pytest.approx(2.5, abs=0.08)
 
 
+def test_probe_audio_sniffs_mp3_without_an_id3_tag() -> None:
+    data = speech_bytes(seconds=1.5, fmt="mp3")
+    assert data[:3] == b"ID3"
+    # ID3v2 header: 10 bytes, then the tag size as a 28-bit "syncsafe" integer.
+    tag_size = sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(data[6:10]))
+    bare = data[10 + tag_size :]
+    assert bare[0] == 0xFF
+    info = probe_audio(bare)
+    assert info.format == "mp3"
+    assert info.duration == pytest.approx(1.5, abs=0.08)
+
+
 def test_probe_audio_accepts_sixty_seconds_and_rejects_more() -> None:
     assert probe_audio(silent_wav(60.0)).duration == 60.0
     err = media_error(probe_audio, silent_wav(60.5))
