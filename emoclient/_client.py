@@ -82,10 +82,13 @@ def _oss_headers(*urls: str) -> dict[str, str]:
     return dict(_OSS_RESOLVE) if any(u.startswith("oss://") for u in urls) else {}
 
 
-def _list_time(value: datetime) -> str:
-    # The list API takes Beijing wall-clock time as YYYYMMDDhhmmss (API.md §2.2).
+def _list_time(value: datetime, *, round_up: bool = False) -> str:
+    # The list API takes Beijing wall-clock time as YYYYMMDDhhmmss (API.md §2.2); an end
+    # time is rounded up to the whole second so that the window still covers it.
     if value.tzinfo is not None:
         value = value.astimezone(SERVICE_TZ)
+    if round_up and value.microsecond:
+        value = value.replace(microsecond=0) + timedelta(seconds=1)
     return value.strftime("%Y%m%d%H%M%S")
 
 
@@ -280,7 +283,7 @@ class EmoClient:
         if start_time is not None:
             params["start_time"] = _list_time(start_time)
         if end_time is not None:
-            params["end_time"] = _list_time(end_time)
+            params["end_time"] = _list_time(end_time, round_up=True)
         page_no = 1
         while True:
             page = await self._list_page({**params, "page_no": str(page_no)})
