@@ -183,23 +183,40 @@ def _hash_file(path: Path) -> str:
 
 
 async def file_digest(source: str | Path) -> str:
-    """``url:<url>`` for a URL, ``sha256:<hex>`` of the bytes (hashed off the loop) for a file."""
+    """``url:<url>`` for a URL, ``sha256:<hex>`` of a file's bytes (hashed off the loop).
+
+    A file that cannot be read gives ``unreadable:<path>``.
+    """
     if is_url(source):
         return f"url:{source}"
-    return "sha256:" + await anyio.to_thread.run_sync(_hash_file, local_path(source))
+    path = local_path(source)
+    try:
+        return "sha256:" + await anyio.to_thread.run_sync(_hash_file, path)
+    except OSError:
+        # Preflight reports the file; the key still has to name the job.
+        return f"unreadable:{path}"
 
 
-async def job_key(job: Job) -> str:
-    """The content key of a job: its model, parameters, output name and input digests."""
-    inputs = {name: await file_digest(source) for name, source in job.sources().items()}
+async def input_digests(job: Job) -> dict[str, str]:
+    """The :func:`file_digest` of each of the job's inputs, by field name."""
+    return {name: await file_digest(source) for name, source in job.sources().items()}
+
+
+def key_from(job: Job, digests: dict[str, str]) -> str:
+    """The content key of a job whose input digests are known."""
     payload = {
         "model": job.model,
-        "inputs": inputs,
+        "inputs": digests,
         "parameters": job.parameters(),
         "output": job.output,
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def job_key(job: Job) -> str:
+    """The content key of a job: its model, parameters, output name and input digests."""
+    return key_from(job, await input_digests(job))
 
 
 def output_name(job: Job, key: str) -> str:

@@ -289,9 +289,12 @@ class Journal:
         except sqlite3.Error as exc:
             raise JournalError(f"journal {self.path}: {exc}") from exc
 
-    async def claimed_tasks(self, model: str) -> set[str]:
-        """Every task id of ``model`` that some job of this journal has held."""
-        rows = await self._run("SELECT task_id FROM tasks WHERE model = ?", (model,))
+    async def claimed_tasks(self, model: str, *, before: float | None = None) -> set[str]:
+        """Every task id of ``model`` some job of this journal held (claimed before ``before``)."""
+        rows = await self._run(
+            "SELECT task_id FROM tasks WHERE model = ? AND claimed_at < ?",
+            (model, before if before is not None else float("inf")),
+        )
         return {row["task_id"] for row in rows}
 
     async def in_state(self, *states: str) -> list[JobRecord]:

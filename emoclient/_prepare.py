@@ -1,0 +1,151 @@
+"""Getting a job ready to submit: preflight, detection (cached) and uploads (journalled).
+
+Detection runs before the generation uploads, so a rejected portrait costs one detection
+call and nothing else. Every temporary upload is bound to one model, so a local portrait is
+uploaded once for the detect model and once for the video model; both URLs are journalled
+with their expiry and reused while they stay valid for long enough.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from emoclient._client import EmoClient
+from emoclient._events import BatchEvent, JobDetected, JobUploaded
+from emoclient._exceptions import EmoError
+from emoclient._jobs import BBox, EmoJob, Job, is_url, local_path
+from emoclient._journal import CachedDetection, Journal
+from emoclient._models import SubmittedTask
+from emoclient._preflight import estimate_seconds, inspect
+from emoclient._scheduler import Ticket
+
+__all__ = ["Preparer", "Rejection"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a job will not be submitted: ``invalid`` (preflight) or ``failed`` (service said no)."""
+
+    status: Literal["invalid", "failed"]
+    message: str
+    code: str | None = None
+    problems: tuple[str, ...] = ()
+
+
+class Preparer:
+    """Prepares jobs for submission; see the module docstring."""
+
+    def __init__(
+        self,
+        client: EmoClient,
+        journal: Journal,
+        *,
+        emit: Callable[[BatchEvent], Awaitable[None]],
+        upload_margin: float = 12 * 3600.0,
+    ) -> None:
+        self._client = client
+        self._journal = journal
+        self._emit = emit
+        self._upload_margin = upload_margin
+
+    async def prepare(self, job: Job, ticket: Ticket, digests: dict[str, str]) -> Rejection | None:
+        """Make ``ticket.submit`` ready for ``job``, or say why the job cannot be submitted."""
+        problems, audio = await inspect(job)
+        if problems:
+            found = tuple(str(p) for p in problems)
+            return Rejection("invalid", "; ".join(found), problems=found)
+        ticket.output_seconds = estimate_seconds(job, audio)
+        try:
+            boxes = await self._boxes(job, ticket, digests["image"])
+            if isinstance(boxes, Rejection):
+                return boxes
+            urls = {
+                name: await self._url(ticket, name, source, digests[name], job.model)
+                for name, source in job.sources().items()
+            }
+        except EmoError as exc:
+            return Rejection("failed", f"preparing the job failed: {exc}")
+        face, ext = boxes
+        await self._journal.update(ticket.key, face_bbox=face, ext_bbox=ext)
+        ticket.submit = _submitter(self._client, job, urls, face, ext)
+        return None
+
+    async def _boxes(self, job: Job, ticket: Ticket, digest: str) -> tuple[BBox, BBox] | Rejection:
+        if job.face_bbox is not None and job.ext_bbox is not None:
+            return job.face_bbox, job.ext_bbox
+        model, ratio = job.detect_model, job.detect_ratio
+        cached = await self._journal.get_detection(digest, model, ratio)
+        from_cache = cached is not None
+        if cached is None:
+            url = await self._url(ticket, "image", job.image, digest, model)
+            if isinstance(job, EmoJob):
+                detection = await self._client.detect_emo(url, ratio=ratio)
+            else:
+                detection = await self._client.detect_emoji(url)
+            cached = CachedDetection(
+                detection.passed,
+                detection.face_bbox,
+                detection.ext_bbox,
+                detection.code,
+                detection.message,
+            )
+            await self._journal.put_detection(digest, model, ratio, cached)
+        await self._emit(
+            JobDetected(
+                label=ticket.label,
+                key=ticket.key,
+                passed=cached.passed,
+                cached=from_cache,
+                code=cached.code,
+                message=cached.message,
+            )
+        )
+        if not cached.passed or cached.face_bbox is None or cached.ext_bbox is None:
+            message = (
+                f"{model} rejected the portrait {job.image}: {cached.code or 'no code'}: "
+                f"{cached.message or 'no message'}. Use a portrait of one front-facing person"
+            )
+            return Rejection("failed", message, cached.code)
+        return cached.face_bbox, cached.ext_bbox
+
+    async def _url(
+        self, ticket: Ticket, name: str, source: str | Path, digest: str, model: str
+    ) -> str:
+        if is_url(source):
+            return str(source)
+        cached = await self._journal.get_upload(
+            digest, model, valid_after=time.time() + self._upload_margin
+        )
+        if cached is not None:
+            return cached
+        uploaded = await self._client.upload(local_path(source), model=model)
+        await self._journal.put_upload(
+            digest, model, url=uploaded.url, expires_at=uploaded.expires_at.timestamp()
+        )
+        await self._emit(
+            JobUploaded(label=ticket.label, key=ticket.key, field=name, url=uploaded.url)
+        )
+        return uploaded.url
+
+
+def _submitter(
+    client: EmoClient, job: Job, urls: dict[str, str], face: BBox, ext: BBox
+) -> Callable[[], Awaitable[SubmittedTask]]:
+    async def submit() -> SubmittedTask:
+        if isinstance(job, EmoJob):
+            return await client.submit_emo(
+                urls["image"],
+                urls["audio"],
+                face_bbox=face,
+                ext_bbox=ext,
+                style_level=job.style_level,
+            )
+        return await client.submit_emoji(
+            urls["image"], driven_id=job.driven_id, face_bbox=face, ext_bbox=ext
+        )
+
+    return submit

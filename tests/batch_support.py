@@ -1,0 +1,54 @@
+"""Shared helpers of the batch tests (not a test module)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from emoclient._batch import Batch, JobResult
+from emoclient._jobs import EmojiJob, EmoJob, Job
+from emoclient._scheduler import SchedulerOptions
+from emoclient.emulator.samples import make_portrait, make_speech
+
+#: Tight polling for the emulator's fast clock, where a task lasts a fraction of a second.
+FAST_OPTIONS: dict[str, Any] = {"poll_min": 0.01, "queries_per_second": 15.0, "pending_poll": 2.0}
+
+
+def options(**overrides: Any) -> SchedulerOptions:
+    """Scheduler options for tests on the fast emulator."""
+    return SchedulerOptions(**{**FAST_OPTIONS, **overrides})
+
+
+def make_inputs(folder: Path, *, portraits: int, audios: int = 2) -> tuple[list[Path], list[Path]]:
+    """Small distinct portraits and short speech files in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    images = [
+        make_portrait(folder / f"p{i}.png", width=480, height=640, seed=i) for i in range(portraits)
+    ]
+    sounds = [
+        make_speech(folder / f"s{i}.wav", seconds=1.0 + i * 0.5, seed=i) for i in range(audios)
+    ]
+    return images, sounds
+
+
+def emo_jobs(images: list[Path], sounds: list[Path], count: int) -> list[Job]:
+    """``count`` EMO jobs cycling through the inputs, labelled ``row N``, own outputs."""
+    return [
+        EmoJob(
+            image=images[i % len(images)],
+            audio=sounds[i % len(sounds)],
+            label=f"row {i + 2}",
+            output=f"video-{i + 2}.mp4",
+        )
+        for i in range(count)
+    ]
+
+
+def emoji_job(image: Path, label: str, driven_id: str = "dagong_weixiao") -> EmojiJob:
+    """One Emoji job."""
+    return EmojiJob(image=image, driven_id=driven_id, label=label)
+
+
+async def collect(batch: Batch, jobs: list[Job]) -> list[JobResult]:
+    """Run ``jobs`` to the end and return the results."""
+    return [result async for result in batch.run(jobs)]

@@ -1,0 +1,81 @@
+"""Batch runs against the emulator: throughput, limits, bad jobs, events."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from batch_support import collect, emo_jobs, emoji_job, make_inputs, options
+from client_support import account_stats, make_client
+
+from emoclient._batch import Batch
+from emoclient._events import BatchEvent, JobPreflightFailed
+from emoclient._jobs import EmoJob, Job
+from emoclient.emulator import EmulatorConfig, RunningEmulator
+
+
+@pytest.fixture
+def emulator_config() -> EmulatorConfig:
+    # 120x: a 1-1.5 s clip takes 35-37.5 virtual seconds, about 0.3 s of real time, longer
+    # than the 0.2 s between two submits that the 5 per second limit allows.
+    return EmulatorConfig.fast(speed=120.0)
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> tuple[list[Path], list[Path]]:
+    return make_inputs(tmp_path / "in", portraits=6)
+
+
+async def test_batch_of_30_keeps_the_slot_busy_within_limits(
+    emulator: RunningEmulator, tmp_path: Path, inputs: tuple[list[Path], list[Path]]
+) -> None:
+    jobs = emo_jobs(*inputs, 30)
+    async with (
+        make_client(emulator) as client,
+        Batch(client, out_dir=tmp_path / "out", options=options()) as batch,
+    ):
+        results = await collect(batch, jobs)
+    assert Counter(r.status for r in results) == {"succeeded": 30}
+    assert len({r.path for r in results}) == 30
+    assert all(r.path is not None and r.path.stat().st_size > 0 for r in results)
+    stats = account_stats(await emulator.stats())
+    assert stats["submissions"] == 30
+    assert sum(route["throttled"] for route in stats["routes"].values()) == 0
+    assert stats["slot_busy_seconds"] / stats["slot_span_seconds"] >= 0.9
+    assert batch.summary.counts == {"succeeded": 30}
+    assert batch.summary.billed_seconds > 30
+
+
+async def test_bad_jobs_are_reported_while_good_ones_proceed(
+    emulator: RunningEmulator, tmp_path: Path, inputs: tuple[list[Path], list[Path]]
+) -> None:
+    images, sounds = inputs
+    from emoclient.emulator.samples import make_portrait
+
+    nobody = make_portrait(tmp_path / "in" / "nobody.png", width=480, height=640, persons=0)
+    jobs: list[Job] = [
+        *emo_jobs(images, sounds, 3),
+        EmoJob(image=tmp_path / "missing.png", audio=sounds[0], label="row 9"),
+        EmoJob(image=nobody, audio=sounds[0], label="row 10"),
+        emoji_job(images[0], "row 11"),
+    ]
+    events: list[BatchEvent] = []
+    async with (
+        make_client(emulator) as client,
+        Batch(client, out_dir=tmp_path / "out", options=options(), on_event=events.append) as batch,
+    ):
+        results = {r.job.label: r for r in await collect(batch, jobs)}
+    assert results["row 9"].status == "invalid"
+    assert "does not exist" in (results["row 9"].error or "")
+    assert results["row 10"].status == "failed"
+    assert results["row 10"].code is not None
+    assert results["row 11"].status == "succeeded"
+    assert [results[f"row {i}"].status for i in (2, 3, 4)] == ["succeeded"] * 3
+    failed_preflight = [e for e in events if isinstance(e, JobPreflightFailed)]
+    assert [e.label for e in failed_preflight] == ["row 9"]
+    kinds: dict[str, Any] = Counter(e.kind for e in events)
+    assert kinds["submitted"] == 4
+    assert kinds["downloaded"] == 4
+    assert kinds["batch_finished"] == 1
