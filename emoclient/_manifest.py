@@ -337,6 +337,13 @@ def _check_output(row: int, fields: dict[str, Any]) -> list[ManifestProblem]:
 def _build(row: int, fields: dict[str, Any], *, base: Path) -> ManifestEntry:
     label = f"row {row}"
     image = _resolve(fields["image"], base)
+    audio = _resolve(fields["audio"], base) if "audio" in fields else None
+    for name, source in (("image", image), ("audio", audio)):
+        if isinstance(source, Path) and not source.is_file():
+            what = "is a folder" if source.is_dir() else "does not exist"
+            return ManifestProblem(
+                row, name, f"{source} {what}; relative paths start at the manifest's folder"
+            )
     common: dict[str, Any] = {
         "output": fields.get("output"),
         "face_bbox": fields.get("face_bbox"),
@@ -349,7 +356,7 @@ def _build(row: int, fields: dict[str, Any], *, base: Path) -> ManifestEntry:
             job = EmojiJob(image=image, driven_id=fields["driven_id"], **common)
         else:
             extra = {k: fields[k] for k in ("style_level", "ratio") if k in fields}
-            job = EmoJob(image=image, audio=_resolve(fields["audio"], base), **extra, **common)
+            job = EmoJob(image=image, audio=audio, **extra, **common)
     except (TypeError, ValueError) as exc:
         return ManifestProblem(row, _field_of(exc), _first_line(exc))
     return ManifestJob(row, job)

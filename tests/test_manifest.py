@@ -14,8 +14,24 @@ from emoclient._manifest import (
     read_manifest,
 )
 
+INPUT_NAMES = (
+    "a.png",
+    "b.png",
+    "a.wav",
+    "ok.png",
+    "ok.wav",
+    "p.png",
+    "x.wav",
+    "last.png",
+    "i",
+    "a",
+)
+
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:
+    """Write a manifest next to (empty) input files with the names the tests use."""
+    for input_name in INPUT_NAMES:
+        (tmp_path / input_name).touch()
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return path
@@ -64,7 +80,7 @@ def test_jsonl_rows_and_bboxes(tmp_path: Path) -> None:
     lines = [
         {
             "image": "a.png",
-            "audio": "/abs/a.wav",
+            "audio": str(tmp_path / "a.wav"),
             "face_bbox": [1, 2, 30, 40],
             "ext_bbox": [0, 0, 50, 50],
         },
@@ -82,7 +98,7 @@ def test_jsonl_rows_and_bboxes(tmp_path: Path) -> None:
     assert [j.row for j in jobs] == [1, 3]
     emo, emoji = (j.job for j in jobs)
     assert isinstance(emo, EmoJob)
-    assert Path(str(emo.audio)) == Path("/abs/a.wav")
+    assert Path(str(emo.audio)) == tmp_path / "a.wav"
     assert tuple(emo.face_bbox or ()) == (1, 2, 30, 40)
     assert isinstance(emoji, EmojiJob)
     assert tuple(emoji.ext_bbox or ()) == (0, 0, 500, 500)
@@ -104,11 +120,13 @@ def test_bad_csv_rows_are_named_by_row_while_good_rows_proceed(tmp_path: Path) -
         "p.png,,dagong_ganji,calm,,\n"  # 10 style_level on Emoji
         "p.png,x.wav,,,,clip.mov\n"  # 11 not mp4
         "p.png,x.wav,,,,sub/dir.mp4\n"  # 12 folder in output
+        "nothere.png,,jingdian_lei,,,\n"  # 13 no such file
+        "p.png,/abs/nothere.wav,,,,\n"  # 14 no such file
         "\n"
-        "last.png,,jingdian_lei,,,\n",  # 14
+        "last.png,,jingdian_lei,,,\n",  # 16
     )
     jobs, problems = _split(manifest)
-    assert [j.row for j in jobs] == [2, 14]
+    assert [j.row for j in jobs] == [2, 16]
     assert _where(problems) == [
         (3, "image"),
         (4, "driven_id"),
@@ -120,11 +138,14 @@ def test_bad_csv_rows_are_named_by_row_while_good_rows_proceed(tmp_path: Path) -
         (10, "style_level"),
         (11, "output"),
         (12, "output"),
+        (13, "image"),
+        (14, "audio"),
     ]
     by_row = {p.row: str(p) for p in problems}
     assert "mengwa_kaixin" in by_row[5]  # the close match is suggested
     assert "row 2" in by_row[8]  # the duplicate names the first row
     assert by_row[3].startswith("row 3, image:")
+    assert f"{tmp_path / 'nothere.png'} does not exist" in by_row[13]
 
 
 def test_bad_jsonl_lines(tmp_path: Path) -> None:
@@ -185,7 +206,7 @@ def test_format_is_sniffed_without_a_known_suffix(tmp_path: Path) -> None:
 
 
 async def test_async_reading_streams_in_chunks(tmp_path: Path) -> None:
-    rows = "".join(f"img{i}.png,,mengwa_kaixin,,,out{i}.mp4\n" for i in range(1000))
+    rows = "".join(f"a.png,,mengwa_kaixin,,,out{i}.mp4\n" for i in range(1000))
     manifest = _write(
         tmp_path, "big.csv", "image,audio,driven_id,style_level,ratio,output\n" + rows
     )
