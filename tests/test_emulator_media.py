@@ -72,6 +72,15 @@ def test_probe_image_reads_every_supported_format(fmt: str) -> None:
     assert 60 < info.mean_luma < 220
 
 
+def test_probe_image_reads_multi_picture_jpeg_as_jpeg() -> None:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(portrait_bytes(width=600, height=800))) as img:
+        buf = io.BytesIO()
+        img.save(buf, format="MPO", save_all=True, append_images=[img.copy()])
+    assert probe_image(buf.getvalue()).format == "jpeg"
+
+
 @pytest.mark.parametrize("data", [b"", b"hello, not an image", b"GIF89a" + bytes(64)])
 def test_probe_image_rejects_unreadable_files_as_invalid_url(data: bytes) -> None:
     err = media_error(probe_image, data)

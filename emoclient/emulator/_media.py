@@ -79,7 +79,14 @@ _EMOJI_FACE_POSE = (
     "oriention."
 )
 
-_PIL_FORMATS: dict[str, ImageFormat] = {"JPEG": "jpeg", "PNG": "png", "BMP": "bmp", "WEBP": "webp"}
+# Pillow opens multi-picture JPEGs (many phone cameras) as "MPO"; they are JPEG files.
+_PIL_FORMATS: dict[str, ImageFormat] = {
+    "JPEG": "jpeg",
+    "MPO": "jpeg",
+    "PNG": "png",
+    "BMP": "bmp",
+    "WEBP": "webp",
+}
 _MARKER_RE = re.compile(re.escape(FAIL_MARKER) + rb"([A-Za-z][A-Za-z0-9_.]{0,63});")
 _WORK_SIDE = 160  # pixels on the long side of the copy the heuristics look at
 
