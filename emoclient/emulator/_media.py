@@ -229,7 +229,7 @@ def _open_image(data: bytes) -> Image.Image:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        img = Image.open(io.BytesIO(data), formats=list(_PIL_FORMATS))
+        img = Image.open(io.BytesIO(data), formats=["JPEG", "PNG", "BMP", "WEBP"])
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise MediaError("InvalidURL", MSG_IMAGE_URL) from exc
     return img
