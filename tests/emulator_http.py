@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import aiohttp
 
 from emoclient.emulator import RunningEmulator
+from emoclient.emulator._media import ext_box, locate_face, probe_image
 from emoclient.emulator.samples import portrait_bytes, speech_bytes
 
 DETECT = "/services/aigc/image2video/face-detect"
@@ -96,35 +98,35 @@ def host_inputs(emulator: RunningEmulator, *, seconds: float = 3.0) -> tuple[str
     return image, audio
 
 
-async def emo_body(api: Api, *, seconds: float = 3.0, ratio: str = "1:1") -> dict[str, Any]:
-    """A valid emo-v1 body: the sample inputs with the boxes emo-detect-v1 found."""
-    image, audio = host_inputs(api.emulator, seconds=seconds)
-    found = await api.detect(image, ratio=ratio)
-    output = found.body["output"]
-    assert output["check_pass"], found.body
+@functools.cache
+def sample_boxes(ratio: str = "1:1") -> tuple[list[int], list[int]]:
+    """face_bbox and ext_bbox of the default sample portrait (what detection answers)."""
+    info = probe_image(_PORTRAIT)
+    face = locate_face(_PORTRAIT).face_bbox
+    ext = ext_box(
+        face, ratio="3:4" if ratio == "3:4" else "1:1", width=info.width, height=info.height
+    )
+    return list(face), list(ext)
+
+
+def emo_body(
+    emulator: RunningEmulator, *, seconds: float = 3.0, ratio: str = "1:1"
+) -> dict[str, Any]:
+    """A valid emo-v1 body for the sample portrait and a speech clip of ``seconds``."""
+    image, audio = host_inputs(emulator, seconds=seconds)
+    face, ext = sample_boxes(ratio)
     return {
         "model": "emo-v1",
-        "input": {
-            "image_url": image,
-            "audio_url": audio,
-            "face_bbox": output["face_bbox"],
-            "ext_bbox": output["ext_bbox"],
-        },
+        "input": {"image_url": image, "audio_url": audio, "face_bbox": face, "ext_bbox": ext},
         "parameters": {"style_level": "normal"},
     }
 
 
-async def emoji_body(api: Api, *, driven_id: str = "mengwa_kaixin") -> dict[str, Any]:
-    """A valid emoji-v1 body: the sample portrait with the boxes emoji-detect-v1 found."""
-    image, _ = host_inputs(api.emulator)
-    found = await api.detect(image, model="emoji-detect-v1", ratio="1:1")
-    output = found.body["output"]
+def emoji_body(emulator: RunningEmulator, *, driven_id: str = "mengwa_kaixin") -> dict[str, Any]:
+    """A valid emoji-v1 body for the sample portrait."""
+    image, _ = host_inputs(emulator)
+    face, ext = sample_boxes("1:1")
     return {
         "model": "emoji-v1",
-        "input": {
-            "image_url": image,
-            "driven_id": driven_id,
-            "face_bbox": output["bbox_face"],
-            "ext_bbox": output["ext_bbox_face"],
-        },
+        "input": {"image_url": image, "driven_id": driven_id, "face_bbox": face, "ext_bbox": ext},
     }

@@ -46,7 +46,7 @@ async def test_emoji_detect_uses_its_own_field_names(api: Api) -> None:
 
 
 async def test_emo_task_lifecycle_to_succeeded(api: Api) -> None:
-    submitted = await api.submit(await emo_body(api, seconds=2.0))
+    submitted = await api.submit(emo_body(api.emulator, seconds=2.0))
     assert submitted.status == 200
     assert mask(submitted.body) == {
         "output": {"task_id": "<uuid>", "task_status": "PENDING"},
@@ -72,7 +72,7 @@ async def test_emo_task_lifecycle_to_succeeded(api: Api) -> None:
 
 
 async def test_emoji_task_shape(api: Api) -> None:
-    submitted = await api.submit(await emoji_body(api))
+    submitted = await api.submit(emoji_body(api.emulator))
     task_id = submitted.body["output"]["task_id"]
     api.emulator.advance(3600)
     reply = await api.task(task_id)

@@ -1,0 +1,55 @@
+"""The official ``dashscope`` SDK (1.26.2), unchanged, against the emulator."""
+
+from __future__ import annotations
+
+from functools import partial
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from emulator_http import host_inputs, sample_boxes
+
+from emoclient.emulator import RunningEmulator
+from emoclient.emulator.samples import make_speech
+
+dashscope = pytest.importorskip("dashscope")
+
+
+def _submit_and_wait(base_url: str, image_url: str, audio: Path) -> tuple[Any, Any]:
+    from dashscope import VideoSynthesis
+
+    dashscope.base_http_api_url = base_url
+    face, ext = sample_boxes()
+    submitted = VideoSynthesis.async_call(
+        model="emo-v1",
+        task="image2video",
+        api_key="sk-sdk",
+        audio_url=f"file://{audio}",  # a local file: the SDK uploads it itself
+        extra_input={"image_url": image_url, "face_bbox": face, "ext_bbox": ext},
+        style_level="active",
+    )
+    done = VideoSynthesis.wait(submitted, api_key="sk-sdk")
+    return submitted, done
+
+
+async def test_sdk_submits_uploads_waits_and_reads_the_result(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    image_url, _ = host_inputs(emulator)
+    audio = make_speech(tmp_path / "voice.wav", seconds=2.0)
+    submitted, done = await anyio.to_thread.run_sync(
+        partial(_submit_and_wait, emulator.base_url, image_url, audio)
+    )
+    assert submitted.status_code == HTTPStatus.OK, submitted
+    assert submitted.output.task_status == "PENDING"
+    assert done.status_code == HTTPStatus.OK, done
+    assert done.output.task_status == "SUCCEEDED"
+    assert done.output.results["video_url"].startswith(emulator.files_url)
+    assert done.usage.video_duration == 2.0
+    stats = (await emulator.stats())["accounts"]
+    routes = next(iter(stats.values()))["routes"]
+    assert routes["upload_policy"]["requests"] == 1
+    assert routes["oss_upload"]["requests"] == 1
+    assert (await emulator.stats())["foreign_auth_headers"] == 0
