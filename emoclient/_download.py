@@ -89,14 +89,35 @@ async def _fetch_once(
     try:
         async with transport.stream(url, headers=headers) as resp:
             total = await _position_for(resp, url, out, written=written)
-            async for chunk in resp.content.iter_chunked(_CHUNK):
-                await out.write(chunk)
+            try:
+                async for chunk in resp.content.iter_chunked(_CHUNK):
+                    await out.write(chunk)
+            except aiohttp.ClientPayloadError as exc:
+                await out.write(_already_buffered(resp.content))
+                raise _Broken(str(exc)) from exc
     except aiohttp.ClientConnectionError as exc:
         raise _Broken(str(exc)) from exc
     done = await out.tell()
     if total is not None and done != total:
         raise _Broken(f"got {done} of {total} bytes")
     return done
+
+
+def _already_buffered(content: aiohttp.StreamReader) -> bytes:
+    """Bytes that arrived before the transfer broke but were not handed out yet.
+
+    aiohttp raises a stored payload error before returning data it already buffered; when the
+    connection drops right after a burst, that is the whole burst. Keeping it is what lets a
+    cut transfer resume where it really stopped. Uses a private aiohttp method, hence the guard.
+    """
+    read_nowait = getattr(content, "_read_nowait", None)
+    if read_nowait is None:
+        return b""
+    try:
+        data = read_nowait(-1)
+    except Exception:
+        return b""
+    return data if isinstance(data, bytes) else b""
 
 
 async def _position_for(

@@ -43,10 +43,11 @@ def account_stats(stats: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def portrait(tmp_path: Path, name: str = "face.png", **options: Any) -> Path:
-    """A portrait that passes detection unless told otherwise."""
+def portrait(tmp_path: Path, name: str = "face.jpg", **options: Any) -> Path:
+    """A JPEG portrait that passes detection unless told otherwise."""
     from emoclient.emulator.samples import make_portrait
 
+    options.setdefault("fmt", name.rsplit(".", 1)[-1])
     return make_portrait(tmp_path / name, **options)
 
 

@@ -192,7 +192,7 @@ async def test_unknown_task_is_expired(client: EmoClient) -> None:
 
 
 async def test_failed_task_raises_with_code(client: EmoClient, tmp_path: Path) -> None:
-    nobody = portrait(tmp_path, "nobody.png", persons=0)
+    nobody = portrait(tmp_path, "nobody.jpg", persons=0)
     submitted = await client.submit_emo(
         await _uploaded(client, nobody, "emo-v1"),
         await _uploaded(client, speech(tmp_path), "emo-v1"),
