@@ -73,7 +73,7 @@ async def test_equal_basenames_do_not_collide_and_policy_is_reused(
 
 
 async def test_upload_of_missing_file_names_it(client: EmoClient, tmp_path: Path) -> None:
-    with pytest.raises(UploadError, match="missing.png"):
+    with pytest.raises(UploadError, match=r"missing\.png"):
         await client.upload(tmp_path / "missing.png", model="emo-v1")
     with pytest.raises(UploadError, match="not a regular file"):
         await client.upload(tmp_path, model="emo-v1")
