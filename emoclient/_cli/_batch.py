@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 import anyio.abc
@@ -27,6 +27,9 @@ from emoclient._jobs import EmoJob, Job
 from emoclient._manifest import ManifestError, ManifestJob, ManifestProblem, aread_manifest
 from emoclient._manifest import read_manifest as _read_manifest
 from emoclient._preflight import Problem, plan_batch
+
+if TYPE_CHECKING:
+    from emoclient._batch import Batch, BatchSummary, JobResult
 
 __all__ = ["BatchOptions", "register", "run_batch"]
 
@@ -63,7 +66,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="tasks in flight per account: the running one plus N-1 queued (default 2)",
     )
     parser.add_argument(
-        "--journal", type=Path, default=None, metavar="PATH", help="default: DIR/<journal>"
+        "--journal",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the resume journal (default DIR/emoclient-journal.sqlite3)",
+    )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="give jobs that failed or expired in an earlier run another go",
     )
     parser.set_defaults(func=main)
 
@@ -84,6 +96,7 @@ class BatchOptions:
     window: int | None = None
     journal: Path | None = None
     json: bool = False
+    retry_failed: bool = False
     api_key: str | None = None
     base_url: str | None = None
     err: TextIO = field(default_factory=lambda: sys.stderr)
@@ -104,6 +117,7 @@ def main(args: argparse.Namespace) -> int:
         window=args.window,
         journal=args.journal,
         json=args.json,
+        retry_failed=args.retry_failed,
     )
     try:
         if args.dry_run:
@@ -220,7 +234,11 @@ async def run_batch(options: BatchOptions) -> int:
     except MissingAPIKeyError as exc:
         options.err.write(f"emoclient batch: {exc}\n")
         return 2
-    kwargs: dict[str, Any] = {"journal": options.journal, "on_event": view}
+    kwargs: dict[str, Any] = {
+        "journal": options.journal,
+        "on_event": view,
+        "retry": options.retry_failed,
+    }
     if options.window is not None:
         kwargs["window"] = options.window
     async with client, Batch(client, out_dir=options.out, **kwargs) as batch:
@@ -229,7 +247,7 @@ async def run_batch(options: BatchOptions) -> int:
             if view.mode == "tty":
                 tg.start_soon(_tick, view)
             async for result in batch.run(_jobs(options.manifest, view, outcome)):
-                if result.status != "succeeded":
+                if result.status != "succeeded" and not _stopped(result, outcome):
                     outcome.fail(_failure(result))
             tg.cancel_scope.cancel()
         summary = batch.summary
@@ -262,14 +280,19 @@ async def _jobs(manifest: Path, view: ProgressView, outcome: _Outcome) -> AsyncI
         outcome.fail(Failure(entry.label, "invalid", None, f"{entry.field}: {entry.message}"))
 
 
-def _failure(result: Any) -> Failure:
+def _stopped(result: JobResult, outcome: _Outcome) -> bool:
+    # Jobs the user's Ctrl-C held back are not failures: the rerun renders them.
+    return result.status == "canceled" and outcome.stopped_by is not None
+
+
+def _failure(result: JobResult) -> Failure:
     label = result.job.display_label
     message = result.error or result.status
     return Failure(label, result.status, result.code, message)
 
 
 async def _watch_signals(
-    batch: Any, view: ProgressView, outcome: _Outcome, scope: anyio.CancelScope
+    batch: Batch, view: ProgressView, outcome: _Outcome, scope: anyio.CancelScope
 ) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
@@ -293,10 +316,10 @@ async def _tick(view: ProgressView) -> None:
 
 
 def _report(
-    options: BatchOptions, *, batch_summary: Any, outcome: _Outcome, elapsed: float
+    options: BatchOptions, *, batch_summary: BatchSummary, outcome: _Outcome, elapsed: float
 ) -> None:
     err = options.err
-    counts = dict(getattr(batch_summary, "counts", {}) or {})
+    counts = dict(batch_summary.counts)
     if outcome.invalid_rows:
         counts["invalid"] = counts.get("invalid", 0) + len(outcome.invalid_rows)
     table = render_failures(outcome.failures)
@@ -307,16 +330,23 @@ def _report(
     err.write(
         render_summary(
             counts,
-            billed_seconds=float(getattr(batch_summary, "billed_seconds", 0.0)),
-            estimated_cost_cny=float(getattr(batch_summary, "estimated_cost_cny", 0.0)),
+            billed_seconds=batch_summary.billed_seconds,
+            estimated_cost_cny=batch_summary.estimated_cost_cny,
             elapsed=elapsed,
         )
         + "\n"
     )
     if outcome.stopped_by is not None:
+        running = batch_summary.interrupted
+        left = (
+            f" {running} task(s) already RUNNING will finish on the service (they are billed "
+            "anyway); the rerun fetches their videos."
+            if running
+            else ""
+        )
         err.write(
-            "Stopped before the end: PENDING tasks were cancelled (not billed) and finished "
-            "videos were kept. Run the same command again to resume.\n"
+            "Stopped before the end: queued tasks were cancelled (not billed) and finished "
+            f"videos were kept.{left} Run the same command again to resume.\n"
         )
     err.write(f"Videos are in {options.out.resolve()}\n")
     err.flush()

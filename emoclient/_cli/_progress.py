@@ -67,6 +67,10 @@ _RESUMED_STATE = {
     "submitted": "pending",
     "succeeded": "downloading",
     "downloaded": "downloading",  # JobDownloaded(skipped=True) follows once the file is checked
+    # Final states of an earlier run are reported again without any further event.
+    "failed": "failed",
+    "expired": "expired",
+    "invalid": "invalid",
 }
 
 
@@ -198,7 +202,7 @@ class ProgressView:
         eta = self.eta()
         parts.append(f"ETA {_duration(eta)}" if eta is not None else "ETA --")
         text = " · ".join(parts)
-        bar_width = max(10, min(30, width - len(text) - 3))
+        bar_width = 24 if width - len(text) - 3 >= 24 else max(10, width - len(text) - 3)
         filled = round(bar_width * final / total) if total else 0
         return f"[{'#' * filled}{'.' * (bar_width - filled)}] {text}"[:width]
 
@@ -224,7 +228,7 @@ class ProgressView:
         if isinstance(event, BatchFinished):
             return f"{stamp} batch finished: {_counts(event.counts)}"
         assert isinstance(event, JobEvent)
-        task = f" task {event.task_id}" if event.task_id else ""
+        task = f" (task {event.task_id})" if event.task_id else ""
         return f"{stamp} {self._fraction()} {event.label}: {_describe(event)}{task}"
 
     def _fraction(self) -> str:
