@@ -137,6 +137,7 @@ class EmoClient:
         )
         self._uploader = Uploader(self._transport, self.limits.upload)
         self._uploads: dict[tuple[str, str], UploadedFile] = {}
+        self._upload_locks: dict[tuple[str, str], anyio.Lock] = {}
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.wait_timeout = wait_timeout
@@ -402,16 +403,21 @@ class EmoClient:
             self, image, driven_id, out=out, wait_timeout=wait_timeout
         )
 
-    async def resolve_input(self, source: str | os.PathLike[str], *, model: Model) -> str:
-        """A URL the service can fetch for ``model``: URLs pass, local files are uploaded."""
+    async def resolve_input(self, source: str | os.PathLike[str], *, model: Model | str) -> str:
+        """A URL the service can fetch for ``model``: URLs pass, local files are uploaded.
+
+        A local file is uploaded once per model and reused while it has an hour left, even
+        when many calls ask for it at the same time.
+        """
         text = os.fspath(source)
         if text.startswith(("http://", "https://", "oss://")):
             return text
-        key = (_absolute(text), model.value)
-        cached = self._uploads.get(key)
-        if cached is None or cached.expires_at - _UPLOAD_REUSE_MARGIN <= datetime.now(UTC):
-            cached = await self.upload(text, model=model)
-            self._uploads[key] = cached
+        key = (_absolute(text), Model(model).value)
+        async with self._upload_locks.setdefault(key, anyio.Lock()):
+            cached = self._uploads.get(key)
+            if cached is None or cached.expires_at - _UPLOAD_REUSE_MARGIN <= datetime.now(UTC):
+                cached = await self.upload(text, model=model)
+                self._uploads[key] = cached
         return cached.url
 
 
