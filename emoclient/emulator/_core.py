@@ -51,6 +51,7 @@ class EmulatorState:
         self._data_dir = config.data_dir
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.render_queue: list[Task] = []
+        self._rendered: dict[str, anyio.Event] = {}
         #: Files served at public http URLs of the second listener (``/public/{name}``).
         self.public_files: dict[str, bytes] = {}
         self.wakeup = anyio.Event()
@@ -172,5 +173,20 @@ class EmulatorState:
         return "succeed"
 
     def _on_start(self, task: Task) -> None:
+        self._rendered[task.task_id] = anyio.Event()
         self.render_queue.append(task)
         self.wake()
+
+    def render_finished(self, task: Task) -> None:
+        """Note that ``task``'s render ended (well or not) and let its end come due."""
+        event = self._rendered.pop(task.task_id, None)
+        if event is not None:
+            event.set()
+        self.sync()
+        self.wake()
+
+    async def wait_rendered(self, task_id: str) -> None:
+        """Return once the task's result has been rendered (at once if none is under way)."""
+        event = self._rendered.get(task_id)
+        if event is not None:
+            await event.wait()

@@ -66,5 +66,4 @@ class Driver:
         else:
             task.result_path = out
         task.render_done_at = self._state.now()
-        self._state.sync()
-        self._state.wake()
+        self._state.render_finished(task)

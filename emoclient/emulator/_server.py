@@ -50,6 +50,14 @@ class RunningEmulator:
         self.state.public_files[name] = data
         return f"{self.files_url}/public/{name}"
 
+    async def wait_rendered(self, task_id: str) -> None:
+        """Wait until the task's MP4 is rendered (returns at once if no render is under way).
+
+        With ``render=True`` a task ends at the later of its virtual processing time and the
+        end of its (real-time) rendering; tests on a frozen clock await this first.
+        """
+        await self.state.wait_rendered(task_id)
+
     def now(self) -> float:
         """The virtual clock's current time (epoch seconds)."""
         return self.state.now()
