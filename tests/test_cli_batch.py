@@ -22,6 +22,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for i in (1, 2):
         make_portrait(folder / f"face{i}.png", seed=i, width=480, height=640)
         make_speech(folder / f"voice{i}.wav", seconds=1.0 + i / 2, seed=i)
+    make_portrait(folder / "tiny.png", seed=3, width=300, height=300)
     return folder
 
 
@@ -44,16 +45,16 @@ def test_dry_run_prints_the_plan_and_row_problems(inputs: Path) -> None:
         + "face2.png,voice2.wav,,calm,3:4,\n"  # row 3: 2.0 s EMO 3:4
         + "face1.png,,mengwa_kaixin,,,\n"  # row 4: Emoji
         + "face1.png,voice1.wav,jingdian_lei,,,\n"  # row 5: both
-        + "nothere.png,voice1.wav,,,,\n"  # row 6: missing file (preflight)
+        + "tiny.png,voice1.wav,,,,\n"  # row 6: too small (preflight)
     )
     done = _cli("batch", str(manifest), "--out", str(inputs / "never"), "--dry-run")
     assert done.returncode == 1, done.stderr
     out = done.stdout
     assert "3 video(s) to render (2 EMO, 1 Emoji), 2 row(s) with problems" in out
-    assert "nothere.png +" not in out  # a rejected row is not in the list of videos
+    assert "tiny.png +" not in out  # a rejected row is not in the list of videos
     assert "row 5, driven_id: a row has either audio" in out
-    assert "row 6, image: file" in out
-    assert "does not exist" in out
+    assert "row 6, image:" in out
+    assert "is 300x300 px; each side must be 400-7000 px" in out
     assert "Dry run: nothing was submitted." in out
     assert not (inputs / "never").exists()
 

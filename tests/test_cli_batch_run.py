@@ -1,0 +1,204 @@
+"""``emoclient batch`` end to end: a subprocess against an emulator running in the test.
+
+Includes the crash test (SIGKILL mid-run, then the same command again) and the Ctrl-C test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from anyio.abc import Process
+from anyio.streams.text import TextReceiveStream
+
+from emoclient.emulator import EmulatorConfig, RunningEmulator, serve
+from emoclient.emulator.samples import make_portrait, make_speech
+
+HEADER = "image,audio,driven_id,style_level,ratio,output\n"
+GOOD_ROWS = (
+    "face1.png,voice1.wav,,,,one.mp4\n"  # row 2
+    "face2.png,voice2.wav,,calm,3:4,two.mp4\n"  # row 3
+    "face1.png,,mengwa_kaixin,,,three.mp4\n"  # row 4
+    "face2.png,voice1.wav,,active,,four.mp4\n"  # row 5
+)
+GOOD_OUTPUTS = ("one.mp4", "two.mp4", "three.mp4", "four.mp4")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("inputs")
+    for i in (1, 2):
+        make_portrait(folder / f"face{i}.png", seed=i, width=480, height=640)
+        make_speech(folder / f"voice{i}.wav", seconds=1.0 + i / 2, seed=i)
+    return folder
+
+
+def _manifest(inputs: Path, tmp_path: Path, body: str) -> Path:
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(
+        HEADER + body.replace("face", f"{inputs}/face").replace("voice", f"{inputs}/voice")
+    )
+    return manifest
+
+
+def _env(emulator: RunningEmulator, key: str = "sk-cli-test") -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASHSCOPE_")}
+    return {**env, "DASHSCOPE_API_KEY": key, "DASHSCOPE_HTTP_BASE_URL": emulator.base_url}
+
+
+def _command(manifest: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "emoclient", "batch", str(manifest), "--out", str(out), *extra]
+
+
+async def _run(command: Sequence[str], env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    with anyio.fail_after(120):
+        return await anyio.run_process(command, env=env, check=False)
+
+
+async def _account(emulator: RunningEmulator) -> dict[str, Any]:
+    accounts: dict[str, Any] = (await emulator.stats())["accounts"]
+    assert len(accounts) == 1
+    return next(iter(accounts.values()))
+
+
+@asynccontextmanager
+async def _started(
+    command: Sequence[str], env: dict[str, str]
+) -> AsyncIterator[tuple[Process, AsyncIterator[dict[str, Any]]]]:
+    """Start the command; yield it with an iterator over its --json events."""
+    async with await anyio.open_process(command, env=env, stderr=subprocess.DEVNULL) as process:
+        assert process.stdout is not None
+
+        async def events() -> AsyncIterator[dict[str, Any]]:
+            assert process.stdout is not None
+            buffer = ""
+            async for chunk in TextReceiveStream(process.stdout):
+                buffer += chunk
+                *lines, buffer = buffer.split("\n")
+                for line in lines:
+                    yield json.loads(line)
+
+        try:
+            yield process, events()
+        finally:
+            if process.returncode is None:
+                process.kill()
+            await process.wait()
+
+
+async def _until(events: AsyncIterator[dict[str, Any]], want: dict[str, int]) -> None:
+    """Read events until each kind in ``want`` was seen that many times."""
+    seen = dict.fromkeys(want, 0)
+    with anyio.fail_after(60):
+        async for event in events:
+            if event["event"] in seen:
+                seen[event["event"]] += 1
+            if all(seen[kind] >= count for kind, count in want.items()):
+                return
+    raise AssertionError(f"the batch ended before these events: {want}, saw {seen}")
+
+
+async def test_good_rows_render_while_bad_rows_are_reported(inputs: Path, tmp_path: Path) -> None:
+    body = GOOD_ROWS + (
+        "face1.png,voice1.wav,dagong_ganji,,,\n"  # row 6: both audio and driven_id
+        "missing.png,,mengwa_kaixin,,,\n"  # row 7: no such file
+    )
+    manifest = _manifest(inputs, tmp_path, body)
+    out = tmp_path / "out"
+    async with serve(EmulatorConfig.fast(speed=200.0)) as emulator:
+        done = await _run(_command(manifest, out, "--json"), _env(emulator))
+        assert done.returncode == 1, done.stderr.decode()
+        events = [json.loads(line) for line in done.stdout.decode().splitlines()]
+        problems = [e for e in events if e["event"] == "manifest_problem"]
+        assert [(e["label"], e["field"]) for e in problems] == [
+            ("row 6", "driven_id"),
+            ("row 7", "image"),
+        ]
+        downloaded = {Path(e["path"]).name for e in events if e["event"] == "downloaded"}
+        assert downloaded == set(GOOD_OUTPUTS)
+        assert events[-1]["event"] == "batch_finished"
+        assert events[-1]["counts"] == {"succeeded": 4}
+        report = done.stderr.decode()
+        assert "row 6  invalid" in report
+        assert "row 7  invalid" in report
+        assert "6 jobs: 4 succeeded, 2 invalid" in report
+        for name in GOOD_OUTPUTS:
+            assert (out / name).stat().st_size > 0
+        assert (await _account(emulator))["submissions"] == 4
+
+        # The same command again: everything is on disk, nothing is submitted or fetched.
+        again = await _run(_command(manifest, out), _env(emulator))
+        assert again.returncode == 1
+        assert again.stderr.decode().count("already on disk") == 4
+        account = await _account(emulator)
+        assert account["submissions"] == 4
+        assert account["routes"]["result_download"]["requests"] == 4
+
+
+async def test_sigkill_mid_run_then_rerun_submits_nothing_twice(
+    inputs: Path, tmp_path: Path
+) -> None:
+    manifest = _manifest(inputs, tmp_path, GOOD_ROWS)
+    out = tmp_path / "out"
+    # A frozen clock: the first task cannot finish before the kill, whatever the machine.
+    async with serve(EmulatorConfig.fast(speed=0.0)) as emulator:
+        env = _env(emulator)
+        async with _started(_command(manifest, out, "--json"), env) as (process, events):
+            await _until(events, {"submitted": 2})
+            process.send_signal(signal.SIGKILL)
+            assert await process.wait() == -signal.SIGKILL
+        assert (await _account(emulator))["submissions"] == 2
+        assert not list(out.glob("*.mp4"))
+
+        emulator.state.clock.set_speed(200.0)
+        done = await _run(_command(manifest, out), env)
+        assert done.returncode == 0, done.stderr.decode()
+        assert (await _account(emulator))["submissions"] == len(GOOD_OUTPUTS)
+        for name in GOOD_OUTPUTS:
+            assert (out / name).stat().st_size > 0
+
+
+async def test_ctrl_c_cancels_pending_tasks_and_the_rerun_finishes(
+    inputs: Path, tmp_path: Path
+) -> None:
+    manifest = _manifest(inputs, tmp_path, GOOD_ROWS)
+    out = tmp_path / "out"
+    async with serve(EmulatorConfig.fast(speed=0.0)) as emulator:
+        env = _env(emulator)
+        async with _started(_command(manifest, out, "--json"), env) as (process, events):
+            await _until(events, {"submitted": 2, "started": 1})
+            process.send_signal(signal.SIGINT)
+            await _until(events, {"canceled": 1, "batch_finished": 1})
+            assert await process.wait() == 130
+        account = await _account(emulator)
+        assert account["submissions"] == 2
+        assert account["tasks"] == {"RUNNING": 1, "CANCELED": 1}
+
+        emulator.state.clock.set_speed(200.0)
+        done = await _run(_command(manifest, out), env)
+        assert done.returncode == 0, done.stderr.decode()
+        account = await _account(emulator)
+        # The RUNNING task was fetched, not resubmitted; the cancelled one ran again.
+        assert account["submissions"] == len(GOOD_OUTPUTS) + 1
+        assert account["tasks"] == {"SUCCEEDED": len(GOOD_OUTPUTS), "CANCELED": 1}
+        for name in GOOD_OUTPUTS:
+            assert (out / name).stat().st_size > 0
+
+
+async def test_missing_api_key_names_the_variable(inputs: Path, tmp_path: Path) -> None:
+    manifest = _manifest(inputs, tmp_path, GOOD_ROWS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASHSCOPE_")}
+    done = await _run(_command(manifest, tmp_path / "out"), env)
+    assert done.returncode == 2
+    assert "DASHSCOPE_API_KEY" in done.stderr.decode()
+    assert b"Traceback" not in done.stderr
