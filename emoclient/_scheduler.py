@@ -125,6 +125,7 @@ class SchedulerOptions:
     expiry_margin: float = 4 * 3600.0
     download_workers: int = 2
     download_attempts: int = 4
+    download_backoff: float = 0.5
     clock: Callable[[], float] = field(default=time.monotonic)
 
 
@@ -464,7 +465,7 @@ class Scheduler:
                 continue
             except EmoError as exc:
                 error = str(exc)
-                await anyio.sleep(min(0.5 * 2**attempt, 8.0))
+                await anyio.sleep(min(self._opt.download_backoff * 2**attempt, 8.0))
                 continue
             await self._downloaded(ticket)
             return

@@ -11,7 +11,12 @@ from emoclient._scheduler import SchedulerOptions
 from emoclient.emulator.samples import make_portrait, make_speech
 
 #: Tight polling for the emulator's fast clock, where a task lasts a fraction of a second.
-FAST_OPTIONS: dict[str, Any] = {"poll_min": 0.01, "queries_per_second": 15.0, "pending_poll": 2.0}
+FAST_OPTIONS: dict[str, Any] = {
+    "poll_min": 0.01,
+    "queries_per_second": 15.0,
+    "pending_poll": 2.0,
+    "download_backoff": 0.01,
+}
 
 
 def options(**overrides: Any) -> SchedulerOptions:

@@ -1,0 +1,154 @@
+"""Resuming batches through the journal: nothing submitted twice, nothing lost, expiry reported."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import pytest
+from batch_support import collect, emo_jobs, make_inputs, options
+from client_support import account_stats, make_client, new_key
+
+from emoclient._batch import Batch, JobResult
+from emoclient._events import BatchEvent, JobReconciled, JobSubmitted
+from emoclient._jobs import Job
+from emoclient.emulator import EmulatorConfig, RunningEmulator
+
+
+@pytest.fixture
+def emulator_config() -> EmulatorConfig:
+    return EmulatorConfig.fast(speed=120.0)
+
+
+@pytest.fixture
+def jobs(tmp_path: Path) -> list[Job]:
+    return emo_jobs(*make_inputs(tmp_path / "in", portraits=3), 8)
+
+
+async def _run(
+    emulator: RunningEmulator,
+    key: str,
+    out: Path,
+    jobs: list[Job],
+    on_event: Callable[[BatchEvent], None] | None = None,
+) -> tuple[Batch, list[JobResult]]:
+    async with (
+        make_client(emulator, api_key=key) as client,
+        Batch(client, out_dir=out, options=options(), on_event=on_event) as batch,
+    ):
+        results = await collect(batch, jobs)
+    return batch, results
+
+
+async def test_cancelled_run_resumes_without_resubmitting(
+    emulator: RunningEmulator, tmp_path: Path, jobs: list[Job]
+) -> None:
+    key, out = new_key(), tmp_path / "out"
+    seen = 0
+    async with make_client(emulator, api_key=key) as client:
+        with anyio.CancelScope() as scope:
+            async with Batch(client, out_dir=out, options=options()) as batch:
+                async for _ in batch.run(jobs):
+                    seen += 1
+                    if seen == 3:
+                        scope.cancel()
+    assert seen == 3
+    first = account_stats(await emulator.stats())["submissions"]
+    assert 3 <= first < len(jobs)
+
+    batch, _ = await _run(emulator, key, out, jobs)
+    assert batch.summary.counts == {"succeeded": len(jobs)}
+    assert account_stats(await emulator.stats())["submissions"] == len(jobs)
+    assert sorted(p.name for p in out.glob("*.mp4")) == sorted(
+        f"video-{i + 2}.mp4" for i in range(len(jobs))
+    )
+
+
+async def test_finished_run_is_not_repeated(
+    emulator: RunningEmulator, tmp_path: Path, jobs: list[Job]
+) -> None:
+    key, out = new_key(), tmp_path / "out"
+    await _run(emulator, key, out, jobs[:3])
+    stats = account_stats(await emulator.stats())
+    events: list[BatchEvent] = []
+    batch, _ = await _run(emulator, key, out, jobs[:3], on_event=events.append)
+    assert batch.summary.counts == {"succeeded": 3}
+    again = account_stats(await emulator.stats())
+    assert again["submissions"] == stats["submissions"] == 3
+    assert again["result_bytes_served"] == stats["result_bytes_served"]
+    assert Counter(e.kind for e in events)["downloaded"] == 3
+
+
+async def test_succeeded_but_not_downloaded_is_fetched_on_resume(
+    emulator: RunningEmulator, tmp_path: Path, jobs: list[Job]
+) -> None:
+    key, out = new_key(), tmp_path / "out"
+    emulator.set_faults(download_cut_bytes=0)
+    batch, _ = await _run(emulator, key, out, jobs[:3])
+    assert batch.summary.counts == {"failed": 3}
+    assert batch.summary.billed_seconds > 0  # rendered and billed, just not on disk
+    assert list(out.glob("*.mp4")) == []
+
+    emulator.set_faults(download_cut_bytes=None)
+    batch, _ = await _run(emulator, key, out, jobs[:3])
+    assert batch.summary.counts == {"succeeded": 3}
+    assert account_stats(await emulator.stats())["submissions"] == 3
+    assert len(list(out.glob("*.mp4"))) == 3
+
+
+async def test_expired_result_is_reported_not_dropped(
+    emulator: RunningEmulator, tmp_path: Path, jobs: list[Job]
+) -> None:
+    key, out = new_key(), tmp_path / "out"
+    emulator.set_faults(download_cut_bytes=0)
+    await _run(emulator, key, out, jobs[:2])
+    emulator.set_faults(download_cut_bytes=None)
+    emulator.advance(25 * 3600)
+    batch, results = await _run(emulator, key, out, jobs[:2])
+    assert batch.summary.counts == {"expired": 2}
+    assert all("expired" in (r.error or "") for r in results)
+    assert account_stats(await emulator.stats())["submissions"] == 2
+
+
+@pytest.fixture
+def frozen() -> EmulatorConfig:
+    return EmulatorConfig.fast(speed=0.0)
+
+
+async def test_task_expired_while_queued_is_reported(
+    frozen: EmulatorConfig, tmp_path: Path, jobs: list[Job]
+) -> None:
+    from emoclient.emulator import serve
+
+    key, out = new_key(), tmp_path / "out"
+    async with serve(frozen) as emulator, make_client(emulator, api_key=key) as client:
+        scope = anyio.CancelScope()
+
+        def on_event(event: BatchEvent) -> None:
+            if isinstance(event, JobSubmitted):
+                scope.cancel()  # a crash right after the submit, before any poll
+
+        with scope:
+            async with Batch(client, out_dir=out, options=options(), on_event=on_event) as batch:
+                await collect(batch, jobs[:1])
+        assert scope.cancelled_caught
+        emulator.advance(25 * 3600)
+        batch, results = await _run(emulator, key, out, jobs[:1])
+        assert batch.summary.counts == {"expired": 1}
+        assert "24 h" in (results[0].error or "")
+        assert account_stats(await emulator.stats())["submissions"] == 1
+
+
+async def test_lost_submit_answers_are_reconciled_without_duplicates(
+    emulator: RunningEmulator, tmp_path: Path, jobs: list[Job]
+) -> None:
+    emulator.set_faults(drop_after_rate={"submit": 1.0})
+    events: list[BatchEvent] = []
+    batch, _ = await _run(emulator, new_key(), tmp_path / "out", jobs[:3], on_event=events.append)
+    assert batch.summary.counts == {"succeeded": 3}
+    assert account_stats(await emulator.stats())["submissions"] == 3
+    reconciled = [e for e in events if isinstance(e, JobReconciled)]
+    assert [e.found for e in reconciled] == [True] * 3
+    assert len({e.task_id for e in reconciled}) == 3
