@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p.add_argument("task_id", metavar="TASK_ID")
         if name == "wait":
             p.add_argument("--timeout", type=float, default=1800.0, help="seconds (1800)")
+            p.add_argument(
+                "--poll-interval", type=float, default=3.0, help="first poll gap, seconds (3)"
+            )
     p = _parser(subparsers, "download", "save a result video atomically", _download)
     p.add_argument("url", metavar="URL")
     p.add_argument("path", type=Path, metavar="PATH")
@@ -154,7 +157,7 @@ async def _status(client: EmoClient, args: argparse.Namespace) -> Any:
 
 
 async def _wait(client: EmoClient, args: argparse.Namespace) -> Any:
-    return await client.wait(args.task_id, timeout=args.timeout)
+    return await client.wait(args.task_id, timeout=args.timeout, poll_interval=args.poll_interval)
 
 
 async def _cancel(client: EmoClient, args: argparse.Namespace) -> Any:
