@@ -1,0 +1,185 @@
+"""Faults, statistics and the admin routes (loopback only), plus the command's flags."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from emulator_http import Api, emo_body, mask
+
+from emoclient._cli import _emulator as cli
+from emoclient.emulator import EmulatorConfig, RunningEmulator
+from emoclient.emulator._admin import is_loopback, loopback_only
+
+
+@pytest.fixture
+def emulator_config() -> EmulatorConfig:
+    return EmulatorConfig.fast(speed=0.0, faults={"seed": 7})
+
+
+@pytest.fixture
+async def api(emulator: RunningEmulator) -> AsyncIterator[Api]:
+    async with aiohttp.ClientSession() as session:
+        yield Api(session, emulator, "sk-admin")
+
+
+async def _admin(api: Api, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    url = f"{api.emulator.root_url}/_emulator/{path}"
+    async with api.session.request(method, url, json=body) as response:
+        return response.status, await response.json()
+
+
+async def test_error_rate_answers_500_or_503_in_the_envelope(api: Api) -> None:
+    api.emulator.set_faults(error_rate={"task_get": 1.0})
+    seen = set()
+    for _ in range(12):
+        reply = await api.task("1111")
+        seen.add((reply.status, reply.body["code"]))
+        assert set(reply.body) == {"request_id", "code", "message"}
+    assert seen == {(500, "InternalError"), (503, "ModelUnavailable")}
+    assert (await api.call("GET", "/tasks")).status == 200  # other routes unaffected
+
+
+async def test_dropped_submit_creates_no_task(api: Api) -> None:
+    api.emulator.set_faults(drop_rate={"submit": 1.0})
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await api.submit(emo_body(api.emulator))
+    account = next(iter((await api.emulator.stats())["accounts"].values()))
+    assert account["submissions"] == 0
+    assert account["routes"]["submit"]["requests"] == 1
+
+
+async def test_answer_lost_after_submit_still_creates_the_task(api: Api) -> None:
+    api.emulator.set_faults(drop_after_rate={"submit": 1.0})
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await api.submit(emo_body(api.emulator))
+    api.emulator.set_faults(drop_after_rate=0.0)
+    listed = await api.call("GET", "/tasks")
+    assert listed.body["total"] == 1
+
+
+async def test_stalled_task_stays_running(api: Api) -> None:
+    api.emulator.set_faults(stall_rate=1.0)
+    task_id = (await api.submit(emo_body(api.emulator))).body["output"]["task_id"]
+    api.emulator.advance(20 * 3600)
+    assert (await api.task(task_id)).body["output"]["task_status"] == "RUNNING"
+
+
+async def test_faults_change_at_run_time_over_http(api: Api) -> None:
+    status, body = await _admin(api, "POST", "faults", {"error_rate": 1.0})
+    assert status == 200
+    assert body["error_rate"] == 1.0
+    assert (await api.task("1111")).status in (500, 503)
+    status, _ = await _admin(api, "POST", "faults", {"error_rate": 0.0})
+    assert (await api.task("1111")).status == 200
+    status, body = await _admin(api, "POST", "faults", {"no_such_fault": 1})
+    assert status == 400
+    assert "Invalid fault settings" in body["message"]
+
+
+async def test_clock_advance_over_http(api: Api) -> None:
+    before = api.emulator.now()
+    status, body = await _admin(api, "POST", "clock/advance", {"seconds": 90})
+    assert status == 200
+    assert body["virtual_time"] == pytest.approx(before + 90)
+    status, _ = await _admin(api, "POST", "clock/advance", {"seconds": -1})
+    assert status == 400
+
+
+async def test_stats_document(api: Api) -> None:
+    await api.submit(emo_body(api.emulator))
+    await api.task("1111")
+    status, over_http = await _admin(api, "GET", "stats")
+    assert status == 200
+    assert over_http == await api.emulator.stats()
+    label = "acct-" + hashlib.sha256(b"sk-admin").hexdigest()[:8]
+    assert "sk-admin" not in json.dumps(over_http)
+    assert mask(over_http["accounts"][label]) == {
+        "routes": {
+            "submit": {"requests": 1, "throttled": 0, "max_in_1s": 1},
+            "task_get": {"requests": 1, "throttled": 0, "max_in_1s": 1},
+        },
+        "submissions": 1,
+        "tasks": {"RUNNING": 1},
+        "slot_busy_seconds": 0.0,
+        "slot_span_seconds": 0.0,
+        "result_bytes_served": 0,
+    }
+    api.emulator.advance(10)
+    account = (await api.emulator.stats())["accounts"][label]
+    assert account["slot_busy_seconds"] == account["slot_span_seconds"] == 10.0
+
+
+async def test_reset_forgets_everything(api: Api) -> None:
+    task_id = (await api.submit(emo_body(api.emulator))).body["output"]["task_id"]
+    status, _ = await _admin(api, "POST", "reset")
+    assert status == 200
+    assert (await api.emulator.stats())["accounts"] == {}
+    assert (await api.task(task_id)).body["output"]["task_status"] == "UNKNOWN"
+
+
+@pytest.mark.parametrize(
+    ("remote", "expected"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.1", True),
+        ("::1", True),
+        ("192.0.2.7", False),
+        ("2001:db8::1", False),
+        (None, False),
+        ("not-an-ip", False),
+    ],
+)
+def test_is_loopback(remote: str | None, expected: bool) -> None:
+    assert is_loopback(remote) is expected
+
+
+class _Peer:
+    """A transport whose peer is ``address`` (a forged remote end)."""
+
+    def __init__(self, address: str) -> None:
+        self._address = address
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return (self._address, 40000) if name == "peername" else default
+
+
+@pytest.mark.parametrize(("peer", "status"), [("203.0.113.9", 403), ("127.0.0.1", 200)])
+async def test_admin_routes_refuse_a_remote_peer(peer: str, status: int) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    request = make_mocked_request("GET", "/_emulator/stats", transport=_Peer(peer))
+    response = await loopback_only(request, handler)
+    assert response.status == status
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    return parser.parse_args(["emulator", *argv])
+
+
+def test_command_flags_make_the_config() -> None:
+    args = _parse(
+        "--api-key", "k1", "--api-key", "k2", "--speed", "60", "--error-rate", "0.1",
+        "--drop-rate", "0.05", "--latency", "0.2", "--task-failure-rate", "0.3",
+        "--stall-rate", "0.01", "--download-cut-bytes", "1000", "--no-render",
+    )  # fmt: skip
+    config = cli.config_from_args(args)
+    assert config.api_keys == frozenset({"k1", "k2"})
+    assert config.speed == 60
+    assert config.render is False
+    faults = config.faults
+    assert (faults.error_rate, faults.drop_rate, faults.latency) == (0.1, 0.05, 0.2)
+    assert (faults.task_failure_rate, faults.stall_rate) == (0.3, 0.01)
+    assert faults.download_cut_bytes == 1000
+    assert args.port == 8089
+    assert cli.config_from_args(_parse()).api_keys is None
