@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal, TextIO
 
 from emoclient._events import (
@@ -132,8 +132,10 @@ class ProgressView:
             self._invalid.add(key)
             self._move(key, "invalid")
         if self.mode == "json":
+            at = datetime.now(UTC).isoformat()
             self._emit_json(
-                {"event": "manifest_problem", "label": label, "field": field, "message": message}
+                {"event": "manifest_problem", "at": at, "label": label, "field": field}
+                | {"message": message}
             )
         elif self.mode == "plain":
             stamp = datetime.now().astimezone().strftime("%H:%M:%S")
