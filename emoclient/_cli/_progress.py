@@ -14,7 +14,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, TextIO
@@ -237,7 +237,7 @@ class ProgressView:
         final = sum(self.counts[state] for state in FINAL)
         return f"[{final}/{self.total}]" if self.total else f"[{final}]"
 
-    def _emit_json(self, data: dict[str, object]) -> None:
+    def _emit_json(self, data: Mapping[str, object]) -> None:
         self._out.write(json.dumps(data, ensure_ascii=False) + "\n")
         self._out.flush()
 
