@@ -95,10 +95,11 @@ class Batch:
 
     ``out_dir`` receives the videos and, by default, the journal
     (``emoclient-journal.sqlite3``); rerunning the same jobs into the same folder resumes.
-    ``window`` is the number of tasks kept submitted (running plus queued); raise it for
-    accounts with more than one running slot. ``on_event`` receives every progress event
-    (a plain or an async callable). ``retry=True`` gives failed and expired jobs of an
-    earlier run another go.
+    ``window`` is the number of tasks kept submitted (running plus queued); by default the
+    client's ``Rates.window`` (2). Every task also holds a slot of the client's account-wide
+    window, shared with other batches and ``generate_*`` calls on the same key. ``on_event``
+    receives every progress event (a plain or an async callable). ``retry=True`` gives
+    failed and expired jobs of an earlier run another go.
     """
 
     def __init__(
@@ -107,13 +108,14 @@ class Batch:
         *,
         out_dir: str | Path,
         journal: str | Path | None = None,
-        window: int = 2,
+        window: int | None = None,
         on_event: EventHandler | None = None,
         expiry_margin: float = 4 * 3600.0,
         retry: bool = False,
         prepare_concurrency: int = 2,
         options: SchedulerOptions | None = None,
     ) -> None:
+        window = window if window is not None else client.limits.rates.window
         if window < 1:
             raise ValueError(f"window must be at least 1, got {window}")
         self.client = client
@@ -212,7 +214,7 @@ class Batch:
         to_prepare, prepare_rx = anyio.create_memory_object_stream[_Work](0)
         to_submit, submit_rx = anyio.create_memory_object_stream[_Work](0)
         async with results.send, anyio.create_task_group() as tg:
-            tg.start_soon(scheduler.run)
+            await tg.start(scheduler.run)
             async with to_submit, prepare_rx:
                 for _ in range(self._prepare_concurrency):
                     tg.start_soon(

@@ -23,6 +23,8 @@ from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
+from anyio.abc import TaskGroup
+from anyio.abc import TaskStatus as StartStatus
 
 from emoclient._client import EmoClient
 from emoclient._events import (
@@ -76,6 +78,7 @@ class Ticket:
     next_poll: float = 0.0
     interval: float = 0.0
     errors: int = 0
+    slot: anyio.Event | None = None  # set to give the account's window slot back
 
     @property
     def expected_seconds(self) -> float:
@@ -156,15 +159,18 @@ class Scheduler:
         self._active_downloads = 0
         self._last_end_seen: float | None = None
         self._next_query = 0.0
+        self._tg: TaskGroup | None = None
         self.learned = _Learned()
         self.queries = 0
         self.interrupted = 0
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self, *, task_status: StartStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Poll and download until :meth:`close` was called and nothing is left."""
         async with anyio.create_task_group() as tg:
+            self._tg = tg
+            task_status.started()
             tg.start_soon(self._poll_loop)
             for _ in range(self._opt.download_workers):
                 tg.start_soon(self._download_loop)
@@ -204,12 +210,17 @@ class Scheduler:
                 self._client, self._journal, ticket, intent_at=intent_at, emit=self._emit
             )
         except APIStatusError as exc:
+            self._give_slot_back(ticket)
             await self._fail(ticket, exc.code, f"the service refused the submit: {exc}")
             return True
         except EmoError as exc:
+            self._give_slot_back(ticket)
             await self._journal.update(ticket.key, state=State.NEW)
             await self._fail(ticket, None, f"submitting failed: {exc}; rerun to retry")
             return True
+        except BaseException:
+            self._give_slot_back(ticket)
+            raise
         await self.track(ticket, task_id)
         await self._emit(JobSubmitted(label=ticket.label, key=ticket.key, task_id=task_id))
         return True
@@ -218,7 +229,35 @@ class Scheduler:
         async with self._changed:
             while not self._stopping and not self._has_room(ticket):
                 await self._changed.wait()
-        return not self._stopping
+        if self._stopping:
+            return False
+        await self._take_slot(ticket, wait=True)
+        if self._stopping:
+            self._give_slot_back(ticket)
+            return False
+        return True
+
+    async def _take_slot(self, ticket: Ticket, *, wait: bool) -> None:
+        """Hold one slot of the account's in-flight window (shared with other clients of the
+        same key, across processes with a shared limits backend) until the task ends."""
+        assert self._tg is not None, "Scheduler.run() must be running"
+        ticket.slot = anyio.Event()
+        if wait:
+            await self._tg.start(self._hold_slot, ticket.slot)
+        else:
+            self._tg.start_soon(self._hold_slot, ticket.slot)
+
+    async def _hold_slot(
+        self, release: anyio.Event, *, task_status: StartStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        async with self._client.limits.task_slot():
+            task_status.started()
+            await release.wait()
+
+    @staticmethod
+    def _give_slot_back(ticket: Ticket) -> None:
+        if ticket.slot is not None:
+            ticket.slot.set()
 
     def _has_room(self, ticket: Ticket) -> bool:
         if len(self._live) >= self._opt.window:
@@ -233,6 +272,8 @@ class Scheduler:
 
     async def track(self, ticket: Ticket, task_id: str) -> None:
         """Poll an existing task (just submitted, or live from an earlier run)."""
+        if ticket.slot is None:  # live from an earlier run: it holds a slot already
+            await self._take_slot(ticket, wait=False)
         now = self._clock()
         ticket.task_id = task_id
         ticket.submitted_at = ticket.submitted_at or now
@@ -294,6 +335,7 @@ class Scheduler:
             ticket.next_poll = now + self._pending_delay(ticket)
         else:
             self._live.pop(ticket.task_id or "", None)
+            self._give_slot_back(ticket)
             self._last_end_seen = now
             self._poll_oldest_pending_now(now)
             await self._terminal(ticket, task, now)
@@ -411,6 +453,7 @@ class Scheduler:
         for ticket in list(self._live.values()):
             assert ticket.task_id is not None
             self._live.pop(ticket.task_id)
+            self._give_slot_back(ticket)
             if ticket.status is TaskStatus.RUNNING or not await self._try_cancel(ticket.task_id):
                 self.interrupted += 1  # running (billed anyway): a rerun fetches it
                 continue
