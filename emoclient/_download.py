@@ -19,7 +19,7 @@ import anyio
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from emoclient._exceptions import DownloadError, ResultURLExpiredError, TransportError
-from emoclient._transport import Transport, _redact, error_from_response
+from emoclient._transport import Transport, error_from_response, redact_url
 
 __all__ = ["download_file"]
 
@@ -75,7 +75,7 @@ async def _fetch_with_resume(
             held = now_held
             if stalled > max_restarts:
                 raise DownloadError(
-                    f"Download of {_redact(url)} kept breaking ({type(exc).__name__}) without "
+                    f"Download of {redact_url(url)} kept breaking ({type(exc).__name__}) without "
                     "progress; nothing was written to the target. Retry later, or query the "
                     "task for a fresh video_url.",
                     url=url,
@@ -136,7 +136,7 @@ async def _position_for(
         return resp.content_length
     text = await resp.text()
     error = error_from_response(resp.status, text, resp.headers, operation="download")
-    where = _redact(url)
+    where = redact_url(url)
     if resp.status == 403:
         raise ResultURLExpiredError(
             f"The result URL {where} was refused ({error.code}: {error.message}); it has "

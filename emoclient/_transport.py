@@ -34,7 +34,7 @@ from emoclient._exceptions import (
 from emoclient._limits import RateLimiter
 from emoclient._retry import RetryPolicy, is_retryable_status, parse_retry_after
 
-__all__ = ["Transport", "error_from_response", "map_client_error"]
+__all__ = ["Transport", "error_from_response", "map_client_error", "redact_url"]
 
 logger = logging.getLogger("emoclient")
 
@@ -86,7 +86,7 @@ def error_from_response(
 
 def map_client_error(exc: BaseException, *, method: str, url: str) -> TransportError:
     """The typed error for an aiohttp/asyncio failure that produced no HTTP answer."""
-    where = f"{method} {_redact(url)}"
+    where = f"{method} {redact_url(url)}"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return ConnectError(
             f"Could not connect for {where}: {exc.os_error}. Check the base URL and network.",
@@ -106,7 +106,7 @@ def map_client_error(exc: BaseException, *, method: str, url: str) -> TransportE
     )
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     # Signed result URLs carry credentials in the query string; keep them out of messages.
     return url.split("?", 1)[0]
 
@@ -181,7 +181,7 @@ class Transport:
                 status, resp_headers = resp.status, resp.headers
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise map_client_error(exc, method=method, url=url) from exc
-        logger.debug("%s %s -> %s", method, _redact(url), status)
+        logger.debug("%s %s -> %s", method, redact_url(url), status)
         if status >= 400:
             raise error_from_response(status, text, resp_headers, operation=operation)
         try:

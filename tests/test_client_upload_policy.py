@@ -1,0 +1,83 @@
+"""Upload policy reuse: one policy per model while valid, a fresh one near its expiry."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import anyio
+from client_support import FAST_RETRY, account_stats, make_client, new_key, portrait
+
+from emoclient import LimitRegistry, Rates, TaskStatus
+from emoclient._transport import Transport
+from emoclient._upload import Uploader
+from emoclient.emulator import RunningEmulator
+
+
+class FakeNow:
+    def __init__(self) -> None:
+        self.value = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.value
+
+
+async def test_policy_reused_until_margin_then_renewed(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    now = FakeNow()
+    transport = Transport(
+        api_key=new_key(),
+        base_url=emulator.base_url,
+        workspace=None,
+        timeout=10.0,
+        session=None,
+        retry=FAST_RETRY,
+    )
+    limits = LimitRegistry().for_account("a")
+    uploader = Uploader(transport, limits.upload, margin=60.0, now=now)
+    image = portrait(tmp_path)
+    try:
+        first = await uploader.upload(image, model="emo-v1")
+        now.value += timedelta(seconds=200)  # 300 s policy, 60 s margin: still good
+        await uploader.upload(image, model="emo-v1")
+        await uploader.upload(image, model="emoji-v1")  # another model, another policy
+        now.value += timedelta(seconds=50)  # within the margin now
+        await uploader.upload(image, model="emo-v1")
+    finally:
+        await transport.aclose()
+    assert first.expires_at == datetime(2026, 1, 3, tzinfo=UTC)
+    routes = account_stats(await emulator.stats())["routes"]
+    assert routes["upload_policy"]["requests"] == 3
+    assert routes["oss_upload"]["requests"] == 4
+
+
+async def test_clients_on_one_key_share_the_query_budget(emulator: RunningEmulator) -> None:
+    key, registry = new_key(), LimitRegistry()
+    one = make_client(emulator, api_key=key, limits=registry)
+    two = make_client(emulator, api_key=key, limits=registry)
+    assert one.limits is two.limits
+    statuses: list[TaskStatus] = []
+
+    async def query(client_index: int) -> None:
+        client = (one, two)[client_index % 2]
+        statuses.append((await client.get_task("t")).status)
+
+    async with one, two, anyio.create_task_group() as tg:
+        for i in range(26):
+            tg.start_soon(query, i)
+    routes = account_stats(await emulator.stats())["routes"]
+    assert len(statuses) == 26
+    assert routes["task_get"]["throttled"] == 0
+    assert routes["task_get"]["max_in_1s"] <= Rates().query
+
+
+def test_default_registry_is_process_wide() -> None:
+    from emoclient import EmoClient
+
+    key, url = new_key(), "http://127.0.0.1:9/api/v1"
+    first = EmoClient(key, base_url=url)
+    second = EmoClient(key, base_url=url)
+    other = EmoClient(new_key(), base_url=url)
+    assert first.limits is second.limits
+    assert first.limits is not other.limits
