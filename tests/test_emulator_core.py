@@ -91,3 +91,38 @@ async def test_unknown_task_is_unknown_with_http_200(api: Api) -> None:
         "request_id": "<uuid>",
         "output": {"task_id": "1111", "task_status": "UNKNOWN"},
     }
+
+
+async def test_create_app_alone_serves_files_under_its_own_origin() -> None:
+    from aiohttp.test_utils import TestServer
+
+    from emoclient.emulator import EmulatorConfig, create_app
+
+    server = TestServer(create_app(EmulatorConfig.fast(speed=0.0)), host="127.0.0.1")
+    await server.start_server()
+    expected_host = str(server.make_url("/_oss/"))
+    try:
+        async with aiohttp.ClientSession() as session:
+            headers = {"Authorization": "Bearer sk-alone"}
+            policy_url = server.make_url("/api/v1/uploads?action=getPolicy&model=emo-v1")
+            async with session.get(policy_url, headers=headers) as response:
+                policy = (await response.json())["data"]
+            form = aiohttp.FormData()
+            fields = {
+                "OSSAccessKeyId": policy["oss_access_key_id"],
+                "Signature": policy["signature"],
+                "policy": policy["policy"],
+                "key": policy["upload_dir"] + "/a.wav",
+                "x-oss-object-acl": "private",
+                "x-oss-forbid-overwrite": "true",
+                "success_action_status": "200",
+            }
+            for name, value in fields.items():
+                form.add_field(name, value)
+            form.add_field("file", b"RIFF", filename="a.wav")
+            async with session.post(policy["upload_host"], data=form) as response:
+                uploaded = response.status
+    finally:
+        await server.close()
+    assert policy["upload_host"] == expected_host
+    assert uploaded == 200

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from aiohttp import web
 
 from . import _errors as err
+from ._config import EmulatorConfig
 from ._core import EmulatorState
 from ._errors import ApiError, json_response, new_request_id
 from ._keys import STATE, account_of
@@ -74,33 +76,50 @@ async def cancel_task(request: web.Request) -> web.Response:
     return json_response({"request_id": new_request_id(), **state.config.cancel_success_extra})
 
 
-async def list_tasks(request: web.Request) -> web.Response:
-    """``GET /tasks`` (API.md §2.2): the list API's own shape, newest first."""
-    state = request.app[STATE]
+@dataclass(frozen=True)
+class _ListQuery:
+    page_no: int
+    page_size: int
+    status: str | None
+    model: str | None
+    since: float | None
+    until: float | None
+
+    def wants(self, task: Task, shown: str) -> bool:
+        if shown == "UNKNOWN" or (self.status and shown != self.status):
+            return False
+        if self.model and task.model != self.model:
+            return False
+        too_early = self.since is not None and task.submit_time < self.since
+        too_late = self.until is not None and task.submit_time > self.until
+        return not (too_early or too_late)
+
+
+def _list_query(request: web.Request, config: EmulatorConfig) -> _ListQuery:
     query = request.query
-    page_no = _int_param(query.get("page_no", "1"), minimum=1)
-    page_size = min(
-        _int_param(query.get("page_size", "10"), minimum=1), state.config.list_page_size_cap
-    )
-    offset = state.config.utc_offset_hours
-    since = _time_param(query.get("start_time"), offset)
-    until = _time_param(query.get("end_time"), offset)
     status = query.get("status")
     if status is not None and status not in LIST_STATUSES:
         raise err.bad_request()
-    model = query.get("model_name")
+    page_size = _int_param(query.get("page_size", "10"), minimum=1)
+    return _ListQuery(
+        page_no=_int_param(query.get("page_no", "1"), minimum=1),
+        page_size=min(page_size, config.list_page_size_cap),
+        status=status,
+        model=query.get("model_name"),
+        since=_time_param(query.get("start_time"), config.utc_offset_hours),
+        until=_time_param(query.get("end_time"), config.utc_offset_hours),
+    )
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    """``GET /tasks`` (API.md §2.2): the list API's own shape, newest first."""
+    state = request.app[STATE]
+    query = _list_query(request, state.config)
     account = account_of(request)
-    rows: list[tuple[Task, str]] = []
-    for task in reversed(account.tasks):
-        shown = visible_status(state, task)
-        if shown == "UNKNOWN" or (status and shown != status) or (model and task.model != model):
-            continue
-        if (since is not None and task.submit_time < since) or (
-            until is not None and task.submit_time > until
-        ):
-            continue
-        rows.append((task, shown))
-    page = rows[(page_no - 1) * page_size : page_no * page_size]
+    shown = ((task, visible_status(state, task)) for task in reversed(account.tasks))
+    rows = [(task, status) for task, status in shown if query.wants(task, status)]
+    size = query.page_size
+    page = rows[(query.page_no - 1) * size : query.page_no * size]
     return json_response(
         {
             "total": len(rows),
@@ -108,10 +127,10 @@ async def list_tasks(request: web.Request) -> web.Response:
                 list_entry(t, status=s, request_id=t.request_id, account_label=account.label)
                 for t, s in page
             ],
-            "total_page": max(1, math.ceil(len(rows) / page_size)),
-            "page_no": page_no,
+            "total_page": max(1, math.ceil(len(rows) / size)),
+            "page_no": query.page_no,
             "request_id": new_request_id(),
-            "page_size": page_size,
+            "page_size": size,
         }
     )
 

@@ -36,7 +36,7 @@ async def upload_policy(request: web.Request) -> web.Response:
         bound_model=state.upload_model(model),
         now=state.now(),
         config=state.config,
-        upload_host=state.files_base(str(request.url.origin())),
+        upload_host=state.files_url or f"{request.url.origin()}/_oss/",
     )
     return json_response({"data": data, "request_id": new_request_id()})
 
