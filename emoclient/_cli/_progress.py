@@ -204,7 +204,7 @@ class ProgressView:
         eta = self.eta()
         parts.append(f"ETA {_duration(eta)}" if eta is not None else "ETA --")
         text = " · ".join(parts)
-        bar_width = 24 if width - len(text) - 3 >= 24 else max(10, width - len(text) - 3)
+        bar_width = 20 if width >= 80 else 10  # a steady bar; the text is cut instead
         filled = round(bar_width * final / total) if total else 0
         return f"[{'#' * filled}{'.' * (bar_width - filled)}] {text}"[:width]
 
