@@ -83,13 +83,14 @@ class Uploader:
                 path=str(source),
             )
         try:
-            key = await self._post(source, policy)
-        except APIStatusError as exc:
-            if exc.status != 403:
-                raise self._failed(source, exc) from exc
-            # The policy expired in flight (clock skew, slow upload): fetch a new one, once.
-            key = await self._post(source, await self.policy(model, fresh=True))
-        except TransportError as exc:
+            try:
+                key = await self._post(source, policy)
+            except APIStatusError as exc:
+                if exc.status != 403:
+                    raise
+                # The policy expired in flight (clock skew, slow upload): renew it, once.
+                key = await self._post(source, await self.policy(model, fresh=True))
+        except (APIStatusError, TransportError) as exc:
             raise self._failed(source, exc) from exc
         return UploadedFile(
             url=f"oss://{key}", expires_at=self._now() + UPLOAD_LIFETIME, model=model

@@ -81,3 +81,17 @@ def test_default_registry_is_process_wide() -> None:
     other = EmoClient(new_key(), base_url=url)
     assert first.limits is second.limits
     assert first.limits is not other.limits
+
+
+async def test_policy_expired_in_flight_is_renewed_once(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    async with make_client(emulator) as client:
+        first = await client.upload(portrait(tmp_path), model="emo-v1")
+        # The service's clock runs ahead of ours: it now considers the cached policy expired.
+        emulator.advance(400)
+        second = await client.upload(portrait(tmp_path), model="emo-v1")
+    assert first.url != second.url
+    routes = account_stats(await emulator.stats())["routes"]
+    assert routes["upload_policy"]["requests"] == 2
+    assert routes["oss_upload"]["requests"] == 3
