@@ -197,6 +197,8 @@ class Scheduler:
         else:
             task.status = "FAILED"
             task.code, task.message = failure
+        # The inputs are no longer needed; long-running emulators should not hoard them.
+        task.inputs.image, task.inputs.audio = b"", None
         account.running = None
         account.slot_free_at = end
         account.last_end = end

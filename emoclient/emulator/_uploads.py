@@ -35,8 +35,11 @@ class UploadStore:
     def __init__(self) -> None:
         self._objects: dict[str, StoredObject] = {}
 
-    def put(self, key: str, obj: StoredObject) -> None:
-        """Store ``obj`` under ``key``."""
+    def put(self, key: str, obj: StoredObject, *, now: float) -> None:
+        """Store ``obj`` under ``key`` (and forget objects whose 48 hours are over)."""
+        expired = [k for k, o in self._objects.items() if o.expires_at <= now]
+        for stale in expired:
+            del self._objects[stale]
         self._objects[key] = obj
 
     def exists(self, key: str, *, now: float) -> bool:
@@ -60,6 +63,7 @@ class Grant:
 
     account: str
     model: str
+    expires_at: float
 
 
 class PolicyBook:
@@ -93,9 +97,12 @@ class PolicyBook:
         day = datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%d")
         owner = hashlib.md5(account.encode(), usedforsecurity=False).hexdigest()
         upload_dir = f"dashscope-instant/{owner}/{day}/{uuid.uuid4()}"
-        self.grants[upload_dir] = Grant(account=account, model=bound_model)
+        expires_at = now + config.upload_policy_ttl_seconds
+        # A policy is only needed until it expires: forget the old ones.
+        self.grants = {d: g for d, g in self.grants.items() if g.expires_at > now}
+        self.grants[upload_dir] = Grant(account=account, model=bound_model, expires_at=expires_at)
         max_bytes = config.upload_max_file_size_mb * 1024 * 1024
-        expiration = datetime.fromtimestamp(now + config.upload_policy_ttl_seconds, tz=UTC)
+        expiration = datetime.fromtimestamp(expires_at, tz=UTC)
         document = {
             "expiration": expiration.strftime("%Y-%m-%dT%H:%M:%S.")
             + f"{expiration.microsecond // 1000:03d}Z",

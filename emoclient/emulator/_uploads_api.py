@@ -145,6 +145,7 @@ def _store(
             expires_at=now + state.config.upload_ttl_seconds,
             content_type=content_type,
         ),
+        now=now,
     )
     status = form.get("success_action_status", b"204").decode()
     return web.Response(status=200 if status == "200" else 204)
