@@ -53,3 +53,38 @@ async def test_sdk_submits_uploads_waits_and_reads_the_result(
     assert routes["upload_policy"]["requests"] == 1
     assert routes["oss_upload"]["requests"] == 1
     assert (await emulator.stats())["foreign_auth_headers"] == 0
+
+
+def _detect_cancel_fetch(base_url: str, image_url: str) -> tuple[Any, Any, Any]:
+    from dashscope import VideoSynthesis
+    from dashscope.client.base_api import BaseApi
+
+    dashscope.base_http_api_url = base_url
+    detected = BaseApi.call(
+        model="emo-detect-v1",
+        input={"image_url": image_url},
+        task_group="aigc",
+        task="image2video",
+        function="face-detect",
+        api_key="sk-sdk",
+        ratio="3:4",
+    )
+    unknown = VideoSynthesis.fetch("1111", api_key="sk-sdk")
+    refused = VideoSynthesis.cancel("1111", api_key="sk-sdk")
+    return detected, unknown, refused
+
+
+async def test_sdk_detect_fetch_and_cancel(emulator: RunningEmulator) -> None:
+    image_url, _ = host_inputs(emulator)
+    detected, unknown, refused = await anyio.to_thread.run_sync(
+        partial(_detect_cancel_fetch, emulator.base_url, image_url)
+    )
+    assert detected.status_code == HTTPStatus.OK, detected
+    assert detected.output["check_pass"] is True
+    x1, y1, x2, y2 = detected.output["ext_bbox"]
+    assert (x2 - x1) * 4 == (y2 - y1) * 3
+    assert detected.usage == {"image_count": 1}
+    assert unknown.status_code == HTTPStatus.OK
+    assert unknown.output.task_status == "UNKNOWN"
+    assert refused.status_code == HTTPStatus.BAD_REQUEST
+    assert refused.code == "UnsupportedOperation"
