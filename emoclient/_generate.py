@@ -12,24 +12,12 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from emoclient._exceptions import DetectionFailedError
-from emoclient._models import Detection, DrivenId, Model, Ratio, StyleLevel
+from emoclient._models import DrivenId, Model, Ratio, StyleLevel
 
 if TYPE_CHECKING:
     from emoclient._client import EmoClient
 
 __all__ = ["generate_emo", "generate_emoji"]
-
-
-def _require_pass(detection: Detection, image: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    if not detection.passed or detection.face_bbox is None or detection.ext_bbox is None:
-        raise DetectionFailedError(
-            model=detection.model.value,
-            image=image,
-            code=detection.code,
-            message=detection.message,
-        )
-    return detection.face_bbox, detection.ext_bbox
 
 
 async def _resolve_all(
@@ -61,10 +49,10 @@ async def generate_emo(
         client, (image, Model.EMO_DETECT), (image, Model.EMO), (audio, Model.EMO)
     )
     detection = await client.detect_emo(detect_url, ratio=ratio)
-    face, ext = _require_pass(detection, os.fspath(image))
+    face, ext = detection.boxes(image=os.fspath(image))
     async with client.limits.task_slot():
         submitted = await client.submit_emo(
-            image_url, audio_url, face_bbox=list(face), ext_bbox=list(ext), style_level=style_level
+            image_url, audio_url, face_bbox=face, ext_bbox=ext, style_level=style_level
         )
         task = await client.wait(submitted.task_id, timeout=wait_timeout)
     assert task.video_url is not None  # a SUCCEEDED task always carries its URL
@@ -84,10 +72,10 @@ async def generate_emoji(
         client, (image, Model.EMOJI_DETECT), (image, Model.EMOJI)
     )
     detection = await client.detect_emoji(detect_url)
-    face, ext = _require_pass(detection, os.fspath(image))
+    face, ext = detection.boxes(image=os.fspath(image))
     async with client.limits.task_slot():
         submitted = await client.submit_emoji(
-            image_url, driven_id=driven_id, face_bbox=list(face), ext_bbox=list(ext)
+            image_url, driven_id=driven_id, face_bbox=face, ext_bbox=ext
         )
         task = await client.wait(submitted.task_id, timeout=wait_timeout)
     assert task.video_url is not None  # a SUCCEEDED task always carries its URL

@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
+from emoclient._exceptions import DetectionFailedError
+
 __all__ = [
     "BBox",
     "Detection",
@@ -117,7 +119,8 @@ def validate_bbox(value: tuple[int, int, int, int]) -> tuple[int, int, int, int]
     return value
 
 
-BBox = Annotated[tuple[int, int, int, int], AfterValidator(validate_bbox)]
+BBoxTuple = tuple[int, int, int, int]
+BBox = Annotated[BBoxTuple, AfterValidator(validate_bbox)]
 """``(x1, y1, x2, y2)`` pixel corners in the original image."""
 
 
@@ -153,6 +156,14 @@ class Detection(_Model):
     message: str | None = None
     ratio: Ratio = Ratio.SQUARE
     request_id: str | None = None
+
+    def boxes(self, *, image: str = "the image") -> tuple[BBoxTuple, BBoxTuple]:
+        """``(face_bbox, ext_bbox)`` for a submit; raises DetectionFailedError if not passed."""
+        if not self.passed or self.face_bbox is None or self.ext_bbox is None:
+            raise DetectionFailedError(
+                model=self.model.value, image=image, code=self.code, message=self.message
+            )
+        return self.face_bbox, self.ext_bbox
 
 
 def _bbox(value: Any) -> tuple[int, int, int, int] | None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from emoclient._exceptions import DetectionFailedError
 from emoclient._models import (
     BBox,
     Detection,
@@ -288,3 +289,11 @@ def test_detection_is_frozen() -> None:
     d = Detection(model=Model.EMO_DETECT, passed=True)
     with pytest.raises(ValidationError):
         d.passed = False  # type: ignore[misc]
+
+
+def test_detection_boxes_for_submit() -> None:
+    passed = parse_detection(EMO_DETECT_PASSED, model=Model.EMO_DETECT, ratio=Ratio.SQUARE)
+    assert passed.boxes() == ((302, 286, 610, 593), (71, 9, 840, 778))
+    failed = parse_detection(EMOJI_DETECT_FAILED, model=Model.EMOJI_DETECT, ratio=Ratio.SQUARE)
+    with pytest.raises(DetectionFailedError, match=r"emoji-detect-v1 rejected the image a\.png"):
+        failed.boxes(image="a.png")

@@ -35,13 +35,12 @@ async def typed_usage() -> None:
         passed: bool = detection.passed
         face: tuple[int, int, int, int] | None = detection.face_bbox
         emoji_detection: Detection = await client.detect_emoji("https://example.com/a.png")
-        assert detection.face_bbox is not None
-        assert detection.ext_bbox is not None
+        face_box, ext_box = detection.boxes(image="face.png")
         submitted: SubmittedTask = await client.submit_emo(
             "oss://x/a.png",
             "oss://x/a.wav",
-            face_bbox=detection.face_bbox,
-            ext_bbox=detection.ext_bbox,
+            face_bbox=face_box,
+            ext_bbox=ext_box,
             style_level=StyleLevel.ACTIVE,
         )
         emoji: SubmittedTask = await client.submit_emoji(
