@@ -93,6 +93,17 @@ async def test_clock_advance_over_http(api: Api) -> None:
     assert status == 400
 
 
+async def test_clock_speed_over_http(api: Api) -> None:
+    status, body = await _admin(api, "POST", "clock/speed", {"speed": 0})
+    assert (status, body["speed"]) == (200, 0.0)
+    frozen = api.emulator.now()
+    assert api.emulator.now() == frozen
+    status, _ = await _admin(api, "POST", "clock/speed", {"speed": "fast"})
+    assert status == 400
+    api.emulator.set_speed(10.0)
+    assert api.emulator.state.clock.speed == 10.0
+
+
 async def test_stats_document(api: Api) -> None:
     await api.submit(emo_body(api.emulator))
     await api.task("1111")

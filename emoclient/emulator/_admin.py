@@ -68,6 +68,17 @@ async def advance_clock(request: web.Request) -> web.Response:
     return json_response({"virtual_time": state.now()})
 
 
+async def set_speed(request: web.Request) -> web.Response:
+    """``POST /_emulator/clock/speed {"speed": F}``: virtual seconds per real second from now."""
+    body = await _json_object(request)
+    speed = body.get("speed")
+    if not isinstance(speed, int | float) or isinstance(speed, bool) or speed < 0:
+        return _admin_error(400, 'Send {"speed": F} with a number F >= 0 (0 freezes the clock).')
+    state = request.app[STATE]
+    state.set_speed(float(speed))
+    return json_response({"virtual_time": state.now(), "speed": state.clock.speed})
+
+
 async def set_faults(request: web.Request) -> web.Response:
     """``POST /_emulator/faults {...}``: change some fault settings, keep the others."""
     state = request.app[STATE]
@@ -96,6 +107,7 @@ def add_admin_routes(app: web.Application) -> None:
     """Register the admin routes on ``app``."""
     app.router.add_get("/_emulator/stats", stats, name="admin_stats")
     app.router.add_post("/_emulator/clock/advance", advance_clock, name="admin_clock")
+    app.router.add_post("/_emulator/clock/speed", set_speed, name="admin_speed")
     app.router.add_post("/_emulator/faults", set_faults, name="admin_faults")
     app.router.add_post("/_emulator/reset", reset, name="admin_reset")
     app.router.add_put("/_emulator/files/{name}", host_file, name="admin_files")

@@ -147,6 +147,12 @@ class EmulatorState:
         self.sync()
         self.wake()
 
+    def set_speed(self, speed: float) -> None:
+        """Run the virtual clock at ``speed`` from now on (0 freezes it)."""
+        self.sync()
+        self.clock.set_speed(speed)
+        self.wake()
+
     def wake(self) -> None:
         """Wake the driver loop: something changed that may move a deadline."""
         self.wakeup.set()

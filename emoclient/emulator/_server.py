@@ -40,6 +40,10 @@ class RunningEmulator:
         """Advance the virtual clock by ``seconds``; everything due happens at once."""
         self.state.advance_clock(seconds)
 
+    def set_speed(self, speed: float) -> None:
+        """Run the virtual clock at ``speed`` virtual seconds per real second (0 freezes it)."""
+        self.state.set_speed(speed)
+
     def set_faults(self, **changes: Any) -> None:
         """Change fault settings (see ``Faults``); unnamed settings keep their values."""
         self.state.set_faults(updated_faults(self.state.faults, changes))
