@@ -96,9 +96,13 @@ class EmoClient:
     """Asyncio client for DashScope's EMO and Emoji models; use it as an async context manager.
 
     ``api_key`` and ``base_url`` default to ``DASHSCOPE_API_KEY`` and
-    ``DASHSCOPE_HTTP_BASE_URL``. Every call goes through the account's client-side limits
-    (shared by every client on the same key in this process) so that many concurrent calls
-    never provoke a 429. Pass ``session`` to reuse an aiohttp session (it is not closed).
+    ``DASHSCOPE_HTTP_BASE_URL``; ``workspace`` sets ``X-DashScope-WorkSpace``. ``timeout``
+    bounds each API request (seconds). Every call goes through the account's client-side limits
+    (``rates``, kept in ``limits``, by default one registry per process so that every client on
+    the same key shares them) and many concurrent calls never provoke a 429. ``retry`` says how
+    reads are retried. ``poll_interval``, ``max_poll_interval`` and ``wait_timeout`` are the
+    defaults of :meth:`wait`. Pass ``session`` to reuse an aiohttp session; the client does not
+    close a session it did not create.
     """
 
     def __init__(
@@ -273,7 +277,11 @@ class EmoClient:
         end_time: datetime | None = None,
         page_size: int = 100,
     ) -> AsyncIterator[list[TaskSummary]]:
-        """Iterate over pages of the account's tasks, newest filters applied server-side."""
+        """Iterate over pages of the account's tasks; the filters are applied by the service.
+
+        ``start_time``/``end_time`` bound the submission time (aware datetimes are converted to
+        the service's Beijing time). Rows are :class:`TaskSummary`; UNKNOWN tasks are not listed.
+        """
         if not 1 <= page_size <= 100:
             raise ValueError(f"page_size must be within 1..100, got {page_size}")
         params = {"page_size": str(page_size)}
@@ -310,12 +318,13 @@ class EmoClient:
         max_poll_interval: float | None = None,
         expected_seconds: float | None = None,
     ) -> Task:
-        """Poll until the task SUCCEEDED and return it; never longer than ``timeout`` seconds.
+        """Poll until the task SUCCEEDED and return it, giving up after ``timeout`` seconds.
 
         Raises :class:`TaskFailedError`, :class:`TaskCanceledError`, :class:`TaskExpiredError`
         or :class:`WaitTimeoutError`. Polls start at ``poll_interval`` and back off to
         ``max_poll_interval``; ``expected_seconds`` (the task's likely running time) moves
-        the first poll after it starts close to its expected end.
+        the first poll after it starts close to its expected end. Transient query failures
+        are ridden out until the deadline; only the final query may run a few seconds past it.
         """
         limit = self.wait_timeout if timeout is None else timeout
         schedule = PollSchedule(
