@@ -13,7 +13,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import anyio
 import pytest
@@ -73,10 +73,11 @@ async def _account(emulator: RunningEmulator) -> dict[str, Any]:
 
 @asynccontextmanager
 async def _started(
-    command: Sequence[str], env: dict[str, str]
+    command: Sequence[str], env: dict[str, str], *, stderr: IO[bytes] | None = None
 ) -> AsyncIterator[tuple[Process, AsyncIterator[dict[str, Any]]]]:
     """Start the command; yield it with an iterator over its --json events."""
-    async with await anyio.open_process(command, env=env, stderr=subprocess.DEVNULL) as process:
+    errors = stderr if stderr is not None else subprocess.DEVNULL
+    async with await anyio.open_process(command, env=env, stderr=errors) as process:
         assert process.stdout is not None
 
         async def events() -> AsyncIterator[dict[str, Any]]:
@@ -173,13 +174,20 @@ async def test_ctrl_c_cancels_pending_tasks_and_the_rerun_finishes(
 ) -> None:
     manifest = _manifest(inputs, tmp_path, GOOD_ROWS)
     out = tmp_path / "out"
+    report = tmp_path / "stderr.txt"
     async with serve(EmulatorConfig.fast(speed=0.0)) as emulator:
         env = _env(emulator)
-        async with _started(_command(manifest, out, "--json"), env) as (process, events):
-            await _until(events, {"submitted": 2, "started": 1})
-            process.send_signal(signal.SIGINT)
-            await _until(events, {"canceled": 1, "batch_finished": 1})
-            assert await process.wait() == 130
+        with report.open("wb") as stderr:
+            command = _command(manifest, out, "--json")
+            async with _started(command, env, stderr=stderr) as (process, events):
+                await _until(events, {"submitted": 2, "started": 1})
+                process.send_signal(signal.SIGINT)
+                await _until(events, {"canceled": 1, "batch_finished": 1})
+                assert await process.wait() == 130
+        text = report.read_text()
+        assert "4 jobs: 3 canceled, 1 still running" in text
+        assert "Run the same command again to resume." in text
+        assert "Traceback" not in text
         account = await _account(emulator)
         assert account["submissions"] == 2
         assert account["tasks"] == {"RUNNING": 1, "CANCELED": 1}

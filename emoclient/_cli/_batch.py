@@ -322,6 +322,8 @@ def _report(
     counts = dict(batch_summary.counts)
     if outcome.invalid_rows:
         counts["invalid"] = counts.get("invalid", 0) + len(outcome.invalid_rows)
+    if batch_summary.interrupted:
+        counts["still running"] = batch_summary.interrupted
     table = render_failures(outcome.failures)
     if table:
         err.write(f"\n{outcome.failure_count} job(s) did not produce a video:\n{table}\n")
