@@ -143,3 +143,14 @@ async def test_download_cut_fault_closes_mid_body(api: Api) -> None:
     stats = next(iter((await api.emulator.stats())["accounts"].values()))
     assert stats["result_bytes_served"] == 100 + len(whole)
     assert stats["routes"]["result_download"]["requests"] == 2
+
+
+async def test_result_host_faults_answer_oss_xml(api: Api) -> None:
+    url = await _finished_url(api, emo_body(api.emulator))
+    api.emulator.set_faults(error_rate={"result_download": 1.0})
+    status, body, _ = await _get(api.session, url)
+    assert status in (500, 503)
+    assert body.startswith(b"<?xml")
+    api.emulator.set_faults(error_rate=0.0, drop_rate={"result_download": 1.0})
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await _get(api.session, url)

@@ -42,7 +42,7 @@ class Faults(BaseModel):
     drop_rate: float | dict[str, float] = 0.0
     #: Probability that a request takes effect but its answer is lost (connection closed).
     drop_after_rate: float | dict[str, float] = 0.0
-    #: Real seconds added before every answer (admin routes excepted).
+    #: Real seconds added before every answer (admin routes and public files excepted).
     latency: float = 0.0
     #: Probability that a task ends FAILED with an internal algorithm error.
     task_failure_rate: float = 0.0
@@ -91,7 +91,7 @@ class EmulatorConfig(BaseModel):
     upload_model_binding: Literal["exact", "family"] = "exact"
     #: Render real MP4 files (needs the ``emulator`` extra: PyAV and Pillow).
     render: bool = True
-    #: Where rendered results and uploaded files are kept; a temporary directory when None.
+    #: Where rendered results are written; a temporary directory when None.
     data_dir: Path | None = None
     #: Where content problems found after download (no face, pose, ...) surface:
     #: "task" (a FAILED task, [I] default) or "submit" (a synchronous HTTP 400).

@@ -65,7 +65,7 @@ class EmulatorState:
 
     @property
     def data_dir(self) -> Path:
-        """Where results and uploads are written (a temporary directory unless configured)."""
+        """Where rendered results are written (a temporary directory unless configured)."""
         if self._data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="emoclient-emulator-")
             self._data_dir = Path(self._tmp.name)

@@ -8,6 +8,7 @@ import anyio
 from aiohttp import web
 
 from ._core import EmulatorState
+from ._faults import drop_connection, injected_error, should_drop
 from ._keys import STATE
 from ._results import parse_range, placeholder_video
 from ._uploads_api import oss_error, oss_upload
@@ -18,6 +19,25 @@ async def count_foreign_auth(request: web.Request, handler: Any) -> web.StreamRe
     """Count requests that carried an Authorization header to this foreign host."""
     if "Authorization" in request.headers:
         request.app[STATE].foreign_auth_headers += 1
+    result: web.StreamResponse = await handler(request)
+    return result
+
+
+@web.middleware
+async def files_faults(request: web.Request, handler: Any) -> web.StreamResponse:
+    """The error, drop and latency faults of the upload and result routes, OSS-style."""
+    route = _ROUTES.get(request.match_info.handler)
+    if route is not None:
+        state = request.app[STATE]
+        faults = state.faults
+        if faults.latency > 0:
+            await anyio.sleep(faults.latency)
+        if should_drop(faults, route, state.rng):
+            return drop_connection(request)
+        failure = injected_error(faults, route, state.rng)
+        if failure is not None:
+            code = "InternalError" if failure.status == 500 else "ServiceUnavailable"
+            return oss_error(failure.status, code, "Please try again later.")
     result: web.StreamResponse = await handler(request)
     return result
 
@@ -92,9 +112,14 @@ async def result_download(request: web.Request) -> web.StreamResponse:
     return response
 
 
+_ROUTES: dict[object, str] = {oss_upload: "oss_upload", result_download: "result_download"}
+
+
 def create_files_app(state: EmulatorState) -> web.Application:
     """The application of the fake OSS and result host, sharing ``state``."""
-    app = web.Application(middlewares=[count_foreign_auth], client_max_size=1024**3 + 1024**2)
+    app = web.Application(
+        middlewares=[count_foreign_auth, files_faults], client_max_size=1024**3 + 1024**2
+    )
     app[STATE] = state
     app.router.add_post("/", oss_upload)
     app.router.add_get("/results/{name}", result_download)
