@@ -14,6 +14,7 @@ from emoclient import (
     EmoClient,
     RateLimitError,
     Rates,
+    RequestTimeoutError,
     RetryPolicy,
     ServerError,
     SubmitOutcomeUnknownError,
@@ -170,3 +171,16 @@ async def test_refused_connection_is_a_connect_error_even_for_submit() -> None:
         # Nothing can have been sent, so this is not an ambiguous outcome.
         with pytest.raises(ConnectError):
             await client.submit_emo("oss://a/b.png", "oss://a/b.wav", **BOXES)  # type: ignore[arg-type]
+
+
+async def test_slow_answers_time_out(emulator: RunningEmulator, tmp_path: Path) -> None:
+    async with make_client(emulator) as client:
+        image, audio = await _inputs(client, tmp_path)
+    emulator.set_faults(latency=0.5)
+    retry = RetryPolicy(max_attempts=2, base_delay=0.001)
+    async with make_client(emulator, timeout=0.1, retry=retry) as client:
+        with pytest.raises(RequestTimeoutError, match="timeout"):
+            await client.get_task("x")
+        # The request may have arrived: a submit that timed out is ambiguous.
+        with pytest.raises(SubmitOutcomeUnknownError, match="RequestTimeoutError"):
+            await client.submit_emo(image, audio, **BOXES)  # type: ignore[arg-type]
