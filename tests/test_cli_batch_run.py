@@ -210,3 +210,17 @@ async def test_missing_api_key_names_the_variable(inputs: Path, tmp_path: Path) 
     assert done.returncode == 2
     assert "DASHSCOPE_API_KEY" in done.stderr.decode()
     assert b"Traceback" not in done.stderr
+
+
+async def test_refused_api_key_stops_before_any_job(inputs: Path, tmp_path: Path) -> None:
+    manifest = _manifest(inputs, tmp_path, GOOD_ROWS)
+    config = EmulatorConfig.fast(api_keys=frozenset({"sk-right"}))
+    async with serve(config) as emulator:
+        done = await _run(_command(manifest, tmp_path / "out"), _env(emulator, key="sk-wrong"))
+    report = done.stderr.decode()
+    assert done.returncode == 2
+    assert "the service refused the API key" in report
+    assert "InvalidApiKey" in report
+    assert "Check DASHSCOPE_API_KEY" in report
+    # Nothing was journaled: a rerun with the right key starts from scratch.
+    assert not (tmp_path / "out").exists()

@@ -13,7 +13,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -30,6 +30,7 @@ from emoclient._preflight import Problem, plan_batch
 
 if TYPE_CHECKING:
     from emoclient._batch import Batch, BatchSummary, JobResult
+    from emoclient._client import EmoClient
 
 __all__ = ["BatchOptions", "register", "run_batch"]
 
@@ -162,7 +163,10 @@ async def dry_run(options: BatchOptions) -> int:
 
 
 def _row_of(problem: ManifestProblem | Problem) -> int:
-    label = problem.label if isinstance(problem, ManifestProblem) else problem.job_label
+    return _row_number(problem.label if isinstance(problem, ManifestProblem) else problem.job_label)
+
+
+def _row_number(label: str) -> int:
     number = label.removeprefix("row ")
     return int(number) if number.isdigit() else 0
 
@@ -221,41 +225,72 @@ class _Outcome:
 
 async def run_batch(options: BatchOptions) -> int:
     """Run a manifest to completion (or until stopped) and print the report; the exit code."""
-    from emoclient._batch import Batch
     from emoclient._client import EmoClient
     from emoclient._exceptions import MissingAPIKeyError
 
-    total = await anyio.to_thread.run_sync(_count_rows, options.manifest)
-    view = ProgressView(total=total, mode=options.mode, err=options.err, out=options.out_stream)
-    outcome = _Outcome()
-    started = time.monotonic()
     try:
         client = EmoClient(api_key=options.api_key, base_url=options.base_url)
     except MissingAPIKeyError as exc:
         options.err.write(f"emoclient batch: {exc}\n")
         return 2
-    kwargs: dict[str, Any] = {
-        "journal": options.journal,
-        "on_event": view,
-        "retry": options.retry_failed,
-    }
-    if options.window is not None:
-        kwargs["window"] = options.window
-    async with client, Batch(client, out_dir=options.out, **kwargs) as batch:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_signals, batch, view, outcome, tg.cancel_scope)
-            if view.mode == "tty":
-                tg.start_soon(_tick, view)
-            async for result in batch.run(_jobs(options.manifest, view, outcome)):
-                if result.status != "succeeded" and not _stopped(result, outcome):
-                    outcome.fail(_failure(result))
-            tg.cancel_scope.cancel()
-        summary = batch.summary
+    total = await anyio.to_thread.run_sync(_count_rows, options.manifest)
+    view = ProgressView(total=total, mode=options.mode, err=options.err, out=options.out_stream)
+    outcome = _Outcome()
+    started = time.monotonic()
+    async with client:
+        refused = await _key_refused(client)
+        if refused is not None:
+            options.err.write(
+                f"emoclient batch: the service refused the API key: {refused}\n"
+                "Check DASHSCOPE_API_KEY (EMO and Emoji need a key of the China (Beijing) "
+                "region); nothing was submitted.\n"
+            )
+            return 2
+        summary = await _run(client, options, view, outcome)
     view.close()
     _report(options, batch_summary=summary, outcome=outcome, elapsed=time.monotonic() - started)
     if outcome.stopped_by is not None:
         return _EXIT_CODES.get(signal.Signals(outcome.stopped_by), 130)
     return 1 if outcome.failure_count else 0
+
+
+async def _key_refused(client: EmoClient) -> str | None:
+    """The service's answer when it refuses the key (one free list call), else None."""
+    from emoclient._exceptions import AuthenticationError, EmoError, PermissionDeniedError
+
+    # A wrong key would otherwise fail every job one by one, and the journal would keep
+    # them as failed after the key is fixed.
+    pages = client.list_tasks(page_size=1)
+    try:
+        await anext(pages, None)
+    except (AuthenticationError, PermissionDeniedError) as exc:
+        return str(exc)
+    except EmoError:
+        return None  # throttling, outages: the batch handles those job by job
+    finally:
+        if isinstance(pages, AsyncGenerator):
+            await pages.aclose()
+    return None
+
+
+async def _run(
+    client: EmoClient, options: BatchOptions, view: ProgressView, outcome: _Outcome
+) -> BatchSummary:
+    from emoclient._batch import Batch
+
+    settings: dict[str, Any] = {"journal": options.journal, "retry": options.retry_failed}
+    if options.window is not None:
+        settings["window"] = options.window
+    batch = Batch(client, out_dir=options.out, on_event=view, **settings)
+    async with batch, anyio.create_task_group() as tg:
+        tg.start_soon(_watch_signals, batch, view, outcome, tg.cancel_scope)
+        if view.mode == "tty":
+            tg.start_soon(_tick, view)
+        async for result in batch.run(_jobs(options.manifest, view, outcome)):
+            if result.status != "succeeded" and not _stopped(result, outcome):
+                outcome.fail(_failure(result))
+        tg.cancel_scope.cancel()
+    return batch.summary
 
 
 def _count_rows(manifest: Path) -> int:
@@ -275,8 +310,7 @@ async def _jobs(manifest: Path, view: ProgressView, outcome: _Outcome) -> AsyncI
             yield entry.job
             continue
         view.problem(entry.label, entry.field, entry.message)
-        if entry.row not in outcome.invalid_rows:
-            outcome.invalid_rows.add(entry.row)
+        outcome.invalid_rows.add(entry.row)
         outcome.fail(Failure(entry.label, "invalid", None, f"{entry.field}: {entry.message}"))
 
 
@@ -324,7 +358,7 @@ def _report(
         counts["invalid"] = counts.get("invalid", 0) + len(outcome.invalid_rows)
     if batch_summary.interrupted:
         counts["still running"] = batch_summary.interrupted
-    table = render_failures(outcome.failures)
+    table = render_failures(sorted(outcome.failures, key=lambda f: _row_number(f.label)))
     if table:
         err.write(f"\n{outcome.failure_count} job(s) did not produce a video:\n{table}\n")
         if outcome.failure_count > len(outcome.failures):
