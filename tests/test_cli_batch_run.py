@@ -156,6 +156,10 @@ async def test_sigkill_mid_run_then_rerun_submits_nothing_twice(
         env = _env(emulator)
         async with _started(_command(manifest, out, "--json"), env) as (process, events):
             await _until(events, {"submitted": 2})
+            # A second run on the same journal while the first works would submit twice.
+            second = await _run(_command(manifest, out), env)
+            assert second.returncode == 2
+            assert b"another emoclient batch" in second.stderr
             process.send_signal(signal.SIGKILL)
             assert await process.wait() == -signal.SIGKILL
         assert (await _account(emulator))["submissions"] == 2

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO
 
 import anyio
 import anyio.abc
@@ -225,6 +226,7 @@ class _Outcome:
 
 async def run_batch(options: BatchOptions) -> int:
     """Run a manifest to completion (or until stopped) and print the report; the exit code."""
+    from emoclient._batch import JOURNAL_NAME
     from emoclient._client import EmoClient
     from emoclient._exceptions import MissingAPIKeyError
 
@@ -246,12 +248,60 @@ async def run_batch(options: BatchOptions) -> int:
                 "region); nothing was submitted.\n"
             )
             return 2
-        summary = await _run(client, options, view, outcome)
+        lock = _RunLock(options.journal or options.out / JOURNAL_NAME)
+        busy = await anyio.to_thread.run_sync(lock.acquire)
+        if busy is not None:
+            options.err.write(f"emoclient batch: {busy}\n")
+            return 2
+        try:
+            summary = await _run(client, options, view, outcome)
+        finally:
+            await anyio.to_thread.run_sync(lock.release)
     view.close()
     _report(options, batch_summary=summary, outcome=outcome, elapsed=time.monotonic() - started)
     if outcome.stopped_by is not None:
         return _EXIT_CODES.get(signal.Signals(outcome.stopped_by), 130)
     return 1 if outcome.failure_count else 0
+
+
+class _RunLock:
+    """One ``emoclient batch`` per journal: two at once would submit the same jobs twice."""
+
+    def __init__(self, journal: Path) -> None:
+        self.journal = journal
+        self.path = journal.with_name(journal.name + ".lock")
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> str | None:
+        """Take the lock; on failure, a message saying who holds it and what to do."""
+        try:
+            import fcntl
+        except ImportError:  # not POSIX (Windows): run without the guard
+            return None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+", encoding="utf-8")
+        try:
+            # flock dies with its process, so a SIGKILLed run never leaves a stale lock.
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            return (
+                f"another emoclient batch (pid {holder}) is using the journal {self.journal}; "
+                "wait for it to finish, or stop it (Ctrl-C), before running this one"
+            )
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+        return None
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.truncate(0)
+            self._handle.close()  # closing the file releases the lock
+            self._handle = None
 
 
 async def _key_refused(client: EmoClient) -> str | None:
