@@ -144,3 +144,16 @@ def test_failure_table_and_summary() -> None:
         "30 jobs: 28 succeeded, 2 failed · 412.2 s of video billed"
         " · estimated cost CNY 33.98 · took 3m12s"
     )
+
+
+def test_batch_finished_forgets_jobs_that_will_not_report_again() -> None:
+    view = ProgressView(total=3, mode="tty", err=io.StringIO(), clock=FakeClock())
+    view(JobQueued(label="a", key="a"))
+    view(JobSubmitted(label="b", key="b", task_id="t"))
+    view(JobFailed(label="c", key="c", code=None, message="x"))
+    finished = BatchFinished(
+        counts={"failed": 1}, billed_seconds=0, estimated_cost_cny=0, elapsed=1, stopped=True
+    )
+    view(finished)
+    assert +view.counts == {"failed": 1}
+    assert "1/3 · 1 failed" in view.status_line(width=200)

@@ -117,6 +117,8 @@ class ProgressView:
     def __call__(self, event: BatchEvent) -> None:
         if isinstance(event, JobEvent):
             self._track(event)
+        elif isinstance(event, BatchFinished):
+            self._forget_live_jobs()
         if self.mode == "json":
             self._emit_json(event.to_json())
         elif self.mode == "plain":
@@ -157,6 +159,13 @@ class ProgressView:
         if isinstance(event, JobSubmitted | JobStarted) and self._first_video_at is None:
             self._first_video_at = self._clock()
         self._move(event.key, state)
+
+    def _forget_live_jobs(self) -> None:
+        # A stopped batch ends with jobs that will never send another event; the final
+        # status line shows only what this run finished.
+        for state in self._states.values():
+            self.counts[state] -= 1
+        self._states.clear()
 
     def _move(self, key: str, state: str) -> None:
         previous = self._states.pop(key, None)
