@@ -214,3 +214,13 @@ async def test_async_reading_streams_in_chunks(tmp_path: Path) -> None:
     assert len(seen) == 1000
     assert all(isinstance(e, ManifestJob) for e in seen)
     assert seen[-1].row == 1001
+
+
+def test_spreadsheet_csv_with_bom_crlf_and_semicolons(tmp_path: Path) -> None:
+    manifest = tmp_path / "excel.csv"
+    _write(tmp_path, "unused.csv", "")
+    text = "\ufeffImage;Audio;Driven_ID\r\na.png;a.wav;\r\nb.png;;mengwa_kaixin\r\n"
+    manifest.write_bytes(text.encode("utf-8"))
+    jobs, problems = _split(manifest)
+    assert problems == []
+    assert [type(j.job) for j in jobs] == [EmoJob, EmojiJob]
