@@ -1,0 +1,139 @@
+"""Scheduler policy: admission, learned timing, URL expiry order, query economy and stop()."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from batch_support import collect, emo_jobs, make_inputs, options
+from client_support import account_stats, make_client, new_key
+
+from emoclient._batch import Batch
+from emoclient._events import BatchEvent, JobSubmitted
+from emoclient._models import Task, TaskStatus
+from emoclient._scheduler import Scheduler, SchedulerOptions, Ticket, _Learned, _url_expiry
+from emoclient.emulator import EmulatorConfig, RunningEmulator, serve
+
+
+def _ticket(n: int, seconds: float) -> Ticket:
+    return Ticket(
+        key=f"k{n}", label=f"row {n}", model="emo-v1", path=Path(f"{n}.mp4"), output_seconds=seconds
+    )
+
+
+async def _ignore(_: Any) -> None:
+    return None
+
+
+def _scheduler(**opts: Any) -> Scheduler:
+    # Admission is pure policy; client and journal are not touched by it.
+    return Scheduler(
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        options=SchedulerOptions(**opts),
+        emit=_ignore,
+        finish=_ignore,
+    )
+
+
+def test_window_limits_admission() -> None:
+    scheduler = _scheduler(window=2)
+    assert scheduler._has_room(_ticket(0, 5))
+    scheduler._live["a"] = _ticket(1, 5)
+    assert scheduler._has_room(_ticket(0, 5))
+    scheduler._live["b"] = _ticket(2, 5)
+    assert not scheduler._has_room(_ticket(0, 5))
+
+
+def test_admission_refuses_a_task_that_would_expire_in_the_queue() -> None:
+    # 2000 service seconds per output second: 60 s clips take 33 h each.
+    scheduler = _scheduler(window=10, task_ttl=24 * 3600.0, expiry_margin=4 * 3600.0)
+    scheduler.learned.update(None, 2000.0)
+    assert scheduler._has_room(_ticket(0, 5))  # nothing ahead: always admitted
+    scheduler._live["a"] = _ticket(1, 5)
+    assert scheduler._has_room(_ticket(0, 5))  # (5 + 5) * 2000 s = 5.6 h
+    scheduler._live["b"] = _ticket(2, 30)
+    assert not scheduler._has_room(_ticket(0, 5))  # (5 + 30 + 5) * 2000 s = 22 h > 20 h
+
+
+def test_learned_rate_is_a_mean_then_a_moving_average() -> None:
+    learned = _Learned()
+    learned.update(2.0, 10.0)
+    learned.update(4.0, None)
+    assert learned.local == pytest.approx(3.0)
+    assert learned.server == pytest.approx(10.0)
+    for _ in range(20):
+        learned.update(8.0, 8.0)
+    assert learned.local == pytest.approx(8.0, abs=0.05)
+
+
+def test_url_expiry_from_signed_url_or_end_time() -> None:
+    signed = Task(
+        task_id="t", status=TaskStatus.SUCCEEDED, video_url="http://h/r.mp4?Expires=1700000000&S=x"
+    )
+    assert _url_expiry(signed) == 1_700_000_000.0
+    end = datetime(2025, 1, 1, tzinfo=UTC)
+    plain = Task(task_id="t", status=TaskStatus.SUCCEEDED, video_url="http://h/r", end_time=end)
+    assert _url_expiry(plain) == end.timestamp() + 24 * 3600
+
+
+@pytest.fixture
+def emulator_config() -> EmulatorConfig:
+    return EmulatorConfig.fast(speed=120.0)
+
+
+async def test_poller_spends_few_queries_per_task(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    jobs = emo_jobs(*make_inputs(tmp_path / "in", portraits=2), 10)
+    async with (
+        make_client(emulator) as client,
+        Batch(client, out_dir=tmp_path / "out", options=options()) as batch,
+    ):
+        await collect(batch, jobs)
+    stats = account_stats(await emulator.stats())
+    assert batch.summary.counts == {"succeeded": 10}
+    assert batch.scheduler is not None
+    assert stats["routes"]["task_get"]["requests"] == batch.scheduler.queries
+    # The SDK's 1-1-2-2-2-4 s schedule, scaled to this clock, would spend ~10 per task.
+    assert batch.scheduler.queries <= 6 * len(jobs)
+
+
+async def test_stop_cancels_pending_and_leaves_running_to_the_rerun(tmp_path: Path) -> None:
+    jobs = emo_jobs(*make_inputs(tmp_path / "in", portraits=2), 3)
+    key, out = new_key(), tmp_path / "out"
+    async with serve(EmulatorConfig.fast(speed=0.0)) as emulator:
+        async with make_client(emulator, api_key=key) as client:
+            submitted = 0
+
+            def on_event(event: BatchEvent) -> None:
+                nonlocal submitted
+                if isinstance(event, JobSubmitted):
+                    submitted += 1
+                    if submitted == 2:
+                        batch.stop()
+
+            async with Batch(client, out_dir=out, options=options(), on_event=on_event) as batch:
+                results = await collect(batch, jobs)
+        assert Counter(r.status for r in results) == {"canceled": 2}
+        assert batch.summary.interrupted == 1
+        assert batch.summary.stopped
+        tasks = account_stats(await emulator.stats())["tasks"]
+        assert (tasks.get("RUNNING"), tasks.get("CANCELED")) == (1, 1)
+
+        def advance_after_submit(event: BatchEvent) -> None:
+            if isinstance(event, JobSubmitted):  # the frozen clock moves only when told
+                emulator.advance(600)
+
+        emulator.advance(600)
+        async with (
+            make_client(emulator, api_key=key) as client,
+            Batch(client, out_dir=out, options=options(), on_event=advance_after_submit) as batch,
+        ):
+            results = await collect(batch, jobs)
+        assert Counter(r.status for r in results) == {"succeeded": 3}
+        tasks = account_stats(await emulator.stats())["tasks"]
+        assert (tasks.get("SUCCEEDED"), tasks.get("CANCELED")) == (3, 1)
