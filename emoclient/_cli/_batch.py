@@ -52,7 +52,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "DASHSCOPE_API_KEY and DASHSCOPE_HTTP_BASE_URL. Rerun the same command to resume."
         ),
     )
-    parser.add_argument("manifest", type=Path, metavar="MANIFEST")
+    parser.add_argument(
+        "manifest", type=Path, metavar="MANIFEST", help="CSV or JSONL file, one video per row"
+    )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument(
         "--dry-run", action="store_true", help="check the rows and print the plan and its cost"
