@@ -228,3 +228,26 @@ async def test_refused_api_key_stops_before_any_job(inputs: Path, tmp_path: Path
     assert "Check DASHSCOPE_API_KEY" in report
     # Nothing was journaled: a rerun with the right key starts from scratch.
     assert not (tmp_path / "out").exists()
+
+
+async def test_unusable_output_folder_or_journal_is_a_message_not_a_traceback(
+    inputs: Path, tmp_path: Path
+) -> None:
+    manifest = _manifest(inputs, tmp_path, GOOD_ROWS)
+    not_a_folder = tmp_path / "file.txt"
+    not_a_folder.write_text("a file, not a folder")
+    garbage = tmp_path / "journal.sqlite3"
+    garbage.write_text("not a database")
+    async with serve(EmulatorConfig.fast()) as emulator:
+        env = _env(emulator)
+        bad_out = await _run(_command(manifest, not_a_folder / "out"), env)
+        bad_journal = await _run(
+            _command(manifest, tmp_path / "out", "--journal", str(garbage)), env
+        )
+        assert (await _account(emulator))["submissions"] == 0
+    assert bad_out.returncode == 2
+    assert b"cannot write into" in bad_out.stderr
+    assert bad_journal.returncode == 1
+    assert f"cannot use {garbage} as a journal".encode() in bad_journal.stderr
+    for done in (bad_out, bad_journal):
+        assert b"Traceback" not in done.stderr

@@ -130,6 +130,25 @@ def main(args: argparse.Namespace) -> int:
     except ManifestError as exc:
         print(f"emoclient batch: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        cause = _expected_failure(exc)
+        if cause is None:
+            raise
+        print(f"emoclient batch: {cause}", file=sys.stderr)
+        print(
+            "The journal keeps what was done: fix that, then run the same command to resume.",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _expected_failure(exc: BaseException) -> BaseException | None:
+    """The error inside ``exc`` worth a message rather than a traceback (file, journal)."""
+    from emoclient._journal import JournalError
+
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, OSError | JournalError | ManifestError) else None
 
 
 # -- dry run ----------------------------------------------------------------------------------
@@ -280,8 +299,14 @@ class _RunLock:
             import fcntl
         except ImportError:  # not POSIX (Windows): run without the guard
             return None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = self.path.open("a+", encoding="utf-8")
+        except OSError as exc:
+            return (
+                f"cannot write into {self.path.parent} ({exc.strerror or exc}); "
+                "choose another --out (or --journal)"
+            )
         try:
             # flock dies with its process, so a SIGKILLed run never leaves a stale lock.
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
