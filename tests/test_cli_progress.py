@@ -52,6 +52,9 @@ def test_status_line_counts_states_and_estimates_eta() -> None:
     assert "1.0 videos/min" in line  # one video in the minute since the first submit
     assert "ETA 1m00s" in line  # one job left at one per minute
     assert view.counts["done"] == 1
+    narrow = view.status_line(width=80)
+    assert narrow.endswith("ETA 1m00s")  # on a narrow terminal the rate gives way first
+    assert "videos/min" not in narrow
 
 
 def test_tty_redraws_at_most_once_per_interval() -> None:

@@ -200,22 +200,26 @@ class ProgressView:
             self._line_width = 0
 
     def status_line(self, *, width: int = 100) -> str:
-        """``[####....] 12/30 · 1 running · 1 pending · 2 failed · 1.5/min · ETA 8m``."""
+        """``[####....] 12/30 · 1 pending · 1 running · 2 failed · ETA 8m00s · 1.5 videos/min``.
+
+        When the line is wider than ``width``, the rate goes first, then the end is cut.
+        """
         final = sum(self.counts[state] for state in FINAL)
         total = max(self.total or 0, sum(self.counts.values()))
         parts = [f"{final}/{total}" if total else f"{final}"]
         for state in (*STATES, *FINAL[1:]):
             if self.counts[state] and state != "done":
                 parts.append(f"{self.counts[state]} {state}")
-        rate = self.videos_per_minute()
-        if rate:
-            parts.append(f"{rate:.1f} videos/min")
         eta = self.eta()
         parts.append(f"ETA {_duration(eta)}" if eta is not None else "ETA --")
-        text = " · ".join(parts)
-        bar_width = 20 if width >= 80 else 10  # a steady bar; the text is cut instead
+        rate = self.videos_per_minute()
+        bar_width = 20 if width >= 80 else 10  # a steady bar; the text gives way instead
         filled = round(bar_width * final / total) if total else 0
-        return f"[{'#' * filled}{'.' * (bar_width - filled)}] {text}"[:width]
+        bar = f"[{'#' * filled}{'.' * (bar_width - filled)}] "
+        line = bar + " · ".join(parts)
+        if rate and len(line) + len(f" · {rate:.1f} videos/min") <= width:
+            line += f" · {rate:.1f} videos/min"
+        return line[:width]
 
     def videos_per_minute(self) -> float | None:
         """Videos finished per minute since the first task was submitted in this run."""
