@@ -75,6 +75,8 @@ class Ticket:
     video_duration: float = 0.0
     submitted_at: float = 0.0  # local monotonic seconds
     started_at: float | None = None
+    last_pending: float = 0.0  # local time of the last answer that said PENDING
+    last_running: float | None = None  # local time of the last answer that said RUNNING
     next_poll: float = 0.0
     interval: float = 0.0
     errors: int = 0
@@ -332,6 +334,7 @@ class Scheduler:
         if task.status is TaskStatus.RUNNING:
             await self._running(ticket, now)
         elif not task.is_terminal:
+            ticket.last_pending = now
             ticket.next_poll = now + self._pending_delay(ticket)
         else:
             self._live.pop(ticket.task_id or "", None)
@@ -360,22 +363,38 @@ class Scheduler:
     async def _running(self, ticket: Ticket, now: float) -> None:
         if ticket.status is not TaskStatus.RUNNING:
             ticket.status = TaskStatus.RUNNING
-            # It started when the task before it ended, which we may have seen already.
-            seen = self._last_end_seen
-            ticket.started_at = max(ticket.submitted_at, seen) if seen is not None else now
-            ticket.interval = self._opt.poll_min
+            ticket.started_at = self._start_estimate(ticket, now)
+            ticket.interval = 0.0
             await self._emit(JobStarted(label=ticket.label, key=ticket.key, task_id=ticket.task_id))
-        expected_end = self._expected_end(ticket)
-        if expected_end is not None and expected_end > now + self._opt.poll_min:
-            ticket.next_poll = expected_end
-            return
+        ticket.last_running = now
+        length = self._expected_length(ticket)
+        if length is not None and ticket.started_at is not None:
+            # Aim a little early, so that the learned estimate is not only ever corrected upwards.
+            early = ticket.started_at + 0.9 * length
+            if now + self._opt.poll_min < early:
+                ticket.next_poll = early
+                return
+            step, growth = max(self._opt.poll_min, 0.05 * length), 1.5
+        else:
+            step, growth = self._opt.poll_min, 2.0  # nothing learned yet: find the scale fast
+        interval = step if ticket.interval <= 0 else ticket.interval * growth
+        ticket.interval = min(interval, self._opt.poll_max)
         ticket.next_poll = now + ticket.interval
-        ticket.interval = min(ticket.interval * 1.5, self._opt.poll_max)
 
-    def _expected_end(self, ticket: Ticket) -> float | None:
-        if self.learned.local is None or ticket.started_at is None:
+    def _start_estimate(self, ticket: Ticket, now: float) -> float:
+        """Midpoint of what we know: after our last PENDING answer, before now and before
+        we saw the task ahead of it end (the slot passes on at once)."""
+        lower = max(ticket.submitted_at, ticket.last_pending)
+        upper = now
+        seen = self._last_end_seen
+        if seen is not None and lower <= seen < upper:
+            upper = seen
+        return (lower + upper) / 2
+
+    def _expected_length(self, ticket: Ticket) -> float | None:
+        if self.learned.local is None:
             return None
-        return ticket.started_at + self.learned.local * ticket.expected_seconds
+        return self.learned.local * ticket.expected_seconds
 
     async def _terminal(self, ticket: Ticket, task: Task, now: float) -> None:
         ticket.status = task.status
@@ -401,7 +420,9 @@ class Scheduler:
         seconds = task.video_duration or ticket.output_seconds
         if not seconds:
             return
-        local = (now - ticket.started_at) / seconds if ticket.started_at is not None else None
+        # It ended between the last RUNNING answer and this one.
+        end = (ticket.last_running + now) / 2 if ticket.last_running is not None else now
+        local = (end - ticket.started_at) / seconds if ticket.started_at is not None else None
         server = None
         if task.scheduled_time is not None and task.end_time is not None:
             server = (task.end_time - task.scheduled_time).total_seconds() / seconds
