@@ -102,7 +102,8 @@ async def _run_sdk_style(
         for job in jobs:
             image = await client.resolve_input(job.image, model=Model.EMO_DETECT)
             detection = await client.detect_emo(image)
-            assert detection.face_bbox is not None and detection.ext_bbox is not None
+            assert detection.face_bbox is not None
+            assert detection.ext_bbox is not None
             submitted = await client.submit_emo(
                 await client.resolve_input(job.image, model=Model.EMO),
                 await client.resolve_input(job.audio, model=Model.EMO),
