@@ -2,7 +2,26 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from emoclient._batch import Batch, BatchSummary, JobResult
 from emoclient._client import EmoClient
+from emoclient._events import (
+    BatchEvent,
+    BatchFinished,
+    JobCanceled,
+    JobDetected,
+    JobDownloaded,
+    JobEvent,
+    JobExpired,
+    JobFailed,
+    JobPreflightFailed,
+    JobQueued,
+    JobReconciled,
+    JobResumed,
+    JobStarted,
+    JobSubmitted,
+    JobSucceeded,
+    JobUploaded,
+)
 from emoclient._exceptions import (
     APIStatusError,
     AuthenticationError,
@@ -27,6 +46,8 @@ from emoclient._exceptions import (
     UploadError,
     WaitTimeoutError,
 )
+from emoclient._jobs import EmojiJob, EmoJob
+from emoclient._journal import JournalError
 from emoclient._limits import InMemoryLimitsBackend, LimitRegistry, LimitsBackend, Rates
 from emoclient._models import (
     Detection,
@@ -40,7 +61,9 @@ from emoclient._models import (
     TaskSummary,
     UploadedFile,
 )
+from emoclient._preflight import Plan, Problem, plan_batch, preflight
 from emoclient._retry import RetryPolicy
+from emoclient._scheduler import SchedulerOptions
 
 try:
     __version__ = version("emoclient")
@@ -51,6 +74,10 @@ __all__ = [
     "APIStatusError",
     "AuthenticationError",
     "BadRequestError",
+    "Batch",
+    "BatchEvent",
+    "BatchFinished",
+    "BatchSummary",
     "ConnectError",
     "Detection",
     "DetectionFailedError",
@@ -58,19 +85,40 @@ __all__ = [
     "DrivenId",
     "EmoClient",
     "EmoError",
+    "EmoJob",
+    "EmojiJob",
     "InMemoryLimitsBackend",
+    "JobCanceled",
+    "JobDetected",
+    "JobDownloaded",
+    "JobEvent",
+    "JobExpired",
+    "JobFailed",
+    "JobPreflightFailed",
+    "JobQueued",
+    "JobReconciled",
+    "JobResult",
+    "JobResumed",
+    "JobStarted",
+    "JobSubmitted",
+    "JobSucceeded",
+    "JobUploaded",
+    "JournalError",
     "LimitRegistry",
     "LimitsBackend",
     "MissingAPIKeyError",
     "Model",
     "NotFoundError",
     "PermissionDeniedError",
+    "Plan",
+    "Problem",
     "RateLimitError",
     "Rates",
     "Ratio",
     "RequestTimeoutError",
     "ResultURLExpiredError",
     "RetryPolicy",
+    "SchedulerOptions",
     "ServerError",
     "StyleLevel",
     "SubmitOutcomeUnknownError",
@@ -87,4 +135,6 @@ __all__ = [
     "UploadedFile",
     "WaitTimeoutError",
     "__version__",
+    "plan_batch",
+    "preflight",
 ]
