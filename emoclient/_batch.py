@@ -328,6 +328,8 @@ class Batch:
 
     async def _reject(self, ticket: Ticket, rejection: Rejection, results: _Results) -> None:
         state = State.INVALID if rejection.status == "invalid" else State.FAILED
+        if not rejection.final:
+            state = State.NEW
         await self._journal.update(
             ticket.key, state=state, code=rejection.code, error=rejection.message
         )

@@ -34,6 +34,8 @@ class Rejection:
     message: str
     code: str | None = None
     problems: tuple[str, ...] = ()
+    #: False when trying again may work (a network error): the journal then forgets the failure.
+    final: bool = True
 
 
 class Preparer:
@@ -67,8 +69,9 @@ class Preparer:
                 name: await self._url(ticket, name, source, digests[name], job.model)
                 for name, source in job.sources().items()
             }
-        except EmoError as exc:
-            return Rejection("failed", f"preparing the job failed: {exc}")
+        except (EmoError, OSError) as exc:
+            message = f"preparing the job failed: {exc}; rerun the batch to try again"
+            return Rejection("failed", message, final=False)
         face, ext = boxes
         await self._journal.update(ticket.key, face_bbox=face, ext_bbox=ext)
         ticket.submit = _submitter(self._client, job, urls, face, ext)

@@ -130,6 +130,7 @@ class SchedulerOptions:
     expiry_margin: float = 4 * 3600.0
     download_workers: int = 2
     download_attempts: int = 4
+    query_attempts: int = 8
     download_backoff: float = 0.5
     clock: Callable[[], float] = field(default=time.monotonic)
 
@@ -322,12 +323,35 @@ class Scheduler:
         except RateLimitError as exc:
             ticket.next_poll = self._clock() + (exc.retry_after or 1.0)
             return
-        except EmoError:
-            ticket.errors += 1
-            ticket.next_poll = self._clock() + min(2.0**ticket.errors, self._opt.poll_max)
+        except Exception as exc:  # one task's trouble must not stop the others
+            await self._query_failed(ticket, exc)
             return
         ticket.errors = 0
         await self._observe(ticket, task)
+
+    async def _query_failed(self, ticket: Ticket, exc: Exception) -> None:
+        ticket.errors += 1
+        if ticket.errors < self._opt.query_attempts:
+            ticket.next_poll = self._clock() + min(2.0**ticket.errors, self._opt.poll_max)
+            return
+        # Give up for this run only: the journal keeps the task id, and a rerun polls again.
+        self._live.pop(ticket.task_id or "", None)
+        self._give_slot_back(ticket)
+        message = (
+            f"querying task {ticket.task_id} failed {ticket.errors} times in a row ({exc}); "
+            "the task is kept in the journal, rerun the batch to pick it up again"
+        )
+        await self._emit(
+            JobFailed(
+                label=ticket.label,
+                key=ticket.key,
+                task_id=ticket.task_id,
+                code=None,
+                message=message,
+            )
+        )
+        await self._finish(Outcome(ticket, "failed", message))
+        await self._notify()
 
     async def _observe(self, ticket: Ticket, task: Task) -> None:
         now = self._clock()
@@ -527,7 +551,7 @@ class Scheduler:
                 if not await self._refresh_url(ticket):
                     return
                 continue
-            except EmoError as exc:
+            except (EmoError, OSError) as exc:
                 error = str(exc)
                 await anyio.sleep(min(self._opt.download_backoff * 2**attempt, 8.0))
                 continue
