@@ -21,7 +21,7 @@ from emoclient._jobs import BBox, EmoJob, Job, is_url, local_path
 from emoclient._journal import CachedDetection, Journal
 from emoclient._models import SubmittedTask
 from emoclient._preflight import estimate_seconds, inspect
-from emoclient._scheduler import Ticket
+from emoclient._tickets import Ticket
 
 __all__ = ["Preparer", "Rejection"]
 

@@ -30,7 +30,7 @@ from emoclient._journal import Journal
 from emoclient._models import TaskStatus, TaskSummary
 
 if TYPE_CHECKING:
-    from emoclient._scheduler import Ticket
+    from emoclient._tickets import Ticket
 
 __all__ = ["find_lost_task", "submit_once"]
 

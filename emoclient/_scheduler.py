@@ -11,128 +11,40 @@ that fails makes the task be queried again for a fresh one.
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import math
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Literal
-from urllib.parse import parse_qs, urlsplit
 
 import anyio
 from anyio.abc import TaskGroup
 from anyio.abc import TaskStatus as StartStatus
 
 from emoclient._client import EmoClient
+from emoclient._downloads import DownloadLane
 from emoclient._events import (
     BatchEvent,
     JobCanceled,
-    JobDownloaded,
-    JobExpired,
     JobFailed,
     JobStarted,
     JobSubmitted,
     JobSucceeded,
 )
-from emoclient._exceptions import (
-    APIStatusError,
-    EmoError,
-    NotFoundError,
-    RateLimitError,
-    ResultURLExpiredError,
-)
+from emoclient._exceptions import APIStatusError, EmoError, NotFoundError, RateLimitError
 from emoclient._journal import Journal, State
-from emoclient._models import SubmittedTask, Task, TaskStatus
+from emoclient._models import Task, TaskStatus
 from emoclient._reconcile import submit_once
+from emoclient._tickets import (
+    Learned,
+    Outcome,
+    Reporter,
+    ResultStatus,
+    SchedulerOptions,
+    Ticket,
+    url_expiry,
+)
 
 __all__ = ["Outcome", "ResultStatus", "Scheduler", "SchedulerOptions", "Ticket"]
 
-ResultStatus = Literal["succeeded", "failed", "expired", "canceled", "invalid"]
-
 # Guess of processing seconds per output second until the first task teaches us better.
 _DEFAULT_SECONDS_PER_OUTPUT = 10.0
-_DEFAULT_OUTPUT_SECONDS = 10.0
-_URL_TTL = 24 * 3600.0
-
-
-@dataclass(eq=False)
-class Ticket:
-    """One job as the scheduler sees it: what to submit and where its video goes."""
-
-    key: str
-    label: str
-    model: str
-    path: Path
-    output_seconds: float | None
-    submit: Callable[[], Awaitable[SubmittedTask]] | None = None
-    task_id: str | None = None
-    status: TaskStatus = TaskStatus.PENDING
-    video_url: str | None = None
-    url_expires_at: float = math.inf
-    video_duration: float = 0.0
-    submitted_at: float = 0.0  # local monotonic seconds
-    started_at: float | None = None
-    last_pending: float = 0.0  # local time of the last answer that said PENDING
-    last_running: float | None = None  # local time of the last answer that said RUNNING
-    next_poll: float = 0.0
-    interval: float = 0.0
-    errors: int = 0
-    slot: anyio.Event | None = None  # set to give the account's window slot back
-
-    @property
-    def expected_seconds(self) -> float:
-        return self.output_seconds or _DEFAULT_OUTPUT_SECONDS
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How a ticket ended: ``status`` as in ``JobResult``."""
-
-    ticket: Ticket
-    status: ResultStatus
-    error: str | None = None
-    code: str | None = None
-    billed_seconds: float = 0.0
-
-
-@dataclass
-class _Learned:
-    """Running estimates of processing time per output second (local and server clocks)."""
-
-    local: float | None = None
-    server: float | None = None
-    samples: int = 0
-
-    def update(self, local: float | None, server: float | None) -> None:
-        weight = 1.0 / min(self.samples + 1, 5)  # a mean first, then an EWMA
-        if local is not None:
-            self.local = local if self.local is None else self.local + weight * (local - self.local)
-        if server is not None:
-            self.server = (
-                server if self.server is None else self.server + weight * (server - self.server)
-            )
-        self.samples += 1
-
-
-@dataclass
-class SchedulerOptions:
-    """Tuning knobs; the defaults suit the real service and the emulator alike."""
-
-    window: int = 2
-    poll_min: float = 0.05
-    poll_max: float = 30.0
-    pending_poll: float = 60.0
-    queries_per_second: float = 5.0
-    task_ttl: float = 24 * 3600.0
-    expiry_margin: float = 4 * 3600.0
-    download_workers: int = 2
-    download_attempts: int = 4
-    query_attempts: int = 8
-    download_backoff: float = 0.5
-    clock: Callable[[], float] = field(default=time.monotonic)
 
 
 class Scheduler:
@@ -150,20 +62,19 @@ class Scheduler:
         self._client = client
         self._journal = journal
         self._opt = options
+        self._report = Reporter(journal, emit=emit, finish=finish)
         self._emit = emit
         self._finish = finish
+        self._lane = DownloadLane(client, self._report, options=options)
         self._clock = options.clock
         self._live: dict[str, Ticket] = {}
         self._changed = anyio.Condition()
-        self._downloads: list[tuple[float, int, Ticket]] = []
-        self._seq = itertools.count()
         self._closing = False
         self._stopping = False
-        self._active_downloads = 0
         self._last_end_seen: float | None = None
         self._next_query = 0.0
         self._tg: TaskGroup | None = None
-        self.learned = _Learned()
+        self.learned = Learned()
         self.queries = 0
         self.interrupted = 0
 
@@ -174,9 +85,13 @@ class Scheduler:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             task_status.started()
-            tg.start_soon(self._poll_loop)
-            for _ in range(self._opt.download_workers):
-                tg.start_soon(self._download_loop)
+            tg.start_soon(self._lane.run)
+            try:
+                await self._poll_loop()
+            finally:
+                # Only the poller (and resumes, which come before close()) queue downloads.
+                with anyio.CancelScope(shield=True):
+                    await self._lane.close()
 
     async def close(self) -> None:
         """No more tickets will come; :meth:`run` returns once the live ones are done."""
@@ -214,12 +129,12 @@ class Scheduler:
             )
         except APIStatusError as exc:
             self._give_slot_back(ticket)
-            await self._fail(ticket, exc.code, f"the service refused the submit: {exc}")
+            await self._report.fail(ticket, exc.code, f"the service refused the submit: {exc}")
             return True
         except EmoError as exc:
             self._give_slot_back(ticket)
             await self._journal.update(ticket.key, state=State.NEW)
-            await self._fail(ticket, None, f"submitting failed: {exc}; rerun to retry")
+            await self._report.fail(ticket, None, f"submitting failed: {exc}; rerun to retry")
             return True
         except BaseException:
             self._give_slot_back(ticket)
@@ -291,7 +206,7 @@ class Scheduler:
 
     async def fetch(self, ticket: Ticket) -> None:
         """Download a SUCCEEDED task's video (known from an earlier run)."""
-        await self._queue_download(ticket)
+        await self._lane.put(ticket)
 
     # --- the poller ---------------------------------------------------------------------
 
@@ -426,7 +341,7 @@ class Scheduler:
             self._learn(ticket, task, now)
             await self._succeeded(ticket, task)
         elif task.status is TaskStatus.FAILED:
-            await self._fail(ticket, task.code, task.message or "the task failed")
+            await self._report.fail(ticket, task.code, task.message or "the task failed")
         elif task.status is TaskStatus.CANCELED:
             await self._journal.update(ticket.key, state=State.NEW, task_id=None)
             await self._emit(
@@ -438,7 +353,7 @@ class Scheduler:
                 f"task {ticket.task_id} expired (UNKNOWN) before it finished; its 24 h life "
                 "ran out. Rerun with retry to submit it again"
             )
-            await self._expire(ticket, message)
+            await self._report.expire(ticket, message)
 
     def _learn(self, ticket: Ticket, task: Task, now: float) -> None:
         seconds = task.video_duration or ticket.output_seconds
@@ -455,7 +370,7 @@ class Scheduler:
     async def _succeeded(self, ticket: Ticket, task: Task) -> None:
         ticket.video_url = task.video_url
         ticket.video_duration = float(task.video_duration or 0.0)
-        ticket.url_expires_at = _url_expiry(task)
+        ticket.url_expires_at = url_expiry(task)
         await self._journal.update(
             ticket.key,
             state=State.SUCCEEDED,
@@ -471,28 +386,7 @@ class Scheduler:
                 video_duration=ticket.video_duration,
             )
         )
-        await self._queue_download(ticket)
-
-    async def _fail(self, ticket: Ticket, code: str | None, message: str) -> None:
-        await self._journal.update(ticket.key, state=State.FAILED, code=code, error=message)
-        await self._emit(
-            JobFailed(
-                label=ticket.label,
-                key=ticket.key,
-                task_id=ticket.task_id,
-                code=code,
-                message=message,
-            )
-        )
-        await self._finish(Outcome(ticket, "failed", message, code))
-
-    async def _expire(self, ticket: Ticket, message: str) -> None:
-        await self._journal.update(ticket.key, state=State.EXPIRED, error=message)
-        await self._emit(
-            JobExpired(label=ticket.label, key=ticket.key, task_id=ticket.task_id, message=message)
-        )
-        billed = ticket.video_duration
-        await self._finish(Outcome(ticket, "expired", message, billed_seconds=billed))
+        await self._lane.put(ticket)
 
     async def _cancel_pending(self) -> None:
         for ticket in list(self._live.values()):
@@ -515,99 +409,3 @@ class Scheduler:
         except EmoError:
             return False  # it started meanwhile (or the call failed): leave it to a rerun
         return True
-
-    # --- the download lane ----------------------------------------------------------------
-
-    async def _queue_download(self, ticket: Ticket) -> None:
-        heapq.heappush(self._downloads, (ticket.url_expires_at, next(self._seq), ticket))
-        await self._notify()
-
-    async def _download_loop(self) -> None:
-        while True:
-            async with self._changed:
-                while not self._downloads and not self._downloads_done():
-                    await self._changed.wait()
-                if not self._downloads:
-                    return
-                _, _, ticket = heapq.heappop(self._downloads)
-                self._active_downloads += 1
-            try:
-                await self._download(ticket)
-            finally:
-                self._active_downloads -= 1
-                await self._notify()
-
-    def _downloads_done(self) -> bool:
-        return self._closing and (self._stopping or not self._live)
-
-    async def _download(self, ticket: Ticket) -> None:
-        error = "no video URL"
-        for attempt in range(self._opt.download_attempts):
-            if ticket.video_url is None:
-                break
-            try:
-                await self._client.download(ticket.video_url, ticket.path)
-            except ResultURLExpiredError:
-                if not await self._refresh_url(ticket):
-                    return
-                continue
-            except (EmoError, OSError) as exc:
-                error = str(exc)
-                await anyio.sleep(min(self._opt.download_backoff * 2**attempt, 8.0))
-                continue
-            await self._downloaded(ticket)
-            return
-        message = f"downloading the video of task {ticket.task_id} failed ({error}); rerun to retry"
-        await self._emit(
-            JobFailed(
-                label=ticket.label,
-                key=ticket.key,
-                task_id=ticket.task_id,
-                code=None,
-                message=message,
-            )
-        )
-        await self._finish(Outcome(ticket, "failed", message, billed_seconds=ticket.video_duration))
-
-    async def _refresh_url(self, ticket: Ticket) -> bool:
-        """After a 403 on the result URL: True with a new URL, else report expiry and False."""
-        assert ticket.task_id is not None
-        try:
-            task = await self._client.get_task(ticket.task_id)
-        except EmoError:
-            task = None
-        if task is not None and task.video_url and task.video_url != ticket.video_url:
-            ticket.video_url = task.video_url
-            await self._journal.update(ticket.key, video_url=task.video_url)
-            return True
-        message = (
-            f"the video of task {ticket.task_id} can no longer be downloaded: its result URL "
-            "expired (24 h after the task succeeded). The seconds are billed; rerun with retry "
-            "to render it again"
-        )
-        await self._expire(ticket, message)
-        return False
-
-    async def _downloaded(self, ticket: Ticket) -> None:
-        size = (await anyio.Path(ticket.path).stat()).st_size
-        await self._journal.update(ticket.key, state=State.DOWNLOADED, size=size)
-        await self._emit(
-            JobDownloaded(
-                label=ticket.label,
-                key=ticket.key,
-                task_id=ticket.task_id,
-                path=ticket.path,
-                size=size,
-            )
-        )
-        await self._finish(Outcome(ticket, "succeeded", billed_seconds=ticket.video_duration))
-
-
-def _url_expiry(task: Task) -> float:
-    """Epoch seconds when the result URL expires: its ``Expires`` parameter, else end + 24 h."""
-    if task.video_url:
-        expires = parse_qs(urlsplit(task.video_url).query).get("Expires")
-        if expires and expires[0].isdigit():
-            return float(expires[0])
-    end = task.end_time or datetime.now(UTC)
-    return end.timestamp() + _URL_TTL

@@ -14,7 +14,8 @@ from client_support import account_stats, make_client, new_key
 from emoclient._batch import Batch
 from emoclient._events import BatchEvent, JobSubmitted
 from emoclient._models import Task, TaskStatus
-from emoclient._scheduler import Scheduler, SchedulerOptions, Ticket, _Learned, _url_expiry
+from emoclient._scheduler import Scheduler
+from emoclient._tickets import Learned, SchedulerOptions, Ticket, url_expiry
 from emoclient.emulator import EmulatorConfig, RunningEmulator, serve
 
 
@@ -60,7 +61,7 @@ def test_admission_refuses_a_task_that_would_expire_in_the_queue() -> None:
 
 
 def test_learned_rate_is_a_mean_then_a_moving_average() -> None:
-    learned = _Learned()
+    learned = Learned()
     learned.update(2.0, 10.0)
     learned.update(4.0, None)
     assert learned.local == pytest.approx(3.0)
@@ -74,10 +75,10 @@ def test_url_expiry_from_signed_url_or_end_time() -> None:
     signed = Task(
         task_id="t", status=TaskStatus.SUCCEEDED, video_url="http://h/r.mp4?Expires=1700000000&S=x"
     )
-    assert _url_expiry(signed) == 1_700_000_000.0
+    assert url_expiry(signed) == 1_700_000_000.0
     end = datetime(2025, 1, 1, tzinfo=UTC)
     plain = Task(task_id="t", status=TaskStatus.SUCCEEDED, video_url="http://h/r", end_time=end)
-    assert _url_expiry(plain) == end.timestamp() + 24 * 3600
+    assert url_expiry(plain) == end.timestamp() + 24 * 3600
 
 
 @pytest.fixture

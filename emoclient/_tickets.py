@@ -1,0 +1,149 @@
+"""What the scheduler tracks per job, how a job ends, the tuning knobs, and reporting ends."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qs, urlsplit
+
+import anyio
+
+from emoclient._events import BatchEvent, JobExpired, JobFailed
+from emoclient._journal import Journal, State
+from emoclient._models import SubmittedTask, Task, TaskStatus
+
+__all__ = ["Learned", "Outcome", "Reporter", "ResultStatus", "SchedulerOptions", "Ticket"]
+
+ResultStatus = Literal["succeeded", "failed", "expired", "canceled", "invalid"]
+
+# Output length assumed for a job whose length is not known locally (EMO audio by URL).
+_DEFAULT_OUTPUT_SECONDS = 10.0
+_URL_TTL = 24 * 3600.0
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One job as the scheduler sees it: what to submit and where its video goes."""
+
+    key: str
+    label: str
+    model: str
+    path: Path
+    output_seconds: float | None
+    submit: Callable[[], Awaitable[SubmittedTask]] | None = None
+    task_id: str | None = None
+    status: TaskStatus = TaskStatus.PENDING
+    video_url: str | None = None
+    url_expires_at: float = math.inf
+    video_duration: float = 0.0
+    submitted_at: float = 0.0  # local monotonic seconds
+    started_at: float | None = None
+    last_pending: float = 0.0  # local time of the last answer that said PENDING
+    last_running: float | None = None  # local time of the last answer that said RUNNING
+    next_poll: float = 0.0
+    interval: float = 0.0
+    errors: int = 0
+    slot: anyio.Event | None = None  # set to give the account's window slot back
+
+    @property
+    def expected_seconds(self) -> float:
+        return self.output_seconds or _DEFAULT_OUTPUT_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a ticket ended: ``status`` as in ``JobResult``."""
+
+    ticket: Ticket
+    status: ResultStatus
+    error: str | None = None
+    code: str | None = None
+    billed_seconds: float = 0.0
+
+
+@dataclass
+class Learned:
+    """Running estimates of processing time per output second (local and server clocks)."""
+
+    local: float | None = None
+    server: float | None = None
+    samples: int = 0
+
+    def update(self, local: float | None, server: float | None) -> None:
+        weight = 1.0 / min(self.samples + 1, 5)  # a mean first, then an EWMA
+        if local is not None:
+            self.local = local if self.local is None else self.local + weight * (local - self.local)
+        if server is not None:
+            self.server = (
+                server if self.server is None else self.server + weight * (server - self.server)
+            )
+        self.samples += 1
+
+
+@dataclass
+class SchedulerOptions:
+    """Tuning knobs; the defaults suit the real service and the emulator alike."""
+
+    window: int = 2
+    poll_min: float = 0.05
+    poll_max: float = 30.0
+    pending_poll: float = 60.0
+    queries_per_second: float = 5.0
+    task_ttl: float = 24 * 3600.0
+    expiry_margin: float = 4 * 3600.0
+    download_workers: int = 2
+    download_attempts: int = 4
+    query_attempts: int = 8
+    download_backoff: float = 0.5
+    clock: Callable[[], float] = field(default=time.monotonic)
+
+
+class Reporter:
+    """Records how a ticket ended: journal row, progress event, then the batch's result."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        emit: Callable[[BatchEvent], Awaitable[None]],
+        finish: Callable[[Outcome], Awaitable[None]],
+    ) -> None:
+        self.journal = journal
+        self.emit = emit
+        self.finish = finish
+
+    async def fail(self, ticket: Ticket, code: str | None, message: str) -> None:
+        await self.journal.update(ticket.key, state=State.FAILED, code=code, error=message)
+        await self.emit(
+            JobFailed(
+                label=ticket.label,
+                key=ticket.key,
+                task_id=ticket.task_id,
+                code=code,
+                message=message,
+            )
+        )
+        await self.finish(Outcome(ticket, "failed", message, code))
+
+    async def expire(self, ticket: Ticket, message: str) -> None:
+        await self.journal.update(ticket.key, state=State.EXPIRED, error=message)
+        await self.emit(
+            JobExpired(label=ticket.label, key=ticket.key, task_id=ticket.task_id, message=message)
+        )
+        billed = ticket.video_duration
+        await self.finish(Outcome(ticket, "expired", message, billed_seconds=billed))
+
+
+def url_expiry(task: Task) -> float:
+    """Epoch seconds when the result URL expires: its ``Expires`` parameter, else end + 24 h."""
+    if task.video_url:
+        expires = parse_qs(urlsplit(task.video_url).query).get("Expires")
+        if expires and expires[0].isdigit():
+            return float(expires[0])
+    end = task.end_time or datetime.now(UTC)
+    return end.timestamp() + _URL_TTL
