@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import anyio
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
@@ -194,3 +195,26 @@ def test_command_flags_make_the_config() -> None:
     assert faults.download_cut_bytes == 1000
     assert args.port == 8089
     assert cli.config_from_args(_parse()).api_keys is None
+
+
+async def test_the_command_serves_until_stopped() -> None:
+    import signal
+    import sys
+
+    command = [sys.executable, "-m", "emoclient.emulator", "--port", "0", "--no-render"]
+    async with await anyio.open_process(command) as process:
+        assert process.stdout is not None
+        first_line = b""
+        async for chunk in process.stdout:
+            first_line += chunk
+            if b"\n" in first_line:
+                break
+        base_url = first_line.decode().split("API at ")[1].split()[0]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{base_url}/tasks/1111", headers={"Authorization": "Bearer k"}) as r,
+        ):
+            body = await r.json()
+        process.send_signal(signal.SIGINT)
+        assert await process.wait() == 130
+    assert body["output"]["task_status"] == "UNKNOWN"
