@@ -45,6 +45,10 @@ __all__ = ["Outcome", "ResultStatus", "Scheduler", "SchedulerOptions", "Ticket"]
 
 # Guess of processing seconds per output second until the first task teaches us better.
 _DEFAULT_SECONDS_PER_OUTPUT = 10.0
+# The running task is first queried a little before its expected end (so that the learned
+# estimate is corrected both ways, not only ever upwards), then in short steps.
+_EARLY = 0.95
+_STEP = 0.08
 
 
 class Scheduler:
@@ -273,13 +277,16 @@ class Scheduler:
         if task.status is TaskStatus.RUNNING:
             await self._running(ticket, now)
         elif not task.is_terminal:
+            if ticket.status is TaskStatus.RUNNING:  # assumed to have started; it has not
+                ticket.status, ticket.started_at = TaskStatus.PENDING, None
             ticket.last_pending = now
             ticket.next_poll = now + self._pending_delay(ticket)
         else:
             self._live.pop(ticket.task_id or "", None)
             self._give_slot_back(ticket)
             self._last_end_seen = now
-            self._poll_oldest_pending_now(now)
+            ended = (ticket.last_running + now) / 2 if ticket.last_running is not None else now
+            await self._promote_next(ended, now)
             await self._terminal(ticket, task, now)
             await self._notify()
 
@@ -292,12 +299,19 @@ class Scheduler:
             return ticket.interval
         return self._opt.pending_poll
 
-    def _poll_oldest_pending_now(self, now: float) -> None:
+    async def _promote_next(self, ended: float, now: float) -> None:
+        """The slot passes to our oldest queued task the moment a task ends: count it as
+        started then, and first query it near its expected end (or now, if none is known)."""
         pending = [t for t in self._live.values() if t.status is not TaskStatus.RUNNING]
-        if pending:
-            oldest = min(pending, key=lambda t: t.submitted_at)
-            oldest.next_poll = now
-            oldest.interval = self._opt.poll_min
+        if not pending:
+            return
+        ticket = min(pending, key=lambda t: t.submitted_at)
+        ticket.status = TaskStatus.RUNNING
+        ticket.started_at = max(ticket.submitted_at, ended)
+        ticket.interval = 0.0
+        length = self._expected_length(ticket)
+        ticket.next_poll = now if length is None else ticket.started_at + _EARLY * length
+        await self._emit(JobStarted(label=ticket.label, key=ticket.key, task_id=ticket.task_id))
 
     async def _running(self, ticket: Ticket, now: float) -> None:
         if ticket.status is not TaskStatus.RUNNING:
@@ -308,12 +322,11 @@ class Scheduler:
         ticket.last_running = now
         length = self._expected_length(ticket)
         if length is not None and ticket.started_at is not None:
-            # Aim a little early, so that the learned estimate is not only ever corrected upwards.
-            early = ticket.started_at + 0.9 * length
+            early = ticket.started_at + _EARLY * length
             if now + self._opt.poll_min < early:
                 ticket.next_poll = early
                 return
-            step, growth = max(self._opt.poll_min, 0.05 * length), 1.5
+            step, growth = max(self._opt.poll_min, _STEP * length), 1.5
         else:
             step, growth = self._opt.poll_min, 2.0  # nothing learned yet: find the scale fast
         interval = step if ticket.interval <= 0 else ticket.interval * growth

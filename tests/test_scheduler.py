@@ -100,7 +100,7 @@ async def test_poller_spends_few_queries_per_task(
     assert batch.scheduler is not None
     assert stats["routes"]["task_get"]["requests"] == batch.scheduler.queries
     # The SDK's 1-1-2-2-2-4 s schedule, scaled to this clock, would spend ~10 per task.
-    assert batch.scheduler.queries <= 6 * len(jobs)
+    assert batch.scheduler.queries <= 4 * len(jobs)
 
 
 async def test_stop_cancels_pending_and_leaves_running_to_the_rerun(tmp_path: Path) -> None:
