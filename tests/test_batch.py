@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +80,39 @@ async def test_bad_jobs_are_reported_while_good_ones_proceed(
     assert kinds["submitted"] == 4
     assert kinds["downloaded"] == 4
     assert kinds["batch_finished"] == 1
+
+
+async def test_jobs_are_pulled_only_as_fast_as_they_are_worked_on(
+    emulator: RunningEmulator, tmp_path: Path, inputs: tuple[list[Path], list[Path]]
+) -> None:
+    jobs = emo_jobs(*inputs, 12)
+    pulled = 0
+    finished = 0
+    ahead: list[int] = []
+
+    async def source() -> AsyncIterator[Job]:
+        nonlocal pulled
+        for job in jobs:
+            pulled += 1
+            ahead.append(pulled - finished)
+            yield job
+
+    async with (
+        make_client(emulator) as client,
+        Batch(client, out_dir=tmp_path / "out", options=options()) as batch,
+    ):
+        async for result in batch.run(source()):
+            assert result.status == "succeeded"
+            finished += 1
+    assert finished == 12
+    # In flight at most: the window (2), one per preparer (2), one handed over, one read.
+    assert max(ahead) <= 7
+
+
+def test_events_serialise_to_json() -> None:
+    event = JobPreflightFailed(label="row 3", key="k", problems=("too small",))
+    data = event.to_json()
+    assert data["event"] == "preflight_failed"
+    assert data["problems"] == ["too small"]
+    assert data["task_id"] is None
+    assert isinstance(data["at"], str)
