@@ -118,7 +118,7 @@ async def submit_once(
             found = await _reconcile(client, journal, ticket, intent, emit)
             if found is not None:
                 return found
-            await anyio.sleep(min(0.5 * 2.0**attempt, 10.0))
+            await anyio.sleep(min(0.2 * 2.0**attempt, 5.0))
             continue
         await journal.record_submitted(ticket.key, task_id=submitted.task_id, model=ticket.model)
         return submitted.task_id

@@ -152,3 +152,17 @@ async def test_lost_submit_answers_are_reconciled_without_duplicates(
     reconciled = [e for e in events if isinstance(e, JobReconciled)]
     assert [e.found for e in reconciled] == [True] * 3
     assert len({e.task_id for e in reconciled}) == 3
+
+
+async def test_submit_lost_before_reaching_the_service_is_sent_again(
+    emulator: RunningEmulator, tmp_path: Path, jobs: list[Job]
+) -> None:
+    # Every other submit connection closes before the service sees it: nothing to find.
+    emulator.set_faults(drop_rate={"submit": 0.5}, seed=7)
+    events: list[BatchEvent] = []
+    batch, _ = await _run(emulator, new_key(), tmp_path / "out", jobs[:3], on_event=events.append)
+    assert batch.summary.counts == {"succeeded": 3}
+    assert account_stats(await emulator.stats())["submissions"] == 3
+    reconciled = [e for e in events if isinstance(e, JobReconciled)]
+    assert reconciled
+    assert not any(e.found for e in reconciled)
