@@ -83,7 +83,12 @@ async def _start(app: web.Application, host: str, port: int) -> tuple[web.AppRun
     return runner, sock.getsockname()[1]
 
 
+#: A wildcard listener is advertised under this machine's loopback address.
+_WILDCARDS = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}
+
+
 def _url(host: str, port: int) -> str:
+    host = _WILDCARDS.get(host, host)
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
