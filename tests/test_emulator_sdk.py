@@ -88,3 +88,32 @@ async def test_sdk_detect_fetch_and_cancel(emulator: RunningEmulator) -> None:
     assert unknown.output.task_status == "UNKNOWN"
     assert refused.status_code == HTTPStatus.BAD_REQUEST
     assert refused.code == "UnsupportedOperation"
+
+
+async def test_sdk_asyncio_client_submits_waits_and_cancels(emulator: RunningEmulator) -> None:
+    # AioVideoSynthesis joins its task URLs with a trailing slash (GET .../tasks/{id}/).
+    from dashscope.aigc.video_synthesis import AioVideoSynthesis
+
+    dashscope.base_http_api_url = emulator.base_url
+    emulator.set_speed(0)  # frozen until the second task is cancelled while PENDING
+    image_url, audio_url = host_inputs(emulator, seconds=1.0)
+    face, ext = sample_boxes()
+    extra = {"image_url": image_url, "audio_url": audio_url, "face_bbox": face, "ext_bbox": ext}
+    calls = [
+        AioVideoSynthesis.async_call(
+            model="emo-v1", task="image2video", api_key="sk-aio", extra_input=extra
+        )
+        for _ in range(2)
+    ]
+    first = await calls[0]
+    second = await calls[1]
+    assert first.status_code == HTTPStatus.OK, first
+    canceled = await AioVideoSynthesis.cancel(second, api_key="sk-aio")
+    assert canceled.status_code == HTTPStatus.OK, canceled
+    emulator.set_speed(1000)
+    done = await AioVideoSynthesis.wait(first, api_key="sk-aio")
+    assert done.status_code == HTTPStatus.OK, done
+    assert done.output.task_status == "SUCCEEDED"
+    assert done.output.results["video_url"].startswith(emulator.files_url)
+    fetched = await AioVideoSynthesis.fetch(second, api_key="sk-aio")
+    assert fetched.output.task_status == "CANCELED"

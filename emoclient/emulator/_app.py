@@ -99,12 +99,15 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
     app[STATE] = state
     router = app.router
     images = f"{API}/services/aigc/image2video"
-    router.add_post(f"{images}/face-detect", detect, name="detect")
-    router.add_post(f"{images}/video-synthesis{{slash:/?}}", submit, name="submit")
-    router.add_get(f"{API}/tasks", list_tasks, name="task_list")
-    router.add_get(f"{API}/tasks/{{task_id}}", get_task, name="task_get")
-    router.add_post(f"{API}/tasks/{{task_id}}/cancel", cancel_task, name="task_cancel")
-    router.add_get(f"{API}/uploads", upload_policy, name="upload_policy")
+    # Every API path also answers with a trailing slash: the official SDK's asyncio
+    # client joins its URLs that way (GET .../tasks/{id}/), and older docs write them so.
+    slash = "{slash:/?}"
+    router.add_post(f"{images}/face-detect{slash}", detect, name="detect")
+    router.add_post(f"{images}/video-synthesis{slash}", submit, name="submit")
+    router.add_get(f"{API}/tasks{slash}", list_tasks, name="task_list")
+    router.add_get(f"{API}/tasks/{{task_id}}{slash}", get_task, name="task_get")
+    router.add_post(f"{API}/tasks/{{task_id}}/cancel{slash}", cancel_task, name="task_cancel")
+    router.add_get(f"{API}/uploads{slash}", upload_policy, name="upload_policy")
     add_admin_routes(app)
     app.add_subapp("/_oss", create_files_app(state))
     app.cleanup_ctx.append(_lifecycle)
