@@ -78,6 +78,7 @@ class Scheduler:
         self._last_end_seen: float | None = None
         self._next_query = 0.0
         self._tg: TaskGroup | None = None
+        self._admission: anyio.CancelScope | None = None
         self.learned = Learned()
         self.queries = 0
         self.interrupted = 0
@@ -106,6 +107,8 @@ class Scheduler:
         """Stop gracefully: cancel PENDING tasks, leave RUNNING ones to a rerun, keep downloads."""
         self._stopping = True
         self._closing = True
+        if self._admission is not None:
+            self._admission.cancel()
         await self._notify()
 
     async def _notify(self) -> None:
@@ -153,7 +156,10 @@ class Scheduler:
                 await self._changed.wait()
         if self._stopping:
             return False
-        await self._take_slot(ticket, wait=True)
+        # Another client on the key may hold the shared slots for long: stop() must not wait.
+        with anyio.CancelScope() as self._admission:
+            await self._take_slot(ticket, wait=True)
+        self._admission = None
         if self._stopping:
             self._give_slot_back(ticket)
             return False

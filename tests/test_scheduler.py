@@ -7,12 +7,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from batch_support import collect, emo_jobs, make_inputs, options
 from client_support import account_stats, make_client, new_key
 
-from emoclient._batch import Batch
-from emoclient._events import BatchEvent, JobSubmitted
+from emoclient._batch import Batch, JobResult
+from emoclient._events import BatchEvent, JobQueued, JobSubmitted
+from emoclient._jobs import EmoJob
 from emoclient._models import Task, TaskStatus
 from emoclient._scheduler import Scheduler
 from emoclient._tickets import Learned, SchedulerOptions, Ticket, url_expiry
@@ -138,3 +140,54 @@ async def test_stop_cancels_pending_and_leaves_running_to_the_rerun(tmp_path: Pa
         assert Counter(r.status for r in results) == {"succeeded": 3}
         tasks = account_stats(await emulator.stats())["tasks"]
         assert (tasks.get("SUCCEEDED"), tasks.get("CANCELED")) == (3, 1)
+
+
+async def test_stop_does_not_wait_for_a_slot_held_elsewhere(tmp_path: Path) -> None:
+    jobs = emo_jobs(*make_inputs(tmp_path / "in", portraits=2), 2)
+    async with (
+        serve(EmulatorConfig.fast(speed=0.0)) as emulator,
+        make_client(emulator) as client,
+    ):
+        held, prepared = anyio.Event(), anyio.Event()
+
+        def on_first(event: BatchEvent) -> None:
+            if isinstance(event, JobSubmitted) and event.label == "row 3":
+                held.set()  # both shared slots of the key are now held by frozen tasks
+
+        def on_second(event: BatchEvent) -> None:
+            if isinstance(event, JobQueued):
+                prepared.set()
+
+        # URLs and boxes: preparing this job needs no request, so it goes straight to admission.
+        ready = EmoJob(
+            image=emulator.host_file("face.png", b"unused"),
+            audio=emulator.host_file("voice.wav", b"unused"),
+            face_bbox=(10, 10, 100, 100),
+            ext_bbox=(0, 0, 200, 200),
+            label="ready",
+        )
+
+        first = Batch(client, out_dir=tmp_path / "a", options=options(), on_event=on_first)
+        second = Batch(client, out_dir=tmp_path / "b", options=options(), on_event=on_second)
+        async with first, second, anyio.create_task_group() as tg:
+            tg.start_soon(collect, first, jobs)
+            await held.wait()
+            results: list[JobResult] = []
+
+            second_done = anyio.Event()
+
+            async def run_second() -> None:
+                results.extend(await collect(second, [ready]))
+                second_done.set()
+
+            tg.start_soon(run_second)
+            await prepared.wait()
+            await anyio.wait_all_tasks_blocked()  # the second batch now waits for a slot
+            assert second.scheduler is not None
+            assert second.scheduler._admission is not None
+            second.stop()
+            with anyio.fail_after(10):  # a deadline, not a synchronisation
+                await second_done.wait()
+            first.stop()
+        assert [r.status for r in results] == ["canceled"]
+        assert account_stats(await emulator.stats())["submissions"] == 2
