@@ -32,11 +32,16 @@ from typing import Any
 
 import anyio
 
-from emoclient import EmoClient, LimitRegistry, Rates
-from emoclient._batch import Batch
-from emoclient._jobs import EmoJob
-from emoclient._models import Model, TaskStatus
-from emoclient._scheduler import SchedulerOptions
+from emoclient import (
+    Batch,
+    EmoClient,
+    EmoJob,
+    LimitRegistry,
+    Model,
+    Rates,
+    SchedulerOptions,
+    TaskStatus,
+)
 from emoclient.emulator import EmulatorConfig, RunningEmulator, account_label, serve
 from emoclient.emulator.samples import make_portrait, make_speech
 
