@@ -160,7 +160,9 @@ class Rates:
     """Per-account limits of the service (DESIGN.md); lower them to leave room for others.
 
     ``window`` is how many tasks one account keeps submitted but unfinished: one running plus
-    a short lookahead queued server-side.
+    a short lookahead queued server-side. ``headroom`` stretches every spacing by that fraction
+    so that a stalled event loop or network jitter, which can bunch two grants together on
+    arrival, still keeps the service's sliding one-second count within its limit.
     """
 
     submit: float = 5.0
@@ -168,7 +170,7 @@ class Rates:
     detect: float = 5.0
     upload: float = 100.0
     window: int = 2
-    headroom: float = 0.05
+    headroom: float = 0.1
 
 
 class AccountLimits:
