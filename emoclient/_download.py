@@ -144,6 +144,7 @@ async def _position_for(
             url=url,
         )
     raise DownloadError(
-        f"Downloading {where} failed: HTTP {resp.status} {error.code}: {error.message}.",
+        f"Downloading {where} failed: HTTP {resp.status} {error.code}: "
+        f"{error.message.rstrip('.')}. Query the task for a fresh video_url and retry.",
         url=url,
     ) from error

@@ -112,9 +112,14 @@ class APIStatusError(EmoError):
         self.operation = operation
         super().__init__(self._describe())
 
+    _hint = "Fix the request as the message says; quote the request id to support."
+
     def _describe(self) -> str:
-        rid = f", request_id={self.request_id}" if self.request_id else ""
-        return f"{self.operation} failed: HTTP {self.status} {self.code}: {self.message}{rid}"
+        rid = f" [request_id={self.request_id}]" if self.request_id else ""
+        message = self.message.rstrip(".")
+        return (
+            f"{self.operation} failed: HTTP {self.status} {self.code}: {message}. {self._hint}{rid}"
+        )
 
 
 class BadRequestError(APIStatusError):
@@ -124,13 +129,19 @@ class BadRequestError(APIStatusError):
 class AuthenticationError(APIStatusError):
     """HTTP 401: the API key is invalid; check DASHSCOPE_API_KEY (a Beijing-region key)."""
 
+    _hint = "Check DASHSCOPE_API_KEY: EMO and Emoji need a Beijing-region key."
+
 
 class PermissionDeniedError(APIStatusError):
     """HTTP 403: the key may not use this model, workspace or operation."""
 
+    _hint = "Check that the account has activated this model and the workspace is right."
+
 
 class NotFoundError(APIStatusError):
     """HTTP 404: no such model, workspace or resource."""
+
+    _hint = "Check the model name, the workspace id and the base URL."
 
 
 class RateLimitError(APIStatusError):
@@ -138,6 +149,8 @@ class RateLimitError(APIStatusError):
 
     ``retry_after`` is the server's hint in seconds, or ``None`` when it gave none.
     """
+
+    _hint = "Slow down (lower Rates) or wait; quota and billing codes need the console."
 
     def __init__(
         self,
@@ -157,6 +170,8 @@ class RateLimitError(APIStatusError):
 
 class ServerError(APIStatusError):
     """HTTP 5xx: the service failed; reads are retried, submits are not."""
+
+    _hint = "The service failed; retry later."
 
 
 class SubmitOutcomeUnknownError(EmoError):
