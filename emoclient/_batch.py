@@ -149,7 +149,14 @@ class Batch:
             if tg is not None:
                 if et is not None or self._running:
                     tg.cancel_scope.cancel()  # the caller left early: stop working
-                return await tg.__aexit__(et, e, tb)
+                try:
+                    return await tg.__aexit__(et, e, tb)
+                except BaseExceptionGroup as group:
+                    # One failure (say, a JournalError) reads better on its own than in groups.
+                    single = _single(group)
+                    if single is None:
+                        raise
+                    raise single from None
             return None
         finally:
             with anyio.CancelScope(shield=True):
@@ -399,6 +406,15 @@ class _Results:
         # When the caller stopped reading results, the journal still has them.
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
             await self.send.send(result)
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    inner: BaseException = group
+    while isinstance(inner, BaseExceptionGroup):
+        if len(inner.exceptions) != 1:
+            return None
+        inner = inner.exceptions[0]
+    return inner
 
 
 async def _present(path: Path, size: int | None) -> bool:

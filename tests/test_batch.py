@@ -12,7 +12,7 @@ from batch_support import collect, emo_jobs, emoji_job, make_inputs, options
 from client_support import account_stats, make_client
 
 from emoclient._batch import Batch
-from emoclient._events import BatchEvent, JobPreflightFailed
+from emoclient._events import BatchEvent, JobPreflightFailed, JobQueued
 from emoclient._jobs import EmoJob, Job
 from emoclient.emulator import EmulatorConfig, RunningEmulator
 
@@ -116,3 +116,18 @@ def test_events_serialise_to_json() -> None:
     assert data["problems"] == ["too small"]
     assert data["task_id"] is None
     assert isinstance(data["at"], str)
+
+
+async def test_a_failing_event_handler_surfaces_as_itself(
+    emulator: RunningEmulator, tmp_path: Path, inputs: tuple[list[Path], list[Path]]
+) -> None:
+    def broken(event: BatchEvent) -> None:
+        if isinstance(event, JobQueued):
+            raise ValueError("the handler broke")
+
+    with pytest.raises(ValueError, match="the handler broke"):
+        async with (
+            make_client(emulator) as client,
+            Batch(client, out_dir=tmp_path / "out", options=options(), on_event=broken) as batch,
+        ):
+            await collect(batch, emo_jobs(*inputs, 2))
