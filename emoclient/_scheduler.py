@@ -192,11 +192,15 @@ class Scheduler:
             return False
         if not self._live:
             return True
-        # Server seconds until this task would end if queued behind our live ones.
-        per_second = self.learned.server or _DEFAULT_SECONDS_PER_OUTPUT
-        ahead = sum(t.expected_seconds for t in self._live.values())
-        finish = per_second * (ahead + ticket.expected_seconds)
+        # Service seconds until this task would end if queued behind our live ones.
+        finish = sum(self._service_time(t) for t in (*self._live.values(), ticket))
         return finish < self._opt.task_ttl - self._opt.expiry_margin
+
+    def _service_time(self, ticket: Ticket) -> float:
+        predicted = self.learned.server.predict(ticket.expected_seconds)
+        if predicted is None:
+            return _DEFAULT_SECONDS_PER_OUTPUT * ticket.expected_seconds
+        return predicted
 
     async def track(self, ticket: Ticket, task_id: str) -> None:
         """Poll an existing task (just submitted, or live from an earlier run)."""
@@ -350,9 +354,7 @@ class Scheduler:
         return (lower + upper) / 2
 
     def _expected_length(self, ticket: Ticket) -> float | None:
-        if self.learned.local is None:
-            return None
-        return self.learned.local * ticket.expected_seconds
+        return self.learned.local.predict(ticket.expected_seconds)
 
     async def _terminal(self, ticket: Ticket, task: Task, now: float) -> None:
         ticket.status = task.status
@@ -380,11 +382,11 @@ class Scheduler:
             return
         # It ended between the last RUNNING answer and this one.
         end = (ticket.last_running + now) / 2 if ticket.last_running is not None else now
-        local = (end - ticket.started_at) / seconds if ticket.started_at is not None else None
+        local = end - ticket.started_at if ticket.started_at is not None else None
         server = None
         if task.scheduled_time is not None and task.end_time is not None:
-            server = (task.end_time - task.scheduled_time).total_seconds() / seconds
-        self.learned.update(local, server)
+            server = (task.end_time - task.scheduled_time).total_seconds()
+        self.learned.observe(seconds, local, server)
 
     async def _succeeded(self, ticket: Ticket, task: Task) -> None:
         ticket.video_url = task.video_url

@@ -17,7 +17,7 @@ from emoclient._events import BatchEvent, JobExpired, JobFailed
 from emoclient._journal import Journal, State
 from emoclient._models import SubmittedTask, Task, TaskStatus
 
-__all__ = ["Learned", "Outcome", "Reporter", "ResultStatus", "SchedulerOptions", "Ticket"]
+__all__ = ["Fit", "Learned", "Outcome", "Reporter", "ResultStatus", "SchedulerOptions", "Ticket"]
 
 ResultStatus = Literal["succeeded", "failed", "expired", "canceled", "invalid"]
 
@@ -67,22 +67,55 @@ class Outcome:
 
 
 @dataclass
+class Fit:
+    """Processing time as ``a + b * output_seconds``, least squares with forgetting.
+
+    Tasks carry a fixed overhead, so seconds per output second alone would misjudge clips
+    of other lengths. While all clips seen had one length, the fit is a plain ratio.
+    """
+
+    forget: float = 0.8
+    n: float = 0.0
+    sum_d: float = 0.0
+    sum_t: float = 0.0
+    sum_dd: float = 0.0
+    sum_dt: float = 0.0
+
+    def add(self, seconds: float, took: float) -> None:
+        f = self.forget
+        self.n = self.n * f + 1
+        self.sum_d = self.sum_d * f + seconds
+        self.sum_t = self.sum_t * f + took
+        self.sum_dd = self.sum_dd * f + seconds * seconds
+        self.sum_dt = self.sum_dt * f + seconds * took
+
+    def predict(self, seconds: float) -> float | None:
+        """Expected processing time of a clip of ``seconds``; None before any sample."""
+        if self.n == 0:
+            return None
+        mean_d, mean_t = self.sum_d / self.n, self.sum_t / self.n
+        var = self.sum_dd / self.n - mean_d * mean_d
+        if var > 1e-6 * max(1.0, mean_d * mean_d):
+            slope = (self.sum_dt / self.n - mean_d * mean_t) / var
+            base = mean_t - slope * mean_d
+            if base >= 0 and slope >= 0:
+                return base + slope * seconds
+        return mean_t * seconds / mean_d if mean_d > 0 else mean_t
+
+
+@dataclass
 class Learned:
-    """Running estimates of processing time per output second (local and server clocks)."""
+    """Processing time fits on our clock (for polling) and the service's (for admission)."""
 
-    local: float | None = None
-    server: float | None = None
-    samples: int = 0
+    local: Fit = field(default_factory=Fit)
+    server: Fit = field(default_factory=Fit)
 
-    def update(self, local: float | None, server: float | None) -> None:
-        weight = 1.0 / min(self.samples + 1, 5)  # a mean first, then an EWMA
+    def observe(self, seconds: float, local: float | None, server: float | None) -> None:
+        """Record a task of ``seconds`` output that took ``local`` / ``server`` seconds."""
         if local is not None:
-            self.local = local if self.local is None else self.local + weight * (local - self.local)
+            self.local.add(seconds, local)
         if server is not None:
-            self.server = (
-                server if self.server is None else self.server + weight * (server - self.server)
-            )
-        self.samples += 1
+            self.server.add(seconds, server)
 
 
 @dataclass

@@ -54,7 +54,7 @@ def test_window_limits_admission() -> None:
 def test_admission_refuses_a_task_that_would_expire_in_the_queue() -> None:
     # 2000 service seconds per output second: 60 s clips take 33 h each.
     scheduler = _scheduler(window=10, task_ttl=24 * 3600.0, expiry_margin=4 * 3600.0)
-    scheduler.learned.update(None, 2000.0)
+    scheduler.learned.observe(1.0, None, 2000.0)
     assert scheduler._has_room(_ticket(0, 5))  # nothing ahead: always admitted
     scheduler._live["a"] = _ticket(1, 5)
     assert scheduler._has_room(_ticket(0, 5))  # (5 + 5) * 2000 s = 5.6 h
@@ -62,15 +62,18 @@ def test_admission_refuses_a_task_that_would_expire_in_the_queue() -> None:
     assert not scheduler._has_room(_ticket(0, 5))  # (5 + 30 + 5) * 2000 s = 22 h > 20 h
 
 
-def test_learned_rate_is_a_mean_then_a_moving_average() -> None:
+def test_processing_time_is_fitted_as_overhead_plus_rate() -> None:
     learned = Learned()
-    learned.update(2.0, 10.0)
-    learned.update(4.0, None)
-    assert learned.local == pytest.approx(3.0)
-    assert learned.server == pytest.approx(10.0)
-    for _ in range(20):
-        learned.update(8.0, 8.0)
-    assert learned.local == pytest.approx(8.0, abs=0.05)
+    learned.observe(2.0, 4.0, None)
+    assert learned.local.predict(3.0) == pytest.approx(6.0)  # one length seen: a ratio
+    assert learned.server.predict(3.0) is None
+    learned.observe(4.0, 5.0, None)  # 30 + 5 s per output second, scaled by 1/10
+    learned.observe(1.0, 3.5, None)
+    assert learned.local.predict(2.0) == pytest.approx(4.0, abs=0.01)
+    for _ in range(30):  # the service slowed down: old samples fade
+        learned.observe(2.0, 8.0, None)
+        learned.observe(4.0, 10.0, None)
+    assert learned.local.predict(3.0) == pytest.approx(9.0, abs=0.1)
 
 
 def test_url_expiry_from_signed_url_or_end_time() -> None:
