@@ -257,7 +257,11 @@ class Batch:
                 JobRecord(key=key, label=label, model=job.model, output=name, state=State.NEW)
             )
             ticket = Ticket(
-                key=key, label=label, model=job.model, path=self.out_dir / name, output_seconds=None
+                key=key,
+                label=label,
+                model=job.model,
+                path=self.out_dir / name,
+                output_seconds=record.output_seconds,
             )
             results.register(ticket, job)
             await self._route(_Work(job, ticket, record, digests), scheduler, to_prepare, results)

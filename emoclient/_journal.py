@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     video_url TEXT,
     url_expires_at REAL,
     video_duration REAL,
+    output_seconds REAL,
     size INTEGER,
     code TEXT,
     error TEXT,
@@ -112,6 +113,7 @@ class JobRecord:
     video_url: str | None = None
     url_expires_at: float | None = None
     video_duration: float | None = None
+    output_seconds: float | None = None
     size: int | None = None
     code: str | None = None
     error: str | None = None

@@ -73,7 +73,9 @@ class Preparer:
             message = f"preparing the job failed: {exc}; rerun the batch to try again"
             return Rejection("failed", message, final=False)
         face, ext = boxes
-        await self._journal.update(ticket.key, face_bbox=face, ext_bbox=ext)
+        await self._journal.update(
+            ticket.key, face_bbox=face, ext_bbox=ext, output_seconds=ticket.output_seconds
+        )
         ticket.submit = _submitter(self._client, job, urls, face, ext)
         return None
 
