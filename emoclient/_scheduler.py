@@ -205,6 +205,7 @@ class Scheduler:
     async def track(self, ticket: Ticket, task_id: str) -> None:
         """Poll an existing task (just submitted, or live from an earlier run)."""
         if ticket.slot is None:  # live from an earlier run: it holds a slot already
+            ticket.resumed = True
             await self._take_slot(ticket, wait=False)
         now = self._clock()
         ticket.task_id = task_id
@@ -382,7 +383,10 @@ class Scheduler:
             return
         # It ended between the last RUNNING answer and this one.
         end = (ticket.last_running + now) / 2 if ticket.last_running is not None else now
-        local = end - ticket.started_at if ticket.started_at is not None else None
+        # A task from an earlier run may have started long before we first saw it.
+        local = None
+        if ticket.started_at is not None and not ticket.resumed:
+            local = end - ticket.started_at
         server = None
         if task.scheduled_time is not None and task.end_time is not None:
             server = (task.end_time - task.scheduled_time).total_seconds()

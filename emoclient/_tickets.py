@@ -49,6 +49,7 @@ class Ticket:
     interval: float = 0.0
     errors: int = 0
     slot: anyio.Event | None = None  # set to give the account's window slot back
+    resumed: bool = False  # submitted by an earlier run
 
     @property
     def expected_seconds(self) -> float:
