@@ -70,9 +70,13 @@ class DownloadLane:
                 break
             try:
                 await self._client.download(ticket.video_url, ticket.path)
-            except ResultURLExpiredError:
-                if not await self._refresh_url(ticket):
+            except ResultURLExpiredError as exc:
+                fresh = await self._refresh_url(ticket)
+                if fresh is False:
                     return
+                if fresh is None:  # could not ask: try again later
+                    error = str(exc)
+                    await anyio.sleep(min(self._opt.download_backoff * 2**attempt, 8.0))
                 continue
             except (EmoError, OSError) as exc:
                 error = str(exc)
@@ -94,14 +98,15 @@ class DownloadLane:
             Outcome(ticket, "failed", message, billed_seconds=ticket.video_duration)
         )
 
-    async def _refresh_url(self, ticket: Ticket) -> bool:
-        """After a 403 on the result URL: True with a new URL, else report expiry and False."""
+    async def _refresh_url(self, ticket: Ticket) -> bool | None:
+        """After a 403 on the result URL: True with a new URL, False after reporting the
+        video expired, None when the task could not be queried."""
         assert ticket.task_id is not None
         try:
             task = await self._client.get_task(ticket.task_id)
         except EmoError:
-            task = None
-        if task is not None and task.video_url and task.video_url != ticket.video_url:
+            return None
+        if task.video_url and task.video_url != ticket.video_url:
             ticket.video_url = task.video_url
             await self._report.journal.update(ticket.key, video_url=task.video_url)
             return True
