@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -166,3 +167,23 @@ async def test_submit_lost_before_reaching_the_service_is_sent_again(
     reconciled = [e for e in events if isinstance(e, JobReconciled)]
     assert reconciled
     assert not any(e.found for e in reconciled)
+
+
+def _spoil_urls(journal: Path) -> int:
+    with sqlite3.connect(journal) as conn:
+        return conn.execute(
+            "UPDATE jobs SET video_url = video_url || 'x' WHERE state = 'succeeded'"
+        ).rowcount
+
+
+async def test_refused_result_url_is_replaced_by_a_fresh_query(
+    emulator: RunningEmulator, tmp_path: Path, jobs: list[Job]
+) -> None:
+    key, out = new_key(), tmp_path / "out"
+    emulator.set_faults(download_cut_bytes=0)
+    await _run(emulator, key, out, jobs[:2])
+    emulator.set_faults(download_cut_bytes=None)
+    assert await anyio.to_thread.run_sync(_spoil_urls, out / "emoclient-journal.sqlite3") == 2
+    batch, _ = await _run(emulator, key, out, jobs[:2])
+    assert batch.summary.counts == {"succeeded": 2}
+    assert account_stats(await emulator.stats())["submissions"] == 2
