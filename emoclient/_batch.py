@@ -77,6 +77,7 @@ class BatchSummary:
         return sum(self.counts.values())
 
     def add(self, result: JobResult) -> None:
+        """Count one result in."""
         self.counts[result.status] = self.counts.get(result.status, 0) + 1
         self.billed_seconds += result.billed_seconds
         self.estimated_cost_cny = round(self.estimated_cost_cny + result.cost_cny, 4)

@@ -53,6 +53,7 @@ class Ticket:
 
     @property
     def expected_seconds(self) -> float:
+        """Seconds of video expected (a default when the length is unknown locally)."""
         return self.output_seconds or _DEFAULT_OUTPUT_SECONDS
 
 
@@ -83,6 +84,7 @@ class Fit:
     sum_dt: float = 0.0
 
     def add(self, seconds: float, took: float) -> None:
+        """Record a clip of ``seconds`` that took ``took`` seconds to render."""
         f = self.forget
         self.n = self.n * f + 1
         self.sum_d = self.sum_d * f + seconds
