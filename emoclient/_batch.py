@@ -9,6 +9,7 @@ results stream out as jobs end. One failing job never stops the others.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
@@ -122,9 +123,9 @@ class Batch:
         self.client = client
         self.out_dir = Path(out_dir)
         self.journal_path = Path(journal) if journal is not None else self.out_dir / JOURNAL_NAME
-        self.options = options or SchedulerOptions()
-        self.options.window = window
-        self.options.expiry_margin = expiry_margin
+        self.options = dataclasses.replace(
+            options or SchedulerOptions(), window=window, expiry_margin=expiry_margin
+        )
         self.retry = retry
         self.summary = BatchSummary()
         self._on_event = on_event
