@@ -112,7 +112,7 @@ class Batch:
         journal: str | Path | None = None,
         window: int | None = None,
         on_event: EventHandler | None = None,
-        expiry_margin: float = 4 * 3600.0,
+        expiry_margin: float | None = None,
         retry: bool = False,
         prepare_concurrency: int = 2,
         options: SchedulerOptions | None = None,
@@ -123,9 +123,9 @@ class Batch:
         self.client = client
         self.out_dir = Path(out_dir)
         self.journal_path = Path(journal) if journal is not None else self.out_dir / JOURNAL_NAME
-        self.options = dataclasses.replace(
-            options or SchedulerOptions(), window=window, expiry_margin=expiry_margin
-        )
+        base = options or SchedulerOptions()
+        margin = expiry_margin if expiry_margin is not None else base.expiry_margin
+        self.options = dataclasses.replace(base, window=window, expiry_margin=margin)
         self.retry = retry
         self.summary = BatchSummary()
         self._on_event = on_event
