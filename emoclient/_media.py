@@ -37,6 +37,13 @@ class AudioInfo:
 
 def probe_image(data: bytes) -> ImageInfo:
     """Return the format and size of a JPEG, PNG, BMP or WEBP image from its header."""
+    try:
+        return _probe_image(data)
+    except (struct.error, IndexError, ZeroDivisionError) as exc:
+        raise MediaFormatError(f"truncated or corrupt image header ({exc})") from exc
+
+
+def _probe_image(data: bytes) -> ImageInfo:
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return _probe_png(data)
     if data.startswith(b"\xff\xd8"):
@@ -118,6 +125,13 @@ def _checked(fmt: str, width: int, height: int) -> ImageInfo:
 
 def probe_audio(data: bytes) -> AudioInfo:
     """Return the format (``"wav"`` or ``"mp3"``) and duration of an audio file."""
+    try:
+        return _probe_audio(data)
+    except (struct.error, IndexError, ZeroDivisionError) as exc:
+        raise MediaFormatError(f"truncated or corrupt audio header ({exc})") from exc
+
+
+def _probe_audio(data: bytes) -> AudioInfo:
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
         return AudioInfo("wav", _wav_duration(data))
     return AudioInfo("mp3", _mp3_duration(data))

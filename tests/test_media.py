@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import wave
@@ -7,6 +8,8 @@ import wave
 import av
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from emoclient._media import MediaFormatError, probe_audio, probe_image
@@ -112,3 +115,26 @@ def test_probe_audio_mp3_without_tag_walks_frames() -> None:
 def test_probe_audio_rejects_other_files() -> None:
     with pytest.raises(MediaFormatError):
         probe_audio(b"OggS" + b"\0" * 400)
+
+
+_PREFIXES = [
+    b"",
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8",
+    b"BM",
+    b"RIFF\0\0\0\0WEBP",
+    b"RIFF\0\0\0\0WAVE",
+    b"ID3\x03\0\0\0\0\0\x05",
+    b"\xff\xfb\x90\x64",
+    b"RIFF\0\0\0\0WAVEfmt \x10\0\0\0",
+    b"\xff\xfb\x90\x64" + bytes(32) + b"Xing",
+    b"\xff\xfb\x90\x64" + bytes(32) + b"VBRI",
+    b"\xff\xd8\xff\xc0\x00\x11",
+]
+
+
+@given(prefix=st.sampled_from(_PREFIXES), rest=st.binary(max_size=300))
+def test_probing_garbage_raises_only_media_format_error(prefix: bytes, rest: bytes) -> None:
+    for probe in (probe_image, probe_audio):
+        with contextlib.suppress(MediaFormatError):
+            probe(prefix + rest)
