@@ -131,9 +131,16 @@ def probe_audio(data: bytes) -> AudioInfo:
         raise MediaFormatError(f"truncated or corrupt audio header ({exc})") from exc
 
 
+# Containers whose payload could contain MPEG-like sync bytes by chance.
+_OTHER_AUDIO = {b"OggS": "OGG", b"fLaC": "FLAC", b"FORM": "AIFF", b"#!AM": "AMR"}
+
+
 def _probe_audio(data: bytes) -> AudioInfo:
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
         return AudioInfo("wav", _wav_duration(data))
+    other = _OTHER_AUDIO.get(data[:4]) or ("MP4/M4A" if data[4:8] == b"ftyp" else None)
+    if other is not None:
+        raise MediaFormatError(f"an {other} file, not WAV or MP3")
     return AudioInfo("mp3", _mp3_duration(data))
 
 

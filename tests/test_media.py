@@ -112,9 +112,10 @@ def test_probe_audio_mp3_without_tag_walks_frames() -> None:
     assert probe_audio(stripped).duration == pytest.approx(3.0, abs=0.12)
 
 
-def test_probe_audio_rejects_other_files() -> None:
-    with pytest.raises(MediaFormatError):
-        probe_audio(b"OggS" + b"\0" * 400)
+@pytest.mark.parametrize("head", [b"OggS", b"fLaC", b"\0\0\0\x20ftypM4A "])
+def test_probe_audio_rejects_other_containers(head: bytes) -> None:
+    with pytest.raises(MediaFormatError, match="not WAV or MP3"):
+        probe_audio(head + b"\xff\xfb\x90\x64" * 400)
 
 
 _PREFIXES = [
