@@ -74,3 +74,15 @@ async def test_garbage_file_is_refused(not_a_db: Path) -> None:
     with pytest.raises(JournalError, match="move it away"):
         async with Journal(not_a_db):
             pass
+
+
+@pytest.fixture
+def blocked(tmp_path: Path) -> Path:
+    (tmp_path / "file").write_text("a file where a folder should be")
+    return tmp_path / "file" / "j.sqlite3"
+
+
+async def test_unwritable_place_is_a_journal_error(blocked: Path) -> None:
+    with pytest.raises(JournalError, match="writable output folder"):
+        async with Journal(blocked):
+            pass
