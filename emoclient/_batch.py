@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
+import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from types import TracebackType
 from typing import Literal, Self
 
 import anyio
+import anyio.to_thread
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -42,6 +44,7 @@ __all__ = ["Batch", "BatchSummary", "JobResult", "ResultStatus"]
 
 EventHandler = Callable[[BatchEvent], Awaitable[None] | None]
 JOURNAL_NAME = "emoclient-journal.sqlite3"
+_PARTIAL = re.compile(r"\..+\.[0-9a-f]{12}\.part")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +142,7 @@ class Batch:
 
     async def __aenter__(self) -> Self:
         await self._journal.open()
+        await anyio.to_thread.run_sync(_remove_partial_downloads, self.out_dir)
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         return self
@@ -412,6 +416,14 @@ class _Results:
         # When the caller stopped reading results, the journal still has them.
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
             await self.send.send(result)
+
+
+def _remove_partial_downloads(out_dir: Path) -> None:
+    # A process killed mid-download leaves its temporary file behind (the client names
+    # them ".<video>.<12 hex>.part"); the rerun downloads afresh.
+    for stale in out_dir.glob("**/.*.part"):
+        if _PARTIAL.fullmatch(stale.name):
+            stale.unlink(missing_ok=True)
 
 
 def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:

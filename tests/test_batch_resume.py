@@ -187,3 +187,24 @@ async def test_refused_result_url_is_replaced_by_a_fresh_query(
     batch, _ = await _run(emulator, key, out, jobs[:2])
     assert batch.summary.counts == {"succeeded": 2}
     assert account_stats(await emulator.stats())["submissions"] == 2
+
+
+@pytest.fixture
+def leftovers(tmp_path: Path) -> tuple[Path, Path]:
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".video-2.mp4.0123456789ab.part"
+    stale.write_bytes(b"half a video")
+    mine = out / ".notes.part"
+    mine.write_text("not ours")
+    return stale, mine
+
+
+async def test_partial_downloads_of_a_killed_run_are_removed(
+    emulator: RunningEmulator, tmp_path: Path, jobs: list[Job], leftovers: tuple[Path, Path]
+) -> None:
+    stale, mine = leftovers
+    batch, _ = await _run(emulator, new_key(), tmp_path / "out", jobs[:1])
+    assert batch.summary.counts == {"succeeded": 1}
+    assert not await anyio.Path(stale).exists()
+    assert await anyio.Path(mine).exists()
