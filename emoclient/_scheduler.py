@@ -132,7 +132,12 @@ class Scheduler:
             return False
         try:
             task_id = await submit_once(
-                self._client, self._journal, ticket, intent_at=intent_at, emit=self._emit
+                self._client,
+                self._journal,
+                ticket,
+                intent_at=intent_at,
+                emit=self._emit,
+                attempts=self._opt.submit_attempts,
             )
         except APIStatusError as exc:
             self._give_slot_back(ticket)

@@ -135,6 +135,7 @@ class SchedulerOptions:
     download_workers: int = 2
     download_attempts: int = 4
     query_attempts: int = 8
+    submit_attempts: int = 4
     download_backoff: float = 0.5
     clock: Callable[[], float] = field(default=time.monotonic)
 

@@ -158,10 +158,19 @@ async def test_lost_submit_answers_are_reconciled_without_duplicates(
 async def test_submit_lost_before_reaching_the_service_is_sent_again(
     emulator: RunningEmulator, tmp_path: Path, jobs: list[Job]
 ) -> None:
-    # Every other submit connection closes before the service sees it: nothing to find.
+    # Half the submit connections close before the service sees them: nothing to find.
     emulator.set_faults(drop_rate={"submit": 0.5}, seed=7)
     events: list[BatchEvent] = []
-    batch, _ = await _run(emulator, new_key(), tmp_path / "out", jobs[:3], on_event=events.append)
+    async with (
+        make_client(emulator) as client,
+        Batch(
+            client,
+            out_dir=tmp_path / "out",
+            options=options(submit_attempts=12),  # 12 drops in a row: p = 1/4096
+            on_event=events.append,
+        ) as batch,
+    ):
+        await collect(batch, jobs[:3])
     assert batch.summary.counts == {"succeeded": 3}
     assert account_stats(await emulator.stats())["submissions"] == 3
     reconciled = [e for e in events if isinstance(e, JobReconciled)]
