@@ -13,11 +13,13 @@ from batch_support import collect, emo_jobs, make_inputs, options
 from client_support import account_stats, make_client, new_key
 
 from emoclient._batch import Batch, JobResult
+from emoclient._downloads import DownloadLane
 from emoclient._events import BatchEvent, JobQueued, JobSubmitted
 from emoclient._jobs import EmoJob
+from emoclient._journal import Journal
 from emoclient._models import Task, TaskStatus
 from emoclient._scheduler import Scheduler
-from emoclient._tickets import Learned, SchedulerOptions, Ticket, url_expiry
+from emoclient._tickets import Learned, Outcome, Reporter, SchedulerOptions, Ticket, url_expiry
 from emoclient.emulator import EmulatorConfig, RunningEmulator, serve
 
 
@@ -194,3 +196,40 @@ async def test_stop_does_not_wait_for_a_slot_held_elsewhere(tmp_path: Path) -> N
             first.stop()
         assert [r.status for r in results] == ["canceled"]
         assert account_stats(await emulator.stats())["submissions"] == 2
+
+
+class _RecordingClient:
+    """Stands in for EmoClient.download only: records the order of downloads."""
+
+    def __init__(self) -> None:
+        self.order: list[str] = []
+
+    async def download(self, url: str, path: Path) -> Path:
+        self.order.append(url)
+        await anyio.Path(path).write_bytes(b"video")
+        return path
+
+
+async def test_download_lane_takes_the_earliest_url_expiry_first(tmp_path: Path) -> None:
+    client = _RecordingClient()
+    finished: list[str] = []
+
+    async def finish(outcome: Outcome) -> None:
+        finished.append(outcome.status)
+
+    async with Journal(tmp_path / "j.sqlite3") as journal:
+        report = Reporter(journal, emit=_ignore, finish=finish)
+        lane = DownloadLane(
+            client,  # type: ignore[arg-type]
+            report,
+            options=SchedulerOptions(download_workers=1),
+        )
+        for n, expires in enumerate([300.0, 100.0, 200.0]):
+            ticket = _ticket(n, 1.0)
+            ticket.path = tmp_path / f"{n}.mp4"
+            ticket.video_url, ticket.url_expires_at = f"url-{expires:.0f}", expires
+            await lane.put(ticket)
+        await lane.close()
+        await lane.run()
+    assert client.order == ["url-100", "url-200", "url-300"]
+    assert finished == ["succeeded"] * 3
