@@ -187,9 +187,11 @@ async def test_stop_does_not_wait_for_a_slot_held_elsewhere(tmp_path: Path) -> N
 
             tg.start_soon(run_second)
             await prepared.wait()
-            await anyio.wait_all_tasks_blocked()  # the second batch now waits for a slot
-            assert second.scheduler is not None
-            assert second.scheduler._admission is not None
+            # The second batch reaches admission after journal writes in worker threads,
+            # which wait_all_tasks_blocked() does not wait for: look until it is there.
+            with anyio.fail_after(10):
+                while second.scheduler is None or second.scheduler._admission is None:
+                    await anyio.wait_all_tasks_blocked()
             second.stop()
             with anyio.fail_after(10):  # a deadline, not a synchronisation
                 await second_done.wait()
