@@ -155,9 +155,14 @@ async def test_stop_does_not_wait_for_a_slot_held_elsewhere(tmp_path: Path) -> N
     ):
         held, prepared = anyio.Event(), anyio.Event()
 
+        submitted: list[str] = []
+
         def on_first(event: BatchEvent) -> None:
-            if isinstance(event, JobSubmitted) and event.label == "row 3":
-                held.set()  # both shared slots of the key are now held by frozen tasks
+            # Rows are prepared concurrently, so either may be submitted second.
+            if isinstance(event, JobSubmitted):
+                submitted.append(event.label)
+                if len(submitted) == 2:
+                    held.set()  # both shared slots of the key are now held by frozen tasks
 
         def on_second(event: BatchEvent) -> None:
             if isinstance(event, JobQueued):
