@@ -197,24 +197,30 @@ def test_command_flags_make_the_config() -> None:
     assert cli.config_from_args(_parse()).api_keys is None
 
 
-async def test_the_command_serves_until_stopped() -> None:
+@pytest.mark.parametrize(("signum", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+async def test_the_command_serves_until_stopped(signum: str, code: int) -> None:
     import signal
     import sys
 
     command = [sys.executable, "-m", "emoclient.emulator", "--port", "0", "--no-render"]
     async with await anyio.open_process(command) as process:
-        assert process.stdout is not None
-        first_line = b""
-        async for chunk in process.stdout:
-            first_line += chunk
-            if b"\n" in first_line:
-                break
-        base_url = first_line.decode().split("API at ")[1].split()[0]
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"{base_url}/tasks/1111", headers={"Authorization": "Bearer k"}) as r,
-        ):
-            body = await r.json()
-        process.send_signal(signal.SIGINT)
-        assert await process.wait() == 130
+        try:
+            assert process.stdout is not None
+            first_line = b""
+            async for chunk in process.stdout:
+                first_line += chunk
+                if b"\n" in first_line:
+                    break
+            base_url = first_line.decode().split("API at ")[1].split()[0]
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"{base_url}/tasks/1111", headers={"Authorization": "Bearer k"}) as r,
+            ):
+                body = await r.json()
+            process.send_signal(getattr(signal, signum))
+            with anyio.fail_after(30):  # a deadline, not a synchronisation
+                assert await process.wait() == code
+        finally:
+            if process.returncode is None:
+                process.kill()
     assert body["output"]["task_status"] == "UNKNOWN"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from typing import Any
 
 import anyio
@@ -91,27 +92,31 @@ def config_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-async def _serve_forever(args: argparse.Namespace) -> None:
+async def _serve_until_signalled(args: argparse.Namespace) -> int:
     from emoclient.emulator import serve
 
     config = config_from_args(args)
-    async with serve(config, host=args.host, port=args.port, files_port=args.files_port) as emu:
-        print(f"emoclient emulator: API at {emu.base_url}", flush=True)
-        print(f"  upload and result host: {emu.files_url}", flush=True)
-        print(f"  stats: {emu.root_url}/_emulator/stats", flush=True)
-        print(f"  use it: export DASHSCOPE_HTTP_BASE_URL={emu.base_url}", flush=True)
-        print("  (Ctrl-C stops it)", flush=True)
-        await anyio.sleep_forever()
+    # Handlers of our own, not KeyboardInterrupt: a shell starts background jobs with SIGINT
+    # ignored, and a service manager stops servers with SIGTERM.
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with serve(config, host=args.host, port=args.port, files_port=args.files_port) as emu:
+            print(f"emoclient emulator: API at {emu.base_url}", flush=True)
+            print(f"  upload and result host: {emu.files_url}", flush=True)
+            print(f"  stats: {emu.root_url}/_emulator/stats", flush=True)
+            print(f"  use it: export DASHSCOPE_HTTP_BASE_URL={emu.base_url}", flush=True)
+            print("  (Ctrl-C stops it)", flush=True)
+            async for signum in signals:
+                return 128 + int(signum)  # the shell's convention: 130 SIGINT, 143 SIGTERM
+    return 0  # pragma: no cover - the receiver never ends by itself
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until interrupted."""
+    """Serve until SIGINT (Ctrl-C) or SIGTERM; return the shell's exit code for it."""
     try:
-        anyio.run(_serve_forever, args)
+        return anyio.run(_serve_until_signalled, args)
     except OSError as exc:
         print(
             f"emoclient emulator: cannot listen on {args.host}:{args.port}: {exc}. "
             "Pick another --port (0 picks a free one)."
         )
         return 1
-    return 0
