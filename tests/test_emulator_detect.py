@@ -101,6 +101,14 @@ async def test_boxes_lie_inside_the_image(api: Api) -> None:
         assert 0 <= y1 < y2 <= 1024
 
 
+async def test_a_large_image_is_downloaded_whole(api: Api) -> None:
+    # A 2.3 MB BMP arrives over several reads; the detector must see all of it.
+    image = api.emulator.host_file("large.bmp", portrait_bytes(fmt="bmp"))
+    reply = await api.detect(image)
+    assert reply.status == 200, reply.body
+    assert reply.body["output"]["check_pass"] is True
+
+
 async def test_unreadable_image_is_a_request_error(api: Api) -> None:
     url = api.emulator.host_file("notes.png", b"this is not an image at all")
     reply = await api.detect(url)

@@ -51,14 +51,21 @@ class InputFetcher:
 
     async def _download(self, url: str, max_bytes: int) -> bytes | None:
         session = self._get_session()
+        chunks: list[bytes] = []
+        size = 0
         try:
             async with session.get(url) as response:
                 if response.status != 200:
                     raise ApiError.of(err.DOWNLOAD_FAILED)
-                data = await response.content.read(max_bytes + 1)
+                # content.read(n) returns only what has arrived so far: read to the end.
+                async for chunk in response.content.iter_any():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        return None
+                    chunks.append(chunk)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise ApiError.of(err.DOWNLOAD_FAILED) from exc
-        return None if len(data) > max_bytes else data
+        return b"".join(chunks)
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
