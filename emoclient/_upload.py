@@ -124,7 +124,9 @@ class Uploader:
                 policy.upload_host, form, operation=f"uploading {source.name}"
             )
         finally:
-            await anyio.to_thread.run_sync(handle.close)
+            # Shielded: a cancelled upload still closes its file (the thread call would not run).
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(handle.close)
         return key
 
 

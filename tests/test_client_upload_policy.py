@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, BinaryIO, cast
 
 import anyio
+import pytest
 from client_support import FAST_RETRY, account_stats, make_client, new_key, portrait
 
 from emoclient import LimitRegistry, Rates, TaskStatus
+from emoclient._models import UploadPolicy
 from emoclient._transport import Transport
 from emoclient._upload import Uploader
 from emoclient.emulator import RunningEmulator
@@ -95,3 +98,40 @@ async def test_policy_expired_in_flight_is_renewed_once(
     routes = account_stats(await emulator.stats())["routes"]
     assert routes["upload_policy"]["requests"] == 2
     assert routes["oss_upload"]["requests"] == 3
+
+
+async def test_cancelled_upload_closes_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class HangingTransport:
+        async def post_form(self, *args: object, **kwargs: object) -> None:
+            await anyio.sleep_forever()
+
+    handles: list[BinaryIO] = []
+    real_open = Path.open
+
+    def recording_open(self: Path, *args: Any, **kwargs: Any) -> Any:
+        handle = real_open(self, *args, **kwargs)
+        handles.append(handle)
+        return handle
+
+    source = tmp_path / "face.jpg"
+    source.write_bytes(b"portrait")
+    policy = UploadPolicy(
+        model="emo-v1",
+        policy="p",
+        signature="s",
+        upload_dir="dir",
+        upload_host="https://oss.invalid",
+        expire_in_seconds=300,
+        oss_access_key_id="id",
+        expires_at=datetime.now(UTC) + timedelta(hours=1),
+    )
+    uploader = Uploader(
+        cast(Transport, HangingTransport()), LimitRegistry().for_account("a").upload
+    )
+    monkeypatch.setattr(Path, "open", recording_open)
+    with anyio.move_on_after(0.05):
+        await uploader._post(source, policy)
+    assert len(handles) == 1
+    assert handles[0].closed
