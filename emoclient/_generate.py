@@ -28,9 +28,17 @@ async def _resolve_all(
     async def one(index: int, source: str | os.PathLike[str], model: Model) -> None:
         urls[index] = await client.resolve_input(source, model=model)
 
-    async with anyio.create_task_group() as tg:
-        for index, (source, model) in enumerate(pairs):
-            tg.start_soon(one, index, source, model)
+    failure: BaseException | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            for index, (source, model) in enumerate(pairs):
+                tg.start_soon(one, index, source, model)
+    except BaseExceptionGroup as group:
+        # Callers catch UploadError, not a group; the uploads of one file fail alike, so the
+        # first failure speaks for the others. Raised outside the handler to keep its cause.
+        failure = group.exceptions[0]
+    if failure is not None:
+        raise failure
     return urls
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import anyio
 import pytest
-from client_support import account_stats, make_client, portrait, speech
+from client_support import FAST_RETRY, account_stats, make_client, portrait, speech
 
-from emoclient import DetectionFailedError, DrivenId
+from emoclient import DetectionFailedError, DrivenId, EmoClient, UploadError
 from emoclient.emulator import EmulatorConfig, RunningEmulator, serve
 
 
@@ -89,3 +89,13 @@ async def test_generate_accepts_urls(tmp_path: Path) -> None:
         routes = account_stats(await emulator.stats())["routes"]
     assert out.stat().st_size > 0
     assert "oss_upload" not in routes
+
+
+async def test_generate_with_a_missing_file_raises_upload_error(tmp_path: Path) -> None:
+    # Both uploads of the portrait fail; the caller still gets the UploadError, not a group.
+    async with EmoClient("sk-unused", base_url="http://127.0.0.1:9", retry=FAST_RETRY) as client:
+        with pytest.raises(UploadError) as caught:
+            await client.generate_emo(
+                tmp_path / "missing.jpg", speech(tmp_path), out=tmp_path / "x.mp4"
+            )
+    assert "missing.jpg" in str(caught.value)
