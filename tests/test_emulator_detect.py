@@ -154,6 +154,21 @@ async def test_request_errors_use_the_error_envelope(
     assert mask(reply.body) == {"request_id": "<uuid>", "code": code, "message": message}
 
 
+@pytest.mark.parametrize("ratio", ["4:3", ["1:1"], {"w": 1}])
+async def test_a_bad_ratio_is_invalid_parameter(api: Api, ratio: object) -> None:
+    image, _ = host_inputs(api.emulator)
+    reply = await api.detect(image, ratio=ratio)
+    assert reply.status == 400
+    assert mask(reply.body) == {
+        "request_id": "<uuid>",
+        "code": "InvalidParameter",
+        "message": (
+            "The request is missing required parameters or in a wrong format, "
+            "please check the parameters that you send."
+        ),
+    }
+
+
 async def test_malformed_body(api: Api) -> None:
     reply = await api.call("POST", "/services/aigc/image2video/face-detect", data=b"{nope")
     assert reply.status == 400

@@ -87,7 +87,7 @@ def parse_detect(body: dict[str, Any]) -> DetectRequest:
     parameters = _section(body, "parameters", required=False)
     ratio = parameters.get("ratio", "1:1")
     allowed = EMO_RATIOS if model == "emo-detect-v1" else {"1:1": 1.0}
-    if ratio not in allowed:
+    if not isinstance(ratio, str) or ratio not in allowed:
         raise err.bad_request()
     return DetectRequest(model=model, image_url=inputs.get("image_url"), ratio=str(ratio))
 
