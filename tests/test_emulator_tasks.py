@@ -200,6 +200,13 @@ async def test_list_api_time_window_and_page_size_cap(api: Api) -> None:
     assert bad.status == 400
 
 
+@pytest.mark.parametrize("page_no", ["0", "-1", "two", "\u00b2"])
+async def test_list_api_refuses_a_bad_page_number(api: Api, page_no: str) -> None:
+    reply = await api.call("GET", "/tasks", params={"page_no": page_no})
+    assert reply.status == 400
+    assert reply.body["code"] == "InvalidParameter"
+
+
 async def test_task_failure_fault(api: Api) -> None:
     api.emulator.set_faults(task_failure_rate=1.0)
     task_id = await _submit(api)

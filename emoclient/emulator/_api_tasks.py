@@ -136,7 +136,8 @@ async def list_tasks(request: web.Request) -> web.Response:
 
 
 def _int_param(value: str, *, minimum: int) -> int:
-    if not value.isdigit() or int(value) < minimum:
+    # isdigit() alone accepts digits int() refuses, such as "²".
+    if not (value.isascii() and value.isdigit()) or int(value) < minimum:
         raise err.bad_request()
     return int(value)
 
