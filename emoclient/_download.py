@@ -134,7 +134,7 @@ async def _position_for(
         await out.seek(0)
         await out.truncate()
         return resp.content_length
-    text = await resp.text()
+    text = await resp.text(errors="replace")
     error = error_from_response(resp.status, text, resp.headers, operation="download")
     where = redact_url(url)
     if resp.status == 403:

@@ -177,7 +177,7 @@ class Transport:
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as resp:
-                text = await resp.text()
+                text = await resp.text(errors="replace")
                 status, resp_headers = resp.status, resp.headers
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise map_client_error(exc, method=method, url=url) from exc
@@ -299,7 +299,7 @@ class Transport:
         """POST a multipart form (temporary-storage upload) without credentials."""
         try:
             async with self.session.post(url, data=data, timeout=self._timeout) as resp:
-                text = await resp.text()
+                text = await resp.text(errors="replace")
                 if resp.status >= 300:
                     raise error_from_response(resp.status, text, resp.headers, operation=operation)
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -184,3 +184,33 @@ async def test_slow_answers_time_out(emulator: RunningEmulator, tmp_path: Path) 
         # The request may have arrived: a submit that timed out is ambiguous.
         with pytest.raises(SubmitOutcomeUnknownError, match="RequestTimeoutError"):
             await client.submit_emo(image, audio, **BOXES)  # type: ignore[arg-type]
+
+
+async def test_gateway_error_page_in_another_charset_is_retried() -> None:
+    from aiohttp import web
+
+    answers = 0
+
+    async def task(request: web.Request) -> web.Response:
+        nonlocal answers
+        answers += 1
+        if answers == 1:  # a proxy's 502 page in GBK, with no charset named
+            return web.Response(
+                status=502, body=b"<h1>\xb4\xed\xce\xf3</h1>", content_type="text/html"
+            )
+        return web.json_response({"output": {"task_id": "t-1", "task_status": "PENDING"}})
+
+    app = web.Application()
+    app.router.add_get("/api/v1/tasks/{task_id}", task)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = _closed_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        url = f"http://127.0.0.1:{port}/api/v1"
+        async with EmoClient("sk-x", base_url=url, retry=RetryPolicy(base_delay=0.001)) as client:
+            task_state = await client.get_task("t-1")
+    finally:
+        await runner.cleanup()
+    assert task_state.status is TaskStatus.PENDING
+    assert answers == 2
