@@ -78,3 +78,17 @@ async def test_errors_are_json_on_stderr(
     assert "--driven-id" in error["message"]
     code, error = await _run(capsys, "wait", "gone")
     assert error["error"] == "TaskExpiredError"
+
+
+async def test_submit_without_its_inputs_stops_before_a_billed_detection(
+    env: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = str(portrait(tmp_path))
+    code, error = await _run(capsys, "submit", "emoji", image)
+    assert code == 1
+    assert "--driven-id" in error["message"]
+    code, error = await _run(capsys, "submit", "emo", image)
+    assert code == 1
+    assert "AUDIO" in error["message"]
+    stats = await env.stats()
+    assert all("detect" not in route for a in stats["accounts"].values() for route in a["routes"])

@@ -135,16 +135,17 @@ async def _boxes(client: EmoClient, args: argparse.Namespace) -> tuple[list[int]
 
 
 async def _submit(client: EmoClient, args: argparse.Namespace) -> Any:
+    # Checked before detecting: a detection is billed even when the command then stops.
+    if args.model == "emoji" and not args.driven_id:
+        raise ValueError("submit emoji needs --driven-id (one of the 20 templates)")
+    if args.model == "emo" and not args.audio:
+        raise ValueError("submit emo needs AUDIO (a wav/mp3 path or URL)")
     face, ext = await _boxes(client, args)
     if args.model == "emoji":
-        if not args.driven_id:
-            raise ValueError("submit emoji needs --driven-id (one of the 20 templates)")
         image = await client.resolve_input(args.image, model=Model.EMOJI)
         return await client.submit_emoji(
             image, driven_id=args.driven_id, face_bbox=face, ext_bbox=ext
         )
-    if not args.audio:
-        raise ValueError("submit emo needs AUDIO (a wav/mp3 path or URL)")
     image = await client.resolve_input(args.image, model=Model.EMO)
     audio = await client.resolve_input(args.audio, model=Model.EMO)
     return await client.submit_emo(
