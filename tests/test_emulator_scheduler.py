@@ -26,7 +26,13 @@ def _scheduler(started: list[Task]) -> Scheduler:
 
 
 def _task(number: int, at: float, seconds: float) -> Task:
-    inputs = TaskInputs(image=b"", ext_bbox=(0, 0, 1, 1), output_seconds=seconds, video_ratio="1:1")
+    inputs = TaskInputs(
+        image=b"portrait",
+        audio=b"speech",
+        ext_bbox=(0, 0, 1, 1),
+        output_seconds=seconds,
+        video_ratio="1:1",
+    )
     return Task(task_id=f"t{number}", account="a", model="emo-v1", submit_time=at, inputs=inputs)
 
 
@@ -92,3 +98,19 @@ def test_queued_task_is_lost_when_its_id_expires_first() -> None:
     assert long.status == "SUCCEEDED"
     assert late.status == "UNKNOWN"
     assert late.scheduled_time is None
+
+
+def test_every_ended_task_lets_go_of_its_inputs() -> None:
+    scheduler = _scheduler([])
+    account = Account(label="a")
+    done, canceled, lost = (_task(n, 0.0, 2000 if n == 1 else 5) for n in (1, 2, 3))
+    running = _task(4, 5000.0, 5)
+    for task in (done, canceled, lost):
+        scheduler.submit(account, task, 0.0)
+    assert scheduler.cancel(account, canceled, 1.0)
+    scheduler.advance(account, 5000.0)
+    scheduler.submit(account, running, 5000.0)
+    assert [t.status for t in account.tasks] == ["SUCCEEDED", "CANCELED", "UNKNOWN", "RUNNING"]
+    for task in (done, canceled, lost):
+        assert (task.inputs.image, task.inputs.audio) == (b"", None)
+    assert (running.inputs.image, running.inputs.audio) == (b"portrait", b"speech")

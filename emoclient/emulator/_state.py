@@ -33,6 +33,10 @@ class TaskInputs:
     audio: bytes | None = None
     driven_id: str | None = None
 
+    def release(self) -> None:
+        """Drop the media bytes of an ended task: long-running emulators must not hoard them."""
+        self.image, self.audio = b"", None
+
 
 @dataclass
 class Task:
@@ -144,6 +148,7 @@ class Scheduler:
         account.queue.remove(task)
         task.status = "CANCELED"
         task.end_time = now
+        task.inputs.release()
         return True
 
     def advance(self, account: Account, now: float) -> None:
@@ -161,6 +166,7 @@ class Scheduler:
             start = max(task.submit_time, account.slot_free_at or task.submit_time)
             if start >= task.submit_time + self._task_ttl:
                 task.status = "UNKNOWN"  # lost in the queue: its id expired before it ran
+                task.inputs.release()
                 continue
             self._start(account, task, start)
 
@@ -197,8 +203,7 @@ class Scheduler:
         else:
             task.status = "FAILED"
             task.code, task.message = failure
-        # The inputs are no longer needed; long-running emulators should not hoard them.
-        task.inputs.image, task.inputs.audio = b"", None
+        task.inputs.release()
         account.running = None
         account.slot_free_at = end
         account.last_end = end
