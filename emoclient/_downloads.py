@@ -15,7 +15,7 @@ import itertools
 import anyio
 
 from emoclient._client import EmoClient
-from emoclient._events import JobDownloaded, JobFailed
+from emoclient._events import JobDownloaded
 from emoclient._exceptions import EmoError, ResultURLExpiredError
 from emoclient._journal import State
 from emoclient._tickets import Outcome, Reporter, SchedulerOptions, Ticket
@@ -85,18 +85,7 @@ class DownloadLane:
             await self._downloaded(ticket)
             return
         message = f"downloading the video of task {ticket.task_id} failed ({error}); rerun to retry"
-        await self._report.emit(
-            JobFailed(
-                label=ticket.label,
-                key=ticket.key,
-                task_id=ticket.task_id,
-                code=None,
-                message=message,
-            )
-        )
-        await self._report.finish(
-            Outcome(ticket, "failed", message, billed_seconds=ticket.video_duration)
-        )
+        await self._report.fail_this_run(ticket, message, billed_seconds=ticket.video_duration)
 
     async def _refresh_url(self, ticket: Ticket) -> bool | None:
         """After a 403 on the result URL: True with a new URL, False after reporting the

@@ -22,7 +22,6 @@ from emoclient._downloads import DownloadLane
 from emoclient._events import (
     BatchEvent,
     JobCanceled,
-    JobFailed,
     JobStarted,
     JobSubmitted,
     JobSucceeded,
@@ -276,16 +275,7 @@ class Scheduler:
             f"querying task {ticket.task_id} failed {ticket.errors} times in a row ({exc}); "
             "the task is kept in the journal, rerun the batch to pick it up again"
         )
-        await self._emit(
-            JobFailed(
-                label=ticket.label,
-                key=ticket.key,
-                task_id=ticket.task_id,
-                code=None,
-                message=message,
-            )
-        )
-        await self._finish(Outcome(ticket, "failed", message))
+        await self._report.fail_this_run(ticket, message)
         await self._notify()
 
     async def _observe(self, ticket: Ticket, task: Task) -> None:

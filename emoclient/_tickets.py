@@ -156,6 +156,12 @@ class Reporter:
 
     async def fail(self, ticket: Ticket, code: str | None, message: str) -> None:
         await self.journal.update(ticket.key, state=State.FAILED, code=code, error=message)
+        await self.fail_this_run(ticket, message, code=code)
+
+    async def fail_this_run(
+        self, ticket: Ticket, message: str, *, code: str | None = None, billed_seconds: float = 0.0
+    ) -> None:
+        """Report the job failed without touching its journal row, so a rerun picks it up."""
         await self.emit(
             JobFailed(
                 label=ticket.label,
@@ -165,7 +171,7 @@ class Reporter:
                 message=message,
             )
         )
-        await self.finish(Outcome(ticket, "failed", message, code))
+        await self.finish(Outcome(ticket, "failed", message, code, billed_seconds))
 
     async def expire(self, ticket: Ticket, message: str) -> None:
         await self.journal.update(ticket.key, state=State.EXPIRED, error=message)
