@@ -26,7 +26,6 @@ __all__ = [
     "RateLimiter",
     "Rates",
     "account_id",
-    "account_label",
     "default_registry",
     "gcra_reserve",
 ]
@@ -48,11 +47,6 @@ def gcra_reserve(tat: float, now: float, *, interval: float) -> tuple[float, flo
 def account_id(api_key: str) -> str:
     """A stable, non-reversible id for the account behind ``api_key`` (full SHA-256)."""
     return hashlib.sha256(api_key.encode()).hexdigest()
-
-
-def account_label(api_key: str) -> str:
-    """A short printable label for the account behind ``api_key`` (never the key itself)."""
-    return "acct-" + account_id(api_key)[:8]
 
 
 class LimitsBackend(Protocol):

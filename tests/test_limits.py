@@ -13,7 +13,6 @@ from emoclient._limits import (
     RateLimiter,
     Rates,
     account_id,
-    account_label,
     gcra_reserve,
 )
 
@@ -141,10 +140,3 @@ async def test_registry_shares_limits_per_account() -> None:
         assert scope.cancelled_caught
         async with b.task_slot():
             pass
-
-
-def test_account_label_hides_the_key() -> None:
-    label = account_label("sk-secret-value")
-    assert label.startswith("acct-")
-    assert len(label) == 13
-    assert "secret" not in label
