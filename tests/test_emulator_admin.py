@@ -197,6 +197,29 @@ def test_command_flags_make_the_config() -> None:
     assert cli.config_from_args(_parse()).api_keys is None
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--port", "99999", "a port number 0-65535 (0 picks a free one)"),
+        ("--files-port", "-5", "a port number 0-65535 (0 picks a free one)"),
+        ("--port", "http", "a port number 0-65535 (0 picks a free one)"),
+        ("--speed", "-1", "a number >= 0"),
+        ("--processing-base", "nan", "a number >= 0"),
+        ("--latency", "-0.5", "a number >= 0"),
+        ("--error-rate", "2", "a probability from 0 to 1"),
+        ("--stall-rate", "-0.1", "a probability from 0 to 1"),
+        ("--download-cut-bytes", "-1", "a whole number of bytes >= 0"),
+    ],
+)
+def test_bad_flag_values_are_usage_errors(
+    flag: str, value: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _parse(flag, value)
+    assert exit_info.value.code == 2
+    assert f"argument {flag}: expected {expected}, not {value!r}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("signum", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
 async def test_the_command_serves_until_stopped(signum: str, code: int) -> None:
     import signal

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -21,20 +23,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=8089, help="API port (0: any free port)")
+    parser.add_argument("--port", type=_port, default=8089, help="API port (0: any free port)")
     parser.add_argument(
-        "--files-port", type=int, default=0, help="port of the upload/result host (0: any)"
+        "--files-port", type=_port, default=0, help="port of the upload/result host (0: any)"
     )
     parser.add_argument(
         "--api-key", action="append", dest="api_keys", metavar="KEY", help="accept only KEY"
     )
-    parser.add_argument("--speed", type=float, default=1.0, help="virtual seconds per real second")
     parser.add_argument(
-        "--processing-base", type=float, default=30.0, help="virtual seconds per task"
+        "--speed", type=_at_least_zero, default=1.0, help="virtual seconds per real second"
+    )
+    parser.add_argument(
+        "--processing-base", type=_at_least_zero, default=30.0, help="virtual seconds per task"
     )
     parser.add_argument(
         "--processing-per-second",
-        type=float,
+        type=_at_least_zero,
         default=5.0,
         help="extra virtual seconds per second of output video",
     )
@@ -59,12 +63,38 @@ def _add_fault_flags(parser: argparse.ArgumentParser) -> None:
         "--stall-rate": "probability that a task stays RUNNING forever",
     }
     for flag, text in rates.items():
-        faults.add_argument(flag, type=float, default=0.0, help=text)
-    faults.add_argument("--latency", type=float, default=0.0, help="seconds added per answer")
+        faults.add_argument(flag, type=_probability, default=0.0, help=text)
     faults.add_argument(
-        "--download-cut-bytes", type=int, default=None, help="cut result downloads after N bytes"
+        "--latency", type=_at_least_zero, default=0.0, help="seconds added per answer"
+    )
+    faults.add_argument(
+        "--download-cut-bytes",
+        type=_byte_count,
+        default=None,
+        help="cut result downloads after N bytes",
     )
     faults.add_argument("--seed", type=int, default=None, help="seed of the fault generator")
+
+
+def _checked(
+    convert: Callable[[str], Any], valid: Callable[[Any], bool], expected: str
+) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not valid(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, not {text!r}")
+        return value
+
+    return parse
+
+
+_port = _checked(int, lambda v: 0 <= v <= 65535, "a port number 0-65535 (0 picks a free one)")
+_at_least_zero = _checked(float, lambda v: 0 <= v < math.inf, "a number >= 0")
+_probability = _checked(float, lambda v: 0 <= v <= 1, "a probability from 0 to 1")
+_byte_count = _checked(int, lambda v: v >= 0, "a whole number of bytes >= 0")
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
