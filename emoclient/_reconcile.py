@@ -21,6 +21,7 @@ import anyio
 from emoclient._client import EmoClient
 from emoclient._events import BatchEvent, JobReconciled
 from emoclient._exceptions import (
+    EmoError,
     RateLimitError,
     ServerError,
     SubmitOutcomeUnknownError,
@@ -71,7 +72,16 @@ async def _reconcile(
     intent_at: float,
     emit: Callable[[BatchEvent], Awaitable[None]],
 ) -> str | None:
-    task_id = await find_lost_task(client, journal, model=ticket.model, intent_at=intent_at)
+    try:
+        task_id = await find_lost_task(client, journal, model=ticket.model, intent_at=intent_at)
+    except EmoError as exc:
+        # Not an answer from the submit: the outcome stays unknown and the intent must stay.
+        raise SubmitOutcomeUnknownError(
+            model=ticket.model,
+            started_at=datetime.fromtimestamp(intent_at, UTC),
+            ended_at=datetime.now(UTC),
+            reason=f"then looking for the task failed: {exc}",
+        ) from exc
     if task_id is not None:
         await journal.record_submitted(ticket.key, task_id=task_id, model=ticket.model)
     await emit(
@@ -96,7 +106,8 @@ async def submit_once(
     ``intent_at`` is set when an earlier run wrote intent but never learned the outcome:
     the list API is asked first. A 429 is retried; after an ambiguous failure (lost answer,
     5xx, transport error) the list API is asked before sending again; any other 4xx
-    propagates as ``APIStatusError``.
+    propagates as ``APIStatusError``. When the list API fails, ``SubmitOutcomeUnknownError``
+    propagates and the journal keeps the intent.
     """
     assert ticket.submit is not None
     if intent_at is not None:

@@ -144,8 +144,8 @@ class Scheduler:
             return True
         except EmoError as exc:
             self._give_slot_back(ticket)
-            await self._journal.update(ticket.key, state=State.NEW)
-            await self._report.fail(ticket, None, f"submitting failed: {exc}; rerun to retry")
+            # The intent stays in the journal: a rerun looks for the task before sending again.
+            await self._report.fail_this_run(ticket, f"submitting failed: {exc}; rerun to retry")
             return True
         except BaseException:
             self._give_slot_back(ticket)

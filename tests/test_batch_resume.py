@@ -34,10 +34,12 @@ async def _run(
     out: Path,
     jobs: list[Job],
     on_event: Callable[[BatchEvent], None] | None = None,
+    *,
+    retry: bool = False,
 ) -> tuple[Batch, list[JobResult]]:
     async with (
         make_client(emulator, api_key=key) as client,
-        Batch(client, out_dir=out, options=options(), on_event=on_event) as batch,
+        Batch(client, out_dir=out, options=options(), on_event=on_event, retry=retry) as batch,
     ):
         results = await collect(batch, jobs)
     return batch, results
@@ -153,6 +155,22 @@ async def test_lost_submit_answers_are_reconciled_without_duplicates(
     reconciled = [e for e in events if isinstance(e, JobReconciled)]
     assert [e.found for e in reconciled] == [True] * 3
     assert len({e.task_id for e in reconciled}) == 3
+
+
+async def test_a_lost_submit_that_cannot_be_looked_for_keeps_its_intent(
+    emulator: RunningEmulator, tmp_path: Path, jobs: list[Job]
+) -> None:
+    # The submit's answer is lost and the list API fails as well: a task may exist.
+    key, out = new_key(), tmp_path / "out"
+    emulator.set_faults(drop_after_rate={"submit": 1.0}, error_rate={"task_list": 1.0})
+    _, results = await _run(emulator, key, out, jobs[:1])
+    assert [r.status for r in results] == ["failed"]
+    emulator.set_faults(drop_after_rate=0.0, error_rate=0.0)
+    events: list[BatchEvent] = []
+    batch, _ = await _run(emulator, key, out, jobs[:1], on_event=events.append, retry=True)
+    assert batch.summary.counts == {"succeeded": 1}
+    assert account_stats(await emulator.stats())["submissions"] == 1
+    assert [e.found for e in events if isinstance(e, JobReconciled)] == [True]
 
 
 async def test_submit_lost_before_reaching_the_service_is_sent_again(
