@@ -220,6 +220,20 @@ def test_bad_flag_values_are_usage_errors(
     assert f"argument {flag}: expected {expected}, not {value!r}" in capsys.readouterr().err
 
 
+def test_a_busy_port_is_a_message_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert cli.run(_parse("--port", str(port), "--no-render")) == 1
+    captured = capsys.readouterr()
+    assert f"cannot listen on 127.0.0.1:{port}" in captured.err
+    assert "Pick another --port" in captured.err
+    assert captured.out == ""
+
+
 @pytest.mark.parametrize(("signum", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
 async def test_the_command_serves_until_stopped(signum: str, code: int) -> None:
     import signal

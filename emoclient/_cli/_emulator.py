@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import signal
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -147,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(
             f"emoclient emulator: cannot listen on {args.host}:{args.port}: {exc}. "
-            "Pick another --port (0 picks a free one)."
+            "Pick another --port (0 picks a free one).",
+            file=sys.stderr,
         )
         return 1
