@@ -6,7 +6,6 @@ out without it. Every aiohttp/asyncio failure becomes an :mod:`emoclient` error 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -93,7 +92,7 @@ def map_client_error(exc: BaseException, *, method: str, url: str) -> TransportE
             method=method,
             url=url,
         )
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+    if isinstance(exc, TimeoutError):  # asyncio.TimeoutError is TimeoutError since 3.11
         return RequestTimeoutError(
             f"No complete answer to {where} in time; raise the client's timeout or retry later.",
             method=method,
