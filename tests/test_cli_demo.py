@@ -57,3 +57,14 @@ async def test_demo_rejects_a_bad_job_count(tmp_path: Path) -> None:
     done = await _demo("--out", str(tmp_path), "--jobs", "many")
     assert done.returncode == 2
     assert "expected EMO or EMO,EMOJI counts" in done.stderr.decode()
+
+
+async def test_demo_into_an_unusable_folder_is_a_message(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "file.txt"
+    not_a_folder.write_text("a file, not a folder")
+    done = await _demo("--out", str(not_a_folder / "demo"))
+    report = done.stderr.decode()
+    assert done.returncode == 1
+    assert str(not_a_folder) in report
+    assert "choose another --out folder" in report
+    assert "Traceback" not in report
