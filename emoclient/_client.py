@@ -327,9 +327,11 @@ class EmoClient:
         are ridden out until the deadline; only the final query may run a few seconds past it.
         """
         limit = self.wait_timeout if timeout is None else timeout
+        first = poll_interval or self.poll_interval
         schedule = PollSchedule(
-            min_interval=poll_interval or self.poll_interval,
-            max_interval=max(max_poll_interval or self.max_poll_interval, poll_interval or 0),
+            min_interval=first,
+            # A first interval above the cap (e.g. EmoClient(poll_interval=20)) lifts the cap.
+            max_interval=max(max_poll_interval or self.max_poll_interval, first),
             expected_seconds=expected_seconds,
         )
         deadline = anyio.current_time() + limit

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from client_support import make_client
 
+from emoclient import TaskExpiredError
 from emoclient._models import TaskStatus
 from emoclient._polling import PollSchedule
+from emoclient.emulator import RunningEmulator
 
 P, R = TaskStatus.PENDING, TaskStatus.RUNNING
 
@@ -30,3 +33,10 @@ def test_bad_intervals_rejected() -> None:
         PollSchedule(min_interval=0.0)
     with pytest.raises(ValueError, match="min_interval"):
         PollSchedule(min_interval=5.0, max_interval=1.0)
+
+
+async def test_client_poll_interval_above_the_default_cap(emulator: RunningEmulator) -> None:
+    # poll_interval=20 with the default max_poll_interval=15 means "poll every 20 s".
+    async with make_client(emulator, poll_interval=20.0, max_poll_interval=15.0) as client:
+        with pytest.raises(TaskExpiredError):
+            await client.wait("never-submitted")
