@@ -140,8 +140,11 @@ _Row = tuple[int, dict[str, Any]] | ManifestProblem
 
 
 def _csv_rows(stream: TextIO, path: Path) -> Iterator[_Row]:
-    reader = csv.reader(stream, dialect=_sniff_dialect(stream))
-    header = [cell.strip().lower() for cell in next(reader, [])]
+    records = _csv_records(csv.reader(stream, dialect=_sniff_dialect(stream)))
+    first = next(records, (1, []))[1]
+    if isinstance(first, csv.Error):
+        raise ManifestError(f"the header row of the CSV manifest {path} is not CSV ({first})")
+    header = [cell.strip().lower() for cell in first]
     if "image" not in header:
         raise ManifestError(
             f"the CSV manifest {path} has no 'image' column in its first row; the first row "
@@ -150,7 +153,10 @@ def _csv_rows(stream: TextIO, path: Path) -> Iterator[_Row]:
     for name in header:
         if name and name not in FIELDS:
             yield ManifestProblem(1, name, f"unknown column; known columns: {', '.join(FIELDS)}")
-    for row, cells in enumerate(reader, start=2):
+    for row, cells in records:
+        if isinstance(cells, csv.Error):
+            yield ManifestProblem(row, "row", f"not readable as CSV ({cells}); fix the row")
+            continue
         if not any(cell.strip() for cell in cells):
             continue
         if len(cells) > len(header):
@@ -159,6 +165,20 @@ def _csv_rows(stream: TextIO, path: Path) -> Iterator[_Row]:
             )
             continue
         yield row, {name: cell for name, cell in zip(header, cells, strict=False) if name}
+
+
+def _csv_records(reader: Iterator[list[str]]) -> Iterator[tuple[int, list[str] | csv.Error]]:
+    # A record the reader refuses (a field over its size limit) is that row's problem only:
+    # the reader goes on with the next record.
+    row = 0
+    while True:
+        row += 1
+        try:
+            yield row, next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield row, exc
 
 
 def _sniff_dialect(stream: TextIO) -> type[csv.Dialect] | csv.Dialect:

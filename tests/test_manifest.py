@@ -187,6 +187,17 @@ def test_csv_too_many_cells(tmp_path: Path) -> None:
     assert _where(problems) == [(2, "row")]
 
 
+def test_a_csv_row_the_reader_refuses_is_a_problem_and_the_next_rows_proceed(
+    tmp_path: Path,
+) -> None:
+    huge = "x" * 200_000  # over the csv module's field size limit
+    text = f'image,audio\n"{huge}",a.wav\nok.png,ok.wav\n'
+    jobs, problems = _split(_write(tmp_path, "m.csv", text))
+    assert [j.row for j in jobs] == [3]
+    assert _where(problems) == [(2, "row")]
+    assert "field larger than field limit" in problems[0].message
+
+
 def test_whole_manifest_errors(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="cannot open"):
         list(read_manifest(tmp_path / "missing.csv"))
