@@ -57,25 +57,31 @@ async def stats(request: web.Request) -> web.Response:
     return json_response(stats_document(request.app[STATE]))
 
 
+async def _non_negative(request: web.Request, name: str) -> float | None:
+    """The number ``name`` of the JSON body if it is >= 0, else None."""
+    value = (await _json_object(request)).get(name)
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        return None
+    return float(value)
+
+
 async def advance_clock(request: web.Request) -> web.Response:
     """``POST /_emulator/clock/advance {"seconds": N}``."""
-    body = await _json_object(request)
-    seconds = body.get("seconds")
-    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+    seconds = await _non_negative(request, "seconds")
+    if seconds is None:
         return _admin_error(400, 'Send {"seconds": N} with a number N >= 0 of virtual seconds.')
     state = request.app[STATE]
-    state.advance_clock(float(seconds))
+    state.advance_clock(seconds)
     return json_response({"virtual_time": state.now()})
 
 
 async def set_speed(request: web.Request) -> web.Response:
     """``POST /_emulator/clock/speed {"speed": F}``: virtual seconds per real second from now."""
-    body = await _json_object(request)
-    speed = body.get("speed")
-    if not isinstance(speed, int | float) or isinstance(speed, bool) or speed < 0:
+    speed = await _non_negative(request, "speed")
+    if speed is None:
         return _admin_error(400, 'Send {"speed": F} with a number F >= 0 (0 freezes the clock).')
     state = request.app[STATE]
-    state.set_speed(float(speed))
+    state.set_speed(speed)
     return json_response({"virtual_time": state.now(), "speed": state.clock.speed})
 
 
