@@ -150,8 +150,8 @@ class Scheduler:
         except BaseException:
             self._give_slot_back(ticket)
             raise
-        await self.track(ticket, task_id)
         await self._emit(JobSubmitted(label=ticket.label, key=ticket.key, task_id=task_id))
+        await self.track(ticket, task_id)
         return True
 
     async def _admit(self, ticket: Ticket) -> bool:
@@ -208,6 +208,10 @@ class Scheduler:
 
     async def track(self, ticket: Ticket, task_id: str) -> None:
         """Poll an existing task (just submitted, or live from an earlier run)."""
+        if self._stopping:  # the poller may be gone already: nobody would end this task
+            ticket.task_id = task_id
+            await self._stop_ticket(ticket)
+            return
         if ticket.slot is None:  # live from an earlier run: it holds a slot already
             ticket.resumed = True
             await self._take_slot(ticket, wait=False)
@@ -412,16 +416,18 @@ class Scheduler:
         for ticket in list(self._live.values()):
             assert ticket.task_id is not None
             self._live.pop(ticket.task_id)
-            self._give_slot_back(ticket)
-            if ticket.status is TaskStatus.RUNNING or not await self._try_cancel(ticket.task_id):
-                self.interrupted += 1  # running (billed anyway): a rerun fetches it
-                continue
-            await self._journal.update(ticket.key, state=State.NEW, task_id=None)
-            await self._emit(
-                JobCanceled(label=ticket.label, key=ticket.key, task_id=ticket.task_id)
-            )
-            await self._finish(Outcome(ticket, "canceled", "the batch was stopped before it ran"))
+            await self._stop_ticket(ticket)
         await self._notify()
+
+    async def _stop_ticket(self, ticket: Ticket) -> None:
+        assert ticket.task_id is not None
+        self._give_slot_back(ticket)
+        if ticket.status is TaskStatus.RUNNING or not await self._try_cancel(ticket.task_id):
+            self.interrupted += 1  # running (billed anyway): a rerun fetches it
+            return
+        await self._journal.update(ticket.key, state=State.NEW, task_id=None)
+        await self._emit(JobCanceled(label=ticket.label, key=ticket.key, task_id=ticket.task_id))
+        await self._finish(Outcome(ticket, "canceled", "the batch was stopped before it ran"))
 
     async def _try_cancel(self, task_id: str) -> bool:
         try:

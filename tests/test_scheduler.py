@@ -14,7 +14,7 @@ from client_support import account_stats, make_client, new_key
 
 from emoclient._batch import Batch, JobResult
 from emoclient._downloads import DownloadLane
-from emoclient._events import BatchEvent, JobQueued, JobSubmitted
+from emoclient._events import BatchEvent, JobQueued, JobReconciled, JobSubmitted
 from emoclient._jobs import EmoJob
 from emoclient._journal import Journal
 from emoclient._models import Task, TaskStatus
@@ -145,6 +145,37 @@ async def test_stop_cancels_pending_and_leaves_running_to_the_rerun(tmp_path: Pa
         assert Counter(r.status for r in results) == {"succeeded": 3}
         tasks = account_stats(await emulator.stats())["tasks"]
         assert (tasks.get("SUCCEEDED"), tasks.get("CANCELED")) == (3, 1)
+
+
+async def test_stop_during_a_submit_in_flight_still_ends_the_run(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    jobs = emo_jobs(*make_inputs(tmp_path / "in", portraits=1), 1)
+    key, out = new_key(), tmp_path / "out"
+    emulator.set_faults(drop_rate={"submit": 1.0})
+
+    def stop_between_attempts(event: BatchEvent) -> None:
+        # The first submit was dropped and nothing was found: the next attempt is sent
+        # after the stop, and the poller has ended by the time its answer comes.
+        if isinstance(event, JobReconciled):
+            emulator.set_faults(drop_rate=0.0)
+            batch.stop()
+
+    with anyio.fail_after(10):  # a deadline, not a synchronisation
+        async with (
+            make_client(emulator, api_key=key) as client,
+            Batch(client, out_dir=out, options=options(), on_event=stop_between_attempts) as batch,
+        ):
+            results = await collect(batch, jobs)
+    assert results == []
+    assert batch.summary.interrupted == 1  # RUNNING at once (the account was idle)
+    async with (
+        make_client(emulator, api_key=key) as client,
+        Batch(client, out_dir=out, options=options()) as batch,
+    ):
+        results = await collect(batch, jobs)
+    assert [r.status for r in results] == ["succeeded"]
+    assert account_stats(await emulator.stats())["submissions"] == 1
 
 
 async def test_stop_does_not_wait_for_a_slot_held_elsewhere(tmp_path: Path) -> None:
