@@ -166,6 +166,13 @@ class Rates:
     window: int = 2
     headroom: float = 0.1
 
+    def __post_init__(self) -> None:
+        # A window below 1 would make every task_slot() wait forever.
+        if self.window < 1:
+            raise ValueError(f"window must be >= 1 task, got {self.window}")
+        if self.headroom < 0:
+            raise ValueError(f"headroom must be >= 0, got {self.headroom}")
+
 
 class AccountLimits:
     """All limiters of one account."""

@@ -140,3 +140,9 @@ async def test_registry_shares_limits_per_account() -> None:
         assert scope.cancelled_caught
         async with b.task_slot():
             pass
+
+
+@pytest.mark.parametrize("bad", [{"window": 0}, {"headroom": -0.5}])
+def test_rates_that_would_hang_or_overrun_are_refused(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        Rates(**bad)  # type: ignore[arg-type]
