@@ -92,6 +92,12 @@ async def test_clock_advance_over_http(api: Api) -> None:
     assert body["virtual_time"] == pytest.approx(before + 90)
     status, _ = await _admin(api, "POST", "clock/advance", {"seconds": -1})
     assert status == 400
+    for number in (float("nan"), float("inf")):
+        status, _ = await _admin(api, "POST", "clock/advance", {"seconds": number})
+        assert status == 400
+        status, _ = await _admin(api, "POST", "clock/speed", {"speed": number})
+        assert status == 400
+    assert api.emulator.now() == pytest.approx(before + 90)
 
 
 async def test_clock_speed_over_http(api: Api) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 from typing import Any
 
 from aiohttp import web
@@ -58,11 +59,12 @@ async def stats(request: web.Request) -> web.Response:
 
 
 async def _non_negative(request: web.Request, name: str) -> float | None:
-    """The number ``name`` of the JSON body if it is >= 0, else None."""
+    """The number ``name`` of the JSON body if it is finite and >= 0, else None."""
     value = (await _json_object(request)).get(name)
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+    if not isinstance(value, int | float) or isinstance(value, bool):
         return None
-    return float(value)
+    # Python's JSON accepts NaN and Infinity; either would break the clock for good.
+    return float(value) if 0 <= value < math.inf else None
 
 
 async def advance_clock(request: web.Request) -> web.Response:
