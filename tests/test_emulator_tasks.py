@@ -188,6 +188,20 @@ async def test_list_api_shape_filters_and_pages(api: Api) -> None:
     assert [r["task_id"] for r in page_two.body["data"]] == [emo[1], emo[0]]
 
 
+async def test_list_api_filters_by_api_key_id_and_region(api: Api) -> None:
+    # The official SDK's list() sends these two filters as well.
+    await _submit(api)
+    key_id = (await api.call("GET", "/tasks")).body["data"][0]["api_key_id"]
+    for params, total in [
+        ({"api_key_id": key_id}, 1),
+        ({"api_key_id": "someone-else"}, 0),
+        ({"region": "cn-beijing"}, 1),
+        ({"region": "ap-southeast-1"}, 0),
+    ]:
+        reply = await api.call("GET", "/tasks", params=params)
+        assert (reply.status, reply.body["total"]) == (200, total), params
+
+
 async def test_list_api_time_window_and_page_size_cap(api: Api) -> None:
     await _submit(api)
     late = await api.call("GET", "/tasks", params={"start_time": "29991231000000"})

@@ -15,7 +15,7 @@ from ._core import EmulatorState
 from ._errors import ApiError, json_response, new_request_id
 from ._keys import STATE, account_of
 from ._state import Task
-from ._wire import list_entry, task_output, task_usage
+from ._wire import REGION, list_entry, task_output, task_usage
 
 LIST_STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED")
 
@@ -84,11 +84,17 @@ class _ListQuery:
     model: str | None
     since: float | None
     until: float | None
+    api_key_id: str | None
+    region: str | None
 
     def wants(self, task: Task, shown: str) -> bool:
         if shown == "UNKNOWN" or (self.status and shown != self.status):
             return False
         if self.model and task.model != self.model:
+            return False
+        if self.api_key_id and task.account != self.api_key_id:
+            return False
+        if self.region and self.region != REGION:
             return False
         too_early = self.since is not None and task.submit_time < self.since
         too_late = self.until is not None and task.submit_time > self.until
@@ -108,6 +114,8 @@ def _list_query(request: web.Request, config: EmulatorConfig) -> _ListQuery:
         model=query.get("model_name"),
         since=_time_param(query.get("start_time"), config.utc_offset_hours),
         until=_time_param(query.get("end_time"), config.utc_offset_hours),
+        api_key_id=query.get("api_key_id"),
+        region=query.get("region"),
     )
 
 

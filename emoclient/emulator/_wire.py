@@ -8,6 +8,8 @@ from typing import Any
 from ._state import Task
 
 JSON = dict[str, Any]
+#: The only region EMO and Emoji are offered in (API.md §0).
+REGION = "cn-beijing"
 
 
 def format_time(epoch: float, *, utc_offset_hours: float) -> str:
@@ -65,7 +67,7 @@ def list_entry(task: Task, *, status: str, request_id: str, account_label: str) 
         "end_time": epoch_ms(task.end_time),
         "gmt_create": epoch_ms(task.submit_time),
         "model_name": task.model,
-        "region": "cn-beijing",
+        "region": REGION,
         "request_id": request_id,
         "start_time": epoch_ms(task.scheduled_time),
         "status": status,
