@@ -81,3 +81,15 @@ def test_unreadable_manifest_is_a_clear_error(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "cannot open the manifest" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("window", "message"),
+    [("0", "must be 1 or more, not 0"), ("1.5", "must be a whole number, not '1.5'")],
+)
+def test_a_bad_window_is_a_usage_error_naming_the_flag(
+    tmp_path: Path, window: str, message: str
+) -> None:
+    done = _cli("batch", str(tmp_path / "m.csv"), "--out", str(tmp_path), "--window", window)
+    assert done.returncode == 2
+    assert f"argument --window: {message}" in done.stderr
