@@ -344,12 +344,12 @@ class Batch:
                     await self._reject(work.ticket, rejection, results)
 
     async def _reject(self, ticket: Ticket, rejection: Rejection, results: _Results) -> None:
-        state = State.INVALID if rejection.status == "invalid" else State.FAILED
-        if not rejection.final:
-            state = State.NEW
-        await self._journal.update(
-            ticket.key, state=state, code=rejection.code, error=rejection.message
-        )
+        changes: dict[str, str | None] = {"code": rejection.code, "error": rejection.message}
+        if rejection.final:
+            changes["state"] = State.INVALID if rejection.status == "invalid" else State.FAILED
+        # Otherwise the state stays: a submit left unresolved by an earlier run keeps its
+        # intent, so the rerun still looks for its task before sending it again.
+        await self._journal.update(ticket.key, **changes)
         if rejection.status == "invalid":
             event: BatchEvent = JobPreflightFailed(
                 label=ticket.label, key=ticket.key, problems=rejection.problems

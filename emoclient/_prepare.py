@@ -34,7 +34,7 @@ class Rejection:
     message: str
     code: str | None = None
     problems: tuple[str, ...] = ()
-    #: False when trying again may work (a network error): the journal then forgets the failure.
+    #: False when trying again may work (a network error): the job's journal state is kept.
     final: bool = True
 
 

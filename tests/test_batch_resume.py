@@ -173,6 +173,28 @@ async def test_a_lost_submit_that_cannot_be_looked_for_keeps_its_intent(
     assert [e.found for e in events if isinstance(e, JobReconciled)] == [True]
 
 
+def _forget_uploads(journal: Path) -> int:
+    with sqlite3.connect(journal) as conn:
+        return conn.execute("UPDATE uploads SET expires_at = 0").rowcount
+
+
+async def test_an_unresolved_submit_keeps_its_intent_when_preparing_fails_again(
+    emulator: RunningEmulator, tmp_path: Path, jobs: list[Job]
+) -> None:
+    key, out = new_key(), tmp_path / "out"
+    emulator.set_faults(drop_after_rate={"submit": 1.0}, error_rate={"task_list": 1.0})
+    await _run(emulator, key, out, jobs[:1])  # a task exists; the journal does not know it
+    # The rerun has to upload again (the uploads went stale) and the uploads fail.
+    emulator.set_faults(drop_after_rate=0.0, error_rate={"upload_policy": 1.0})
+    assert await anyio.to_thread.run_sync(_forget_uploads, out / "emoclient-journal.sqlite3")
+    _, results = await _run(emulator, key, out, jobs[:1])
+    assert [r.status for r in results] == ["failed"]
+    emulator.set_faults(error_rate=0.0)
+    batch, _ = await _run(emulator, key, out, jobs[:1])
+    assert batch.summary.counts == {"succeeded": 1}
+    assert account_stats(await emulator.stats())["submissions"] == 1
+
+
 async def test_submit_lost_before_reaching_the_service_is_sent_again(
     emulator: RunningEmulator, tmp_path: Path, jobs: list[Job]
 ) -> None:
