@@ -107,6 +107,23 @@ async def test_upload_then_use_with_the_resolve_header(api: Api) -> None:
     assert accepted.status == 200, accepted.body
 
 
+async def test_a_key_that_is_not_utf8_is_refused_with_oss_xml(api: Api) -> None:
+    policy = await _policy(api)
+    form = aiohttp.FormData()
+    form.add_field("OSSAccessKeyId", policy["oss_access_key_id"])
+    form.add_field("Signature", policy["signature"])
+    form.add_field("policy", policy["policy"])
+    # Raw bytes travel as a file part; the form is read by part name either way.
+    form.add_field("key", policy["upload_dir"].encode() + b"/caf\xe9.wav", filename="key")
+    form.add_field("x-oss-object-acl", "private")
+    form.add_field("x-oss-forbid-overwrite", "true")
+    form.add_field("file", b"RIFF", filename="voice.wav")
+    async with api.session.post(policy["upload_host"], data=form) as response:
+        status, text = response.status, await response.text()
+    assert status == 400
+    assert "<Code>InvalidObjectName</Code>" in text
+
+
 async def test_overwrite_is_refused_with_oss_xml(api: Api) -> None:
     policy = await _policy(api)
     assert (await _upload(api, policy, "a.wav", b"RIFF1"))[0] == 200

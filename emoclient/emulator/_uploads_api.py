@@ -61,6 +61,14 @@ async def _read_form(request: web.Request) -> dict[str, bytes]:
     return form
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _condition_failed(condition: object) -> web.Response:
     return oss_error(
         403,
@@ -107,6 +115,8 @@ async def oss_upload(request: web.Request) -> web.Response:
     missing = [name for name in FORM_FIELDS if name not in form]
     if missing:
         return oss_error(400, "InvalidArgument", f"Missing form fields: {', '.join(missing)}.")
+    if not _is_utf8(form["key"]):
+        return oss_error(400, "InvalidObjectName", "The specified object is not valid.")
     policy = form["policy"].decode(errors="replace")
     if not hmac.compare_digest(book.sign(policy), form["Signature"].decode(errors="replace")):
         return oss_error(
