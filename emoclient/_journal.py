@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -25,6 +26,8 @@ import anyio.to_thread
 __all__ = ["JobRecord", "Journal", "JournalError", "State"]
 
 SCHEMA_VERSION = 1
+
+_T = TypeVar("_T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -211,18 +214,17 @@ class Journal:
             conn, self._conn = self._conn, None
             await anyio.to_thread.run_sync(conn.close, limiter=self._limiter)
 
-    async def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    async def _call(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         conn = self._conn
         if conn is None:
             raise JournalError(f"journal {self.path} is not open")
-
-        def execute() -> list[sqlite3.Row]:
-            return conn.execute(sql, params).fetchall()
-
         try:
-            return await anyio.to_thread.run_sync(execute, limiter=self._limiter)
+            return await anyio.to_thread.run_sync(work, conn, limiter=self._limiter)
         except sqlite3.Error as exc:
             raise JournalError(f"journal {self.path}: {exc}") from exc
+
+    async def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        return await self._call(lambda conn: conn.execute(sql, params).fetchall())
 
     # --- jobs -------------------------------------------------------------------------
 
@@ -281,20 +283,13 @@ class Journal:
         )
 
     async def _transaction(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-        conn = self._conn
-        if conn is None:
-            raise JournalError(f"journal {self.path} is not open")
-
-        def execute() -> None:
+        def execute(conn: sqlite3.Connection) -> None:
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
                 for sql, params in statements:
                     conn.execute(sql, params)
 
-        try:
-            await anyio.to_thread.run_sync(execute, limiter=self._limiter)
-        except sqlite3.Error as exc:
-            raise JournalError(f"journal {self.path}: {exc}") from exc
+        await self._call(execute)
 
     async def claimed_tasks(self, model: str, *, before: float | None = None) -> set[str]:
         """Every task id of ``model`` some job of this journal held (claimed before ``before``)."""
