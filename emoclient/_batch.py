@@ -312,15 +312,16 @@ class Batch:
             status: Literal["failed", "expired", "invalid"] = record.state  # type: ignore[assignment]
             await results.outcome(Outcome(ticket, status, record.error, record.code))
             return
-        if record.state == State.SUBMITTED and record.task_id is not None:
-            await scheduler.track(ticket, record.task_id)
-            return
         if record.state == State.SUCCEEDED and record.video_url is not None:
             ticket.task_id = record.task_id
             ticket.video_url = record.video_url
             ticket.url_expires_at = record.url_expires_at or float("inf")
             ticket.video_duration = record.video_duration or 0.0
             await scheduler.fetch(ticket)
+            return
+        if record.state in (State.SUBMITTED, State.SUCCEEDED) and record.task_id is not None:
+            # (SUCCEEDED without a URL: the task is asked again, never submitted again.)
+            await scheduler.track(ticket, record.task_id)
             return
         await self._emit(JobQueued(label=ticket.label, key=ticket.key))
         await to_prepare.send(work)

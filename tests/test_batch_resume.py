@@ -238,6 +238,24 @@ async def test_refused_result_url_is_replaced_by_a_fresh_query(
     assert account_stats(await emulator.stats())["submissions"] == 2
 
 
+def _drop_urls(journal: Path) -> int:
+    with sqlite3.connect(journal) as conn:
+        return conn.execute("UPDATE jobs SET video_url = NULL WHERE state = 'succeeded'").rowcount
+
+
+async def test_a_succeeded_task_without_a_known_url_is_asked_again_not_resubmitted(
+    emulator: RunningEmulator, tmp_path: Path, jobs: list[Job]
+) -> None:
+    key, out = new_key(), tmp_path / "out"
+    emulator.set_faults(download_cut_bytes=0)
+    await _run(emulator, key, out, jobs[:2])
+    emulator.set_faults(download_cut_bytes=None)
+    assert await anyio.to_thread.run_sync(_drop_urls, out / "emoclient-journal.sqlite3") == 2
+    batch, _ = await _run(emulator, key, out, jobs[:2])
+    assert batch.summary.counts == {"succeeded": 2}
+    assert account_stats(await emulator.stats())["submissions"] == 2
+
+
 @pytest.fixture
 def leftovers(tmp_path: Path) -> tuple[Path, Path]:
     out = tmp_path / "out"

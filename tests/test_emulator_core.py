@@ -126,3 +126,22 @@ async def test_create_app_alone_serves_files_under_its_own_origin() -> None:
         await server.close()
     assert policy["upload_host"] == expected_host
     assert uploaded == 200
+
+
+@pytest.mark.parametrize("listener", ["port", "files_port"])
+async def test_a_busy_port_fails_cleanly(listener: str) -> None:
+    import socket
+
+    import anyio
+
+    from emoclient.emulator import EmulatorConfig, serve
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        ports = {listener: busy.getsockname()[1]}
+        # Leaving serve() must leave the caller's cancel scopes as they were (the
+        # emulator's background task group must not stay open in this task).
+        with anyio.CancelScope(), pytest.raises(OSError, match="in use"):
+            async with serve(EmulatorConfig.fast(), **ports):
+                pass

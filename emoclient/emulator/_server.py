@@ -67,18 +67,29 @@ class RunningEmulator:
         return self.state.now()
 
 
-async def _start(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
+def _bound_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    site = web.SockSite(runner, sock)
     try:
-        await site.start()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _start(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    # Bind first: a runner that was set up (its driver task group entered in the caller's
+    # task) must always be cleaned up, or the caller's cancel scopes are left corrupted.
+    sock = _bound_socket(host, port)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    try:
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
     except BaseException:
         await runner.cleanup()
+        sock.close()
         raise
     return runner, sock.getsockname()[1]
 
