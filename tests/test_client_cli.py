@@ -92,3 +92,14 @@ async def test_submit_without_its_inputs_stops_before_a_billed_detection(
     assert "AUDIO" in error["message"]
     stats = await env.stats()
     assert all("detect" not in route for a in stats["accounts"].values() for route in a["routes"])
+
+
+async def test_submit_of_a_rejected_portrait_reports_the_detection(
+    env: RunningEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = str(portrait(tmp_path, fail="InvalidFile.FullFace"))
+    code, error = await _run(capsys, "submit", "emo", image, str(speech(tmp_path)))
+    assert code == 1
+    assert error["error"] == "DetectionFailedError"
+    assert "InvalidFile.FullFace" in error["message"]
+    assert image in error["message"]

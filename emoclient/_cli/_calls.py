@@ -127,11 +127,8 @@ async def _boxes(client: EmoClient, args: argparse.Namespace) -> tuple[list[int]
     if args.face_bbox and args.ext_bbox:
         return args.face_bbox, args.ext_bbox
     detection = await _detect(client, args)
-    if not detection.passed:
-        raise ValueError(
-            f"{args.image} did not pass detection: {detection.code}: {detection.message}"
-        )
-    return list(detection.face_bbox), list(detection.ext_bbox)
+    face, ext = detection.boxes(image=args.image)  # DetectionFailedError when not passed
+    return list(face), list(ext)
 
 
 async def _submit(client: EmoClient, args: argparse.Namespace) -> Any:
