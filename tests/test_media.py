@@ -8,7 +8,7 @@ import wave
 import av
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -134,6 +134,9 @@ _PREFIXES = [
 ]
 
 
+# No per-example deadline: on a loaded machine one slow example would fail the run as
+# "unreliable timing" though the property holds.
+@settings(deadline=None)
 @given(prefix=st.sampled_from(_PREFIXES), rest=st.binary(max_size=300))
 def test_probing_garbage_raises_only_media_format_error(prefix: bytes, rest: bytes) -> None:
     for probe in (probe_image, probe_audio):
