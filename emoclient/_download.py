@@ -35,6 +35,9 @@ async def download_file(
     transport: Transport, url: str, path: str | os.PathLike[str], *, max_restarts: int = 3
 ) -> Path:
     """Download ``url`` to ``path`` atomically; return the final path."""
+    if not url.startswith(("http://", "https://")):
+        # aiohttp's own error would be just the URL; oss:// inputs cannot be downloaded at all.
+        raise ValueError(f"cannot download {redact_url(url)!r}: pass a task's http(s) video_url")
     target = Path(path)
     await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.part")

@@ -151,3 +151,12 @@ async def test_tampered_url_is_refused(client: EmoClient, tmp_path: Path) -> Non
     with pytest.raises(DownloadError):
         await client.download(missing, tmp_path / "y.mp4")
     assert not (tmp_path / "y.mp4").exists()
+
+
+async def test_download_of_a_non_http_url_is_refused_before_touching_disk(
+    client: EmoClient, tmp_path: Path
+) -> None:
+    target = tmp_path / "new-dir" / "v.mp4"
+    with pytest.raises(ValueError, match="video_url"):
+        await client.download("oss://dashscope-instant/key/face.jpg", target)
+    assert not target.parent.exists()
