@@ -262,6 +262,9 @@ def _clean(row: int, raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[Manif
     return fields, problems
 
 
+#: File systems take names of up to 255 bytes, and the download's temporary file name is the
+#: output's plus 19 (``.{name}.{12 hex}.part``).
+_MAX_OUTPUT_BYTES = 255 - 19
 _BBOX_HELP = "must be four whole numbers x1,y1,x2,y2 (as given by detection), or left empty"
 
 
@@ -347,10 +350,16 @@ def _check_output(row: int, fields: dict[str, Any]) -> list[ManifestProblem]:
     name = PurePath(output)
     if name.name != output or output in {".", ".."} or "\\" in output:
         return [ManifestProblem(row, "output", "must be a file name without folders")]
+    if not output.isprintable():
+        return [ManifestProblem(row, "output", "must not contain control characters")]
     if not name.suffix:
-        fields["output"] = f"{output}.mp4"
+        output = fields["output"] = f"{output}.mp4"
     elif name.suffix.lower() != ".mp4":
         return [ManifestProblem(row, "output", "videos are MP4: end the name with .mp4")]
+    if len(output.encode()) > _MAX_OUTPUT_BYTES:
+        return [
+            ManifestProblem(row, "output", f"is longer than {_MAX_OUTPUT_BYTES} bytes; shorten it")
+        ]
     return []
 
 

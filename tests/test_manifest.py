@@ -198,6 +198,25 @@ def test_a_csv_row_the_reader_refuses_is_a_problem_and_the_next_rows_proceed(
     assert "field larger than field limit" in problems[0].message
 
 
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("a\u0000b.mp4", "must not contain control characters"),
+        ("tab\there.mp4", "must not contain control characters"),
+        ("x" * 233 + ".mp4", "is longer than 236 bytes; shorten it"),
+        ("x" * 233, "is longer than 236 bytes; shorten it"),  # ".mp4" is added
+    ],
+)
+def test_an_output_name_no_file_system_takes_is_a_problem(
+    tmp_path: Path, output: str, message: str
+) -> None:
+    # Found too late, such a name failed the download of a video already paid for.
+    row = {"image": "a.png", "driven_id": "mengwa_kaixin", "output": output}
+    jobs, problems = _split(_write(tmp_path, "m.jsonl", json.dumps(row) + "\n"))
+    assert jobs == []
+    assert [(p.row, p.field, p.message) for p in problems] == [(1, "output", message)]
+
+
 def test_whole_manifest_errors(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="cannot open"):
         list(read_manifest(tmp_path / "missing.csv"))
