@@ -368,11 +368,10 @@ def _build(row: int, fields: dict[str, Any], *, base: Path) -> ManifestEntry:
     image = _resolve(fields["image"], base)
     audio = _resolve(fields["audio"], base) if "audio" in fields else None
     for name, source in (("image", image), ("audio", audio)):
-        if isinstance(source, Path) and not source.is_file():
-            what = "is a folder" if source.is_dir() else "does not exist"
-            return ManifestProblem(
-                row, name, f"{source} {what}; relative paths start at the manifest's folder"
-            )
+        if isinstance(source, Path):
+            problem = _missing_file(source)
+            if problem is not None:
+                return ManifestProblem(row, name, problem)
     common: dict[str, Any] = {
         "output": fields.get("output"),
         "face_bbox": fields.get("face_bbox"),
@@ -389,6 +388,16 @@ def _build(row: int, fields: dict[str, Any], *, base: Path) -> ManifestEntry:
     except (TypeError, ValueError) as exc:
         return ManifestProblem(row, _field_of(exc), _first_line(exc))
     return ManifestJob(row, job)
+
+
+def _missing_file(path: Path) -> str | None:
+    try:
+        if path.is_file():
+            return None
+        what = "is a folder" if path.is_dir() else "does not exist"
+    except OSError as exc:  # e.g. a name too long for the file system
+        what = f"cannot be used ({exc.strerror or exc})"
+    return f"{path} {what}; relative paths start at the manifest's folder"
 
 
 def _resolve(value: str, base: Path) -> str | Path:

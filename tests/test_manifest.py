@@ -217,6 +217,14 @@ def test_an_output_name_no_file_system_takes_is_a_problem(
     assert [(p.row, p.field, p.message) for p in problems] == [(1, "output", message)]
 
 
+def test_an_image_path_the_file_system_refuses_is_a_row_problem(tmp_path: Path) -> None:
+    text = f"image,audio\n{'x' * 300}.png,a.wav\na.png,a.wav\n"
+    jobs, problems = _split(_write(tmp_path, "m.csv", text))
+    assert [j.row for j in jobs] == [3]
+    assert _where(problems) == [(2, "image")]
+    assert "cannot be used (File name too long)" in problems[0].message
+
+
 def test_whole_manifest_errors(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="cannot open"):
         list(read_manifest(tmp_path / "missing.csv"))
