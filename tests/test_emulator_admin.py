@@ -85,6 +85,25 @@ async def test_faults_change_at_run_time_over_http(api: Api) -> None:
     assert "Invalid fault settings" in body["message"]
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"latency": float("inf")},
+        {"latency": -1},
+        {"error_rate": 2},
+        {"drop_rate": {"submit": float("nan")}},
+        {"stall_rate": -0.5},
+        {"download_cut_bytes": -1},
+    ],
+)
+async def test_nonsense_fault_settings_are_refused(api: Api, change: dict[str, Any]) -> None:
+    before = api.emulator.state.faults
+    status, body = await _admin(api, "POST", "faults", change)
+    assert status == 400
+    assert "Invalid fault settings" in body["message"]
+    assert api.emulator.state.faults == before
+
+
 async def test_clock_advance_over_http(api: Api) -> None:
     before = api.emulator.now()
     status, body = await _admin(api, "POST", "clock/advance", {"seconds": 90})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,26 +30,30 @@ class ErrorSpec(BaseModel):
     message: str
 
 
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
 class Faults(BaseModel):
     """Injected misbehaviour; changeable at run time through ``POST /_emulator/faults``."""
 
-    model_config = ConfigDict(extra="forbid")
+    # No NaN or Infinity (Python's JSON reads both): an infinite latency hangs every answer.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     #: Probability that a request to a route answers 500 InternalError / 503 ModelUnavailable.
     #: A float applies to every route, a mapping to the routes it names.
-    error_rate: float | dict[str, float] = 0.0
+    error_rate: Probability | dict[str, Probability] = 0.0
     #: Probability that a request's connection is closed without any answer.
-    drop_rate: float | dict[str, float] = 0.0
+    drop_rate: Probability | dict[str, Probability] = 0.0
     #: Probability that a request takes effect but its answer is lost (connection closed).
-    drop_after_rate: float | dict[str, float] = 0.0
+    drop_after_rate: Probability | dict[str, Probability] = 0.0
     #: Real seconds added before every answer (admin routes and public files excepted).
-    latency: float = 0.0
+    latency: float = Field(default=0.0, ge=0.0)
     #: Probability that a task ends FAILED with an internal algorithm error.
-    task_failure_rate: float = 0.0
+    task_failure_rate: Probability = 0.0
     #: Probability that a task stays RUNNING forever (and keeps the slot).
-    stall_rate: float = 0.0
+    stall_rate: Probability = 0.0
     #: When set, a result download stops after this many body bytes and the connection closes.
-    download_cut_bytes: int | None = None
+    download_cut_bytes: int | None = Field(default=None, ge=0)
     #: Seed of the random generator deciding which requests and tasks misbehave.
     seed: int | None = None
 
