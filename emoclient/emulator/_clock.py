@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -39,15 +40,15 @@ class VirtualClock:
 
     def advance(self, seconds: float) -> None:
         """Jump ``seconds`` into the virtual future (never backwards)."""
-        if seconds < 0:
-            raise ValueError(f"cannot move the clock backwards by {seconds} s; pass seconds >= 0")
+        if not 0 <= seconds < math.inf:
+            raise ValueError(f"cannot move the clock by {seconds} s; pass finite seconds >= 0")
         self._base_virtual += seconds
         self._notify()
 
     def set_speed(self, speed: float) -> None:
         """Change the speed factor from now on, keeping the current virtual time."""
-        if speed < 0:
-            raise ValueError(f"speed must be >= 0, got {speed}")
+        if not 0 <= speed < math.inf:
+            raise ValueError(f"speed must be a finite number >= 0, got {speed}")
         self._base_virtual = self.now()
         self._base_real = self._monotonic()
         self._speed = speed
