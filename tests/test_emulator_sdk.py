@@ -30,7 +30,8 @@ def _submit_and_wait(base_url: str, image_url: str, audio: Path) -> tuple[Any, A
         extra_input={"image_url": image_url, "face_bbox": face, "ext_bbox": ext},
         style_level="active",
     )
-    done = VideoSynthesis.wait(submitted, api_key="sk-sdk")
+    # A deadline: the SDK waits forever by default, in a thread no test timeout can stop.
+    done = VideoSynthesis.wait(submitted, api_key="sk-sdk", wait_timeout=60)
     return submitted, done
 
 
@@ -111,7 +112,8 @@ async def test_sdk_asyncio_client_submits_waits_and_cancels(emulator: RunningEmu
     canceled = await AioVideoSynthesis.cancel(second, api_key="sk-aio")
     assert canceled.status_code == HTTPStatus.OK, canceled
     emulator.set_speed(1000)
-    done = await AioVideoSynthesis.wait(first, api_key="sk-aio")
+    with anyio.fail_after(60):  # the SDK waits forever by default
+        done = await AioVideoSynthesis.wait(first, api_key="sk-aio")
     assert done.status_code == HTTPStatus.OK, done
     assert done.output.task_status == "SUCCEEDED"
     assert done.output.results["video_url"].startswith(emulator.files_url)
