@@ -45,6 +45,24 @@ async def _run(
     return batch, results
 
 
+async def _render_without_download(
+    emulator: RunningEmulator, key: str, out: Path, jobs: list[Job]
+) -> Batch:
+    """Run ``jobs`` with every download cut short: rendered and billed, not on disk."""
+    emulator.set_faults(download_cut_bytes=0)
+    batch, _ = await _run(emulator, key, out, jobs)
+    emulator.set_faults(download_cut_bytes=None)
+    return batch
+
+
+async def _edit_journal(out: Path, sql: str) -> int:
+    def edit() -> int:
+        with sqlite3.connect(out / "emoclient-journal.sqlite3") as conn:
+            return conn.execute(sql).rowcount
+
+    return await anyio.to_thread.run_sync(edit)
+
+
 async def test_cancelled_run_resumes_without_resubmitting(
     emulator: RunningEmulator, tmp_path: Path, jobs: list[Job]
 ) -> None:
@@ -88,13 +106,11 @@ async def test_succeeded_but_not_downloaded_is_fetched_on_resume(
     emulator: RunningEmulator, tmp_path: Path, jobs: list[Job]
 ) -> None:
     key, out = new_key(), tmp_path / "out"
-    emulator.set_faults(download_cut_bytes=0)
-    batch, _ = await _run(emulator, key, out, jobs[:3])
+    batch = await _render_without_download(emulator, key, out, jobs[:3])
     assert batch.summary.counts == {"failed": 3}
     assert batch.summary.billed_seconds > 0  # rendered and billed, just not on disk
     assert list(out.glob("*.mp4")) == []
 
-    emulator.set_faults(download_cut_bytes=None)
     batch, _ = await _run(emulator, key, out, jobs[:3])
     assert batch.summary.counts == {"succeeded": 3}
     assert account_stats(await emulator.stats())["submissions"] == 3
@@ -105,9 +121,7 @@ async def test_expired_result_is_reported_not_dropped(
     emulator: RunningEmulator, tmp_path: Path, jobs: list[Job]
 ) -> None:
     key, out = new_key(), tmp_path / "out"
-    emulator.set_faults(download_cut_bytes=0)
-    await _run(emulator, key, out, jobs[:2])
-    emulator.set_faults(download_cut_bytes=None)
+    await _render_without_download(emulator, key, out, jobs[:2])
     emulator.advance(25 * 3600)
     batch, results = await _run(emulator, key, out, jobs[:2])
     assert batch.summary.counts == {"expired": 2}
@@ -173,11 +187,6 @@ async def test_a_lost_submit_that_cannot_be_looked_for_keeps_its_intent(
     assert [e.found for e in events if isinstance(e, JobReconciled)] == [True]
 
 
-def _forget_uploads(journal: Path) -> int:
-    with sqlite3.connect(journal) as conn:
-        return conn.execute("UPDATE uploads SET expires_at = 0").rowcount
-
-
 async def test_an_unresolved_submit_keeps_its_intent_when_preparing_fails_again(
     emulator: RunningEmulator, tmp_path: Path, jobs: list[Job]
 ) -> None:
@@ -186,7 +195,7 @@ async def test_an_unresolved_submit_keeps_its_intent_when_preparing_fails_again(
     await _run(emulator, key, out, jobs[:1])  # a task exists; the journal does not know it
     # The rerun has to upload again (the uploads went stale) and the uploads fail.
     emulator.set_faults(drop_after_rate=0.0, error_rate={"upload_policy": 1.0})
-    assert await anyio.to_thread.run_sync(_forget_uploads, out / "emoclient-journal.sqlite3")
+    assert await _edit_journal(out, "UPDATE uploads SET expires_at = 0")
     _, results = await _run(emulator, key, out, jobs[:1])
     assert [r.status for r in results] == ["failed"]
     emulator.set_faults(error_rate=0.0)
@@ -218,39 +227,25 @@ async def test_submit_lost_before_reaching_the_service_is_sent_again(
     assert not any(e.found for e in reconciled)
 
 
-def _spoil_urls(journal: Path) -> int:
-    with sqlite3.connect(journal) as conn:
-        return conn.execute(
-            "UPDATE jobs SET video_url = video_url || 'x' WHERE state = 'succeeded'"
-        ).rowcount
-
-
 async def test_refused_result_url_is_replaced_by_a_fresh_query(
     emulator: RunningEmulator, tmp_path: Path, jobs: list[Job]
 ) -> None:
     key, out = new_key(), tmp_path / "out"
-    emulator.set_faults(download_cut_bytes=0)
-    await _run(emulator, key, out, jobs[:2])
-    emulator.set_faults(download_cut_bytes=None)
-    assert await anyio.to_thread.run_sync(_spoil_urls, out / "emoclient-journal.sqlite3") == 2
+    await _render_without_download(emulator, key, out, jobs[:2])
+    spoil = "UPDATE jobs SET video_url = video_url || 'x' WHERE state = 'succeeded'"
+    assert await _edit_journal(out, spoil) == 2
     batch, _ = await _run(emulator, key, out, jobs[:2])
     assert batch.summary.counts == {"succeeded": 2}
     assert account_stats(await emulator.stats())["submissions"] == 2
-
-
-def _drop_urls(journal: Path) -> int:
-    with sqlite3.connect(journal) as conn:
-        return conn.execute("UPDATE jobs SET video_url = NULL WHERE state = 'succeeded'").rowcount
 
 
 async def test_a_succeeded_task_without_a_known_url_is_asked_again_not_resubmitted(
     emulator: RunningEmulator, tmp_path: Path, jobs: list[Job]
 ) -> None:
     key, out = new_key(), tmp_path / "out"
-    emulator.set_faults(download_cut_bytes=0)
-    await _run(emulator, key, out, jobs[:2])
-    emulator.set_faults(download_cut_bytes=None)
-    assert await anyio.to_thread.run_sync(_drop_urls, out / "emoclient-journal.sqlite3") == 2
+    await _render_without_download(emulator, key, out, jobs[:2])
+    drop = "UPDATE jobs SET video_url = NULL WHERE state = 'succeeded'"
+    assert await _edit_journal(out, drop) == 2
     batch, _ = await _run(emulator, key, out, jobs[:2])
     assert batch.summary.counts == {"succeeded": 2}
     assert account_stats(await emulator.stats())["submissions"] == 2
