@@ -82,6 +82,10 @@ class DownloadLane:
                 error = str(exc)
                 await anyio.sleep(min(self._opt.download_backoff * 2**attempt, 8.0))
                 continue
+            except ValueError as exc:
+                # A URL or target path that can never work: fail this job, not the batch.
+                error = str(exc)
+                break
             await self._downloaded(ticket)
             return
         message = f"downloading the video of task {ticket.task_id} failed ({error}); rerun to retry"

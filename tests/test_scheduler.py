@@ -271,3 +271,42 @@ async def test_download_lane_takes_the_earliest_url_expiry_first(tmp_path: Path)
         await lane.run()
     assert client.order == ["url-100", "url-200", "url-300"]
     assert finished == ["succeeded"] * 3
+
+
+class _RefusingClient:
+    """Stands in for EmoClient.download: refuses the first URL as unusable, fetches the rest."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def download(self, url: str, path: Path) -> Path:
+        self.calls.append(url)
+        if url == "bad":
+            raise ValueError("download() needs an http(s) URL")
+        await anyio.Path(path).write_bytes(b"video")
+        return path
+
+
+async def test_an_unusable_download_fails_its_job_not_the_batch(tmp_path: Path) -> None:
+    client = _RefusingClient()
+    finished: list[str] = []
+
+    async def finish(outcome: Outcome) -> None:
+        finished.append(outcome.status)
+
+    async with Journal(tmp_path / "j.sqlite3") as journal:
+        report = Reporter(journal, emit=_ignore, finish=finish)
+        lane = DownloadLane(
+            client,  # type: ignore[arg-type]
+            report,
+            options=SchedulerOptions(download_workers=1),
+        )
+        for n, url in enumerate(["bad", "good"]):
+            ticket = _ticket(n, 1.0)
+            ticket.path = tmp_path / f"{n}.mp4"
+            ticket.video_url, ticket.url_expires_at = url, float(n)
+            await lane.put(ticket)
+        await lane.close()
+        await lane.run()
+    assert client.calls == ["bad", "good"]  # tried once: retrying cannot help
+    assert finished == ["failed", "succeeded"]
