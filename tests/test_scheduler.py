@@ -237,58 +237,25 @@ async def test_stop_does_not_wait_for_a_slot_held_elsewhere(tmp_path: Path) -> N
 
 
 class _RecordingClient:
-    """Stands in for EmoClient.download only: records the order of downloads."""
+    """Stands in for EmoClient.download only: records the order of downloads and refuses
+    the URL "bad" as unusable (ValueError), as the client does for a non-http(s) URL."""
 
     def __init__(self) -> None:
         self.order: list[str] = []
 
     async def download(self, url: str, path: Path) -> Path:
         self.order.append(url)
-        await anyio.Path(path).write_bytes(b"video")
-        return path
-
-
-async def test_download_lane_takes_the_earliest_url_expiry_first(tmp_path: Path) -> None:
-    client = _RecordingClient()
-    finished: list[str] = []
-
-    async def finish(outcome: Outcome) -> None:
-        finished.append(outcome.status)
-
-    async with Journal(tmp_path / "j.sqlite3") as journal:
-        report = Reporter(journal, emit=_ignore, finish=finish)
-        lane = DownloadLane(
-            client,  # type: ignore[arg-type]
-            report,
-            options=SchedulerOptions(download_workers=1),
-        )
-        for n, expires in enumerate([300.0, 100.0, 200.0]):
-            ticket = _ticket(n, 1.0)
-            ticket.path = tmp_path / f"{n}.mp4"
-            ticket.video_url, ticket.url_expires_at = f"url-{expires:.0f}", expires
-            await lane.put(ticket)
-        await lane.close()
-        await lane.run()
-    assert client.order == ["url-100", "url-200", "url-300"]
-    assert finished == ["succeeded"] * 3
-
-
-class _RefusingClient:
-    """Stands in for EmoClient.download: refuses the first URL as unusable, fetches the rest."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    async def download(self, url: str, path: Path) -> Path:
-        self.calls.append(url)
         if url == "bad":
             raise ValueError("download() needs an http(s) URL")
         await anyio.Path(path).write_bytes(b"video")
         return path
 
 
-async def test_an_unusable_download_fails_its_job_not_the_batch(tmp_path: Path) -> None:
-    client = _RefusingClient()
+async def _run_lane(
+    client: _RecordingClient, tmp_path: Path, urls: list[tuple[str, float]]
+) -> list[str]:
+    """Queue one SUCCEEDED ticket per (url, expiry), run the lane to the end, return the
+    outcome of each job in the order they finished."""
     finished: list[str] = []
 
     async def finish(outcome: Outcome) -> None:
@@ -301,12 +268,26 @@ async def test_an_unusable_download_fails_its_job_not_the_batch(tmp_path: Path) 
             report,
             options=SchedulerOptions(download_workers=1),
         )
-        for n, url in enumerate(["bad", "good"]):
+        for n, (url, expires) in enumerate(urls):
             ticket = _ticket(n, 1.0)
             ticket.path = tmp_path / f"{n}.mp4"
-            ticket.video_url, ticket.url_expires_at = url, float(n)
+            ticket.video_url, ticket.url_expires_at = url, expires
             await lane.put(ticket)
         await lane.close()
         await lane.run()
-    assert client.calls == ["bad", "good"]  # tried once: retrying cannot help
+    return finished
+
+
+async def test_download_lane_takes_the_earliest_url_expiry_first(tmp_path: Path) -> None:
+    client = _RecordingClient()
+    urls = [(f"url-{expires:.0f}", expires) for expires in [300.0, 100.0, 200.0]]
+    finished = await _run_lane(client, tmp_path, urls)
+    assert client.order == ["url-100", "url-200", "url-300"]
+    assert finished == ["succeeded"] * 3
+
+
+async def test_an_unusable_download_fails_its_job_not_the_batch(tmp_path: Path) -> None:
+    client = _RecordingClient()
+    finished = await _run_lane(client, tmp_path, [("bad", 0.0), ("good", 1.0)])
+    assert client.order == ["bad", "good"]  # tried once: retrying cannot help
     assert finished == ["failed", "succeeded"]
