@@ -39,6 +39,7 @@ from emoclient import (
     LimitRegistry,
     Model,
     Rates,
+    RetryPolicy,
     SchedulerOptions,
     TaskStatus,
 )
@@ -70,7 +71,7 @@ def _options(speed: float, window: int) -> SchedulerOptions:
         poll_max=30.0 / speed,
         pending_poll=60.0 / speed,
         queries_per_second=5.0 * speed,
-        download_backoff=0.5 / speed,
+        retry=RetryPolicy(max_attempts=4, base_delay=0.5 / speed, max_delay=8.0 / speed),
     )
 
 

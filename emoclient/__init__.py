@@ -1,35 +1,20 @@
 """emoclient: the asyncio-native client for DashScope's EMO and Emoji portrait-video models."""
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from emoclient._batch import Batch, BatchSummary, JobResult
 from emoclient._client import EmoClient
-from emoclient._events import (
-    BatchEvent,
-    BatchFinished,
-    JobCanceled,
-    JobDetected,
-    JobDownloaded,
-    JobEvent,
-    JobExpired,
-    JobFailed,
-    JobPreflightFailed,
-    JobQueued,
-    JobReconciled,
-    JobResumed,
-    JobStarted,
-    JobSubmitted,
-    JobSucceeded,
-    JobUploaded,
-)
 from emoclient._exceptions import (
     APIStatusError,
     AuthenticationError,
     BadRequestError,
+    BatchBusyError,
     ConnectError,
     DetectionFailedError,
     DownloadError,
     EmoError,
+    JournalError,
     MissingAPIKeyError,
     NotFoundError,
     PermissionDeniedError,
@@ -46,9 +31,13 @@ from emoclient._exceptions import (
     UploadError,
     WaitTimeoutError,
 )
-from emoclient._jobs import EmojiJob, EmoJob
-from emoclient._journal import JournalError
-from emoclient._limits import InMemoryLimitsBackend, LimitRegistry, LimitsBackend, Rates
+from emoclient._limits import (
+    AccountLimits,
+    InMemoryLimitsBackend,
+    LimitRegistry,
+    LimitsBackend,
+    Rates,
+)
 from emoclient._models import (
     Detection,
     DrivenId,
@@ -61,9 +50,94 @@ from emoclient._models import (
     TaskSummary,
     UploadedFile,
 )
-from emoclient._preflight import Plan, Problem, plan_batch, preflight
 from emoclient._retry import RetryPolicy
-from emoclient._scheduler import SchedulerOptions
+
+if TYPE_CHECKING:
+    from emoclient._batch import (
+        Batch,
+        BatchEvent,
+        BatchFinished,
+        BatchSummary,
+        EmojiJob,
+        EmoJob,
+        Job,
+        JobCanceled,
+        JobDetected,
+        JobDownloaded,
+        JobEvent,
+        JobExpired,
+        JobFailed,
+        JobPreflightFailed,
+        JobQueued,
+        JobReconciled,
+        JobResult,
+        JobResumed,
+        JobStarted,
+        JobSubmitted,
+        JobSucceeded,
+        JobUploaded,
+        Plan,
+        Problem,
+        ResultStatus,
+        SchedulerOptions,
+        plan_batch,
+        preflight,
+    )
+    from emoclient._batch.batch import (
+        EventHandler,
+    )
+    from emoclient._batch.scheduler import (
+        Scheduler,
+    )
+
+# The batch half (SQLite journal, scheduler, manifests) loads on first use, so that one API
+# call does not pay for it: ``import emoclient`` stays as light as the client needs.
+_LAZY = {
+    "Batch": "emoclient._batch",
+    "BatchEvent": "emoclient._batch",
+    "BatchFinished": "emoclient._batch",
+    "BatchSummary": "emoclient._batch",
+    "EmoJob": "emoclient._batch",
+    "EmojiJob": "emoclient._batch",
+    "EventHandler": "emoclient._batch.batch",
+    "Job": "emoclient._batch",
+    "JobCanceled": "emoclient._batch",
+    "JobDetected": "emoclient._batch",
+    "JobDownloaded": "emoclient._batch",
+    "JobEvent": "emoclient._batch",
+    "JobExpired": "emoclient._batch",
+    "JobFailed": "emoclient._batch",
+    "JobPreflightFailed": "emoclient._batch",
+    "JobQueued": "emoclient._batch",
+    "JobReconciled": "emoclient._batch",
+    "JobResult": "emoclient._batch",
+    "JobResumed": "emoclient._batch",
+    "JobStarted": "emoclient._batch",
+    "JobSubmitted": "emoclient._batch",
+    "JobSucceeded": "emoclient._batch",
+    "JobUploaded": "emoclient._batch",
+    "Plan": "emoclient._batch",
+    "Problem": "emoclient._batch",
+    "ResultStatus": "emoclient._batch",
+    "Scheduler": "emoclient._batch.scheduler",
+    "SchedulerOptions": "emoclient._batch",
+    "plan_batch": "emoclient._batch",
+    "preflight": "emoclient._batch",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'emoclient' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 try:
     __version__ = version("emoclient")
@@ -72,9 +146,11 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 __all__ = [
     "APIStatusError",
+    "AccountLimits",
     "AuthenticationError",
     "BadRequestError",
     "Batch",
+    "BatchBusyError",
     "BatchEvent",
     "BatchFinished",
     "BatchSummary",
@@ -87,7 +163,9 @@ __all__ = [
     "EmoError",
     "EmoJob",
     "EmojiJob",
+    "EventHandler",
     "InMemoryLimitsBackend",
+    "Job",
     "JobCanceled",
     "JobDetected",
     "JobDownloaded",
@@ -116,8 +194,10 @@ __all__ = [
     "Rates",
     "Ratio",
     "RequestTimeoutError",
+    "ResultStatus",
     "ResultURLExpiredError",
     "RetryPolicy",
+    "Scheduler",
     "SchedulerOptions",
     "ServerError",
     "StyleLevel",

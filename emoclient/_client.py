@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -11,7 +11,6 @@ from typing import Any, Self, TypeVar
 
 import aiohttp
 import anyio
-from pydantic import TypeAdapter, ValidationError
 
 from emoclient import _generate
 from emoclient._download import download_file
@@ -27,7 +26,6 @@ from emoclient._exceptions import (
 from emoclient._limits import AccountLimits, LimitRegistry, Rates, account_id, default_registry
 from emoclient._models import (
     SERVICE_TZ,
-    BBox,
     Detection,
     DrivenId,
     Model,
@@ -39,10 +37,11 @@ from emoclient._models import (
     TaskStatus,
     TaskSummary,
     UploadedFile,
+    parse_bbox,
     parse_detection,
 )
-from emoclient._polling import PollSchedule
 from emoclient._retry import RetryPolicy, is_retryable_status
+from emoclient._timing import PollSchedule, Progress
 from emoclient._transport import Transport
 from emoclient._upload import Uploader
 
@@ -54,17 +53,9 @@ DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
 _DETECT_PATH = "services/aigc/image2video/face-detect"
 _SYNTHESIS_PATH = "services/aigc/image2video/video-synthesis"
 _OSS_RESOLVE = {"X-DashScope-OssResourceResolve": "enable"}
-_BBOX = TypeAdapter(BBox)
 _LAST_POLL_GRACE = 5.0
 # An upload cached for generate_* is reused only while it has this much life left.
 _UPLOAD_REUSE_MARGIN = timedelta(hours=1)
-
-
-def _bbox(name: str, value: Any) -> tuple[int, int, int, int]:
-    try:
-        return _BBOX.validate_python(value)
-    except ValidationError as exc:
-        raise ValueError(f"{name}: {exc.errors()[0]['msg']}") from exc
 
 
 _E = TypeVar("_E", StyleLevel, DrivenId, Ratio)
@@ -196,8 +187,8 @@ class EmoClient:
         image_url: str,
         audio_url: str,
         *,
-        face_bbox: tuple[int, int, int, int] | list[int],
-        ext_bbox: tuple[int, int, int, int] | list[int],
+        face_bbox: Sequence[int],
+        ext_bbox: Sequence[int],
         style_level: StyleLevel | str = StyleLevel.NORMAL,
     ) -> SubmittedTask:
         """Start an emo-v1 task (portrait + voice → talking head); bboxes come from detect_emo.
@@ -209,8 +200,8 @@ class EmoClient:
             "input": {
                 "image_url": image_url,
                 "audio_url": audio_url,
-                "face_bbox": list(_bbox("face_bbox", face_bbox)),
-                "ext_bbox": list(_bbox("ext_bbox", ext_bbox)),
+                "face_bbox": list(parse_bbox(face_bbox, name="face_bbox")),
+                "ext_bbox": list(parse_bbox(ext_bbox, name="ext_bbox")),
             },
             "parameters": {"style_level": _enum(StyleLevel, "style_level", style_level).value},
         }
@@ -221,8 +212,8 @@ class EmoClient:
         image_url: str,
         *,
         driven_id: DrivenId | str,
-        face_bbox: tuple[int, int, int, int] | list[int],
-        ext_bbox: tuple[int, int, int, int] | list[int],
+        face_bbox: Sequence[int],
+        ext_bbox: Sequence[int],
     ) -> SubmittedTask:
         """Start an emoji-v1 task (portrait + template → expression video)."""
         payload = {
@@ -230,8 +221,8 @@ class EmoClient:
             "input": {
                 "image_url": image_url,
                 "driven_id": _enum(DrivenId, "driven_id", driven_id).value,
-                "face_bbox": list(_bbox("face_bbox", face_bbox)),
-                "ext_bbox": list(_bbox("ext_bbox", ext_bbox)),
+                "face_bbox": list(parse_bbox(face_bbox, name="face_bbox")),
+                "ext_bbox": list(parse_bbox(ext_bbox, name="ext_bbox")),
             },
         }
         return await self._submit(Model.EMOJI, payload, image_url)
@@ -332,9 +323,10 @@ class EmoClient:
             min_interval=first,
             # A first interval above the cap (e.g. EmoClient(poll_interval=20)) lifts the cap.
             max_interval=max(max_poll_interval or self.max_poll_interval, first),
-            expected_seconds=expected_seconds,
         )
-        deadline = anyio.current_time() + limit
+        start = anyio.current_time()
+        deadline = start + limit
+        progress = Progress(submitted_at=start)
         last: TaskStatus | None = None
         while True:
             task = await self._poll_once(task_id, deadline)
@@ -343,11 +335,15 @@ class EmoClient:
                 if task.status is TaskStatus.SUCCEEDED:
                     return task
                 last = task.status
-            remaining = deadline - anyio.current_time()
+            now = anyio.current_time()
+            remaining = deadline - now
             if remaining <= 0:
                 raise WaitTimeoutError(task_id=task_id, timeout=limit, last_status=last)
-            delay = schedule.next_delay(last or TaskStatus.PENDING, now=anyio.current_time())
-            await anyio.sleep(min(delay, remaining))
+            if last is TaskStatus.RUNNING:
+                schedule.running(progress, now, expected=expected_seconds)
+            else:
+                schedule.pending(progress, now)
+            await anyio.sleep(min(progress.next_poll - now, remaining))
 
     async def _poll_once(self, task_id: str, deadline: float) -> Task | None:
         """One query; a transient failure (after the transport's retries) returns None."""

@@ -22,7 +22,9 @@ EmoError
 ├── WaitTimeoutError            wait() reached its deadline first
 ├── DownloadError               a result could not be saved
 │   └── ResultURLExpiredError   the signed result URL is no longer valid
-└── UploadError                 a file could not be put into temporary storage
+├── UploadError                 a file could not be put into temporary storage
+└── JournalError                a batch journal cannot be used
+    └── BatchBusyError          another batch holds the output folder or the journal
 ```
 
 Every message says what happened, to what, and what to do next. None ever contains the API key.
@@ -36,10 +38,12 @@ __all__ = [
     "APIStatusError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchBusyError",
     "ConnectError",
     "DetectionFailedError",
     "DownloadError",
     "EmoError",
+    "JournalError",
     "MissingAPIKeyError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -283,3 +287,11 @@ class UploadError(EmoError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class JournalError(EmoError):
+    """A batch journal cannot be used (newer schema, not a journal, corrupt, unwritable)."""
+
+
+class BatchBusyError(JournalError):
+    """Another batch (``pid`` when known) holds the output folder or the journal."""

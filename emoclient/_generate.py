@@ -7,22 +7,67 @@ uploaded once for the detect model and once for the synthesis model.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 
-from emoclient._models import DrivenId, Model, Ratio, StyleLevel
+from emoclient._models import (
+    Detection,
+    DrivenId,
+    Model,
+    Ratio,
+    StyleLevel,
+    SubmittedTask,
+    Task,
+)
 
-if TYPE_CHECKING:
-    from emoclient._client import EmoClient
-
-__all__ = ["generate_emo", "generate_emoji"]
+__all__ = ["Client", "generate_emo", "generate_emoji"]
 
 
-async def _resolve_all(
-    client: EmoClient, *pairs: tuple[str | os.PathLike[str], Model]
-) -> list[str]:
+class _Limits(Protocol):
+    def task_slot(self) -> AbstractAsyncContextManager[None]: ...
+
+
+class Client(Protocol):
+    """The calls of ``EmoClient`` the helpers use (so this module need not import it)."""
+
+    @property
+    def limits(self) -> _Limits: ...
+
+    async def resolve_input(self, source: str | os.PathLike[str], *, model: Model | str) -> str: ...
+
+    async def detect_emo(self, image_url: str, *, ratio: Ratio | str = ...) -> Detection: ...
+
+    async def detect_emoji(self, image_url: str) -> Detection: ...
+
+    async def submit_emo(
+        self,
+        image_url: str,
+        audio_url: str,
+        *,
+        face_bbox: Sequence[int],
+        ext_bbox: Sequence[int],
+        style_level: StyleLevel | str = ...,
+    ) -> SubmittedTask: ...
+
+    async def submit_emoji(
+        self,
+        image_url: str,
+        *,
+        driven_id: DrivenId | str,
+        face_bbox: Sequence[int],
+        ext_bbox: Sequence[int],
+    ) -> SubmittedTask: ...
+
+    async def wait(self, task_id: str, *, timeout: float | None = ...) -> Task: ...  # noqa: ASYNC109
+
+    async def download(self, url: str, path: str | os.PathLike[str]) -> Path: ...
+
+
+async def _resolve_all(client: Client, *pairs: tuple[str | os.PathLike[str], Model]) -> list[str]:
     urls = [""] * len(pairs)
 
     async def one(index: int, source: str | os.PathLike[str], model: Model) -> None:
@@ -43,7 +88,7 @@ async def _resolve_all(
 
 
 async def generate_emo(
-    client: EmoClient,
+    client: Client,
     image: str | os.PathLike[str],
     audio: str | os.PathLike[str],
     *,
@@ -68,7 +113,7 @@ async def generate_emo(
 
 
 async def generate_emoji(
-    client: EmoClient,
+    client: Client,
     image: str | os.PathLike[str],
     driven_id: DrivenId | str,
     *,

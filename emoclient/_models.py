@@ -6,15 +6,21 @@ typed surface. Unknown extra fields are tolerated everywhere, because the servic
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Annotated, Any
+from urllib.parse import parse_qs, urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 
 from emoclient._exceptions import DetectionFailedError
 
 __all__ = [
+    "DRIVEN_IDS",
+    "VIDEO_MODELS",
     "BBox",
     "Detection",
     "DrivenId",
@@ -28,10 +34,15 @@ __all__ = [
     "TaskSummary",
     "UploadPolicy",
     "UploadedFile",
+    "VideoModel",
+    "parse_bbox",
     "parse_detection",
     "parse_task_time",
     "validate_bbox",
 ]
+
+# Result URLs stay valid this long after the task ends (API.md 1.2).
+_RESULT_URL_TTL = 24 * 3600.0
 
 # The service writes task times without a zone; they match Beijing time (API.md §0).
 SERVICE_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
@@ -108,20 +119,123 @@ class DrivenId(StrEnum):
     JINGDIAN_LEI = "jingdian_lei"
 
 
-def validate_bbox(value: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+BBoxTuple = tuple[int, int, int, int]
+
+_BBOX_SPLIT = re.compile(r"[\s,;]+")
+
+
+def validate_bbox(value: BBoxTuple, *, name: str = "bbox") -> BBoxTuple:
     """Check an ``[x1, y1, x2, y2]`` box: non-negative, top-left above-left of bottom-right."""
     x1, y1, x2, y2 = value
     if min(value) < 0 or x1 >= x2 or y1 >= y2:
         raise ValueError(
-            f"bbox {list(value)} is not [x1, y1, x2, y2] with 0 <= x1 < x2 and 0 <= y1 < y2; "
+            f"{name} {list(value)} is not [x1, y1, x2, y2] with 0 <= x1 < x2 and 0 <= y1 < y2; "
             "pass the box returned by detection"
         )
     return value
 
 
-BBoxTuple = tuple[int, int, int, int]
-BBox = Annotated[BBoxTuple, AfterValidator(validate_bbox)]
+def parse_bbox(value: object, *, name: str = "bbox") -> BBoxTuple:
+    """The one parser of boxes: four whole numbers as a sequence or as text.
+
+    Accepts ``(10, 20, 300, 400)``, ``[10, 20, 300, 400]``, ``"10,20,300,400"`` or
+    ``"[10 20 300 400]"``; the box is then checked by :func:`validate_bbox`. Raises
+    ``ValueError`` naming ``name`` and the expected form.
+    """
+    if isinstance(value, str):
+        parts: list[object] = [p for p in _BBOX_SPLIT.split(value.strip().strip("[]() ")) if p]
+    elif isinstance(value, list | tuple):
+        parts = list(value)
+    else:
+        parts = []
+    numbers = [_whole(p) for p in parts]
+    if len(numbers) != 4 or None in numbers:
+        raise ValueError(
+            f"{name} {value!r} must be four whole numbers x1,y1,x2,y2 (as given by detection)"
+        )
+    x1, y1, x2, y2 = (n for n in numbers if n is not None)
+    return validate_bbox((x1, y1, x2, y2), name=name)
+
+
+def _whole(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _bbox_field(value: object, info: ValidationInfo) -> BBoxTuple:
+    return parse_bbox(value, name=info.field_name or "bbox")
+
+
+BBox = Annotated[BBoxTuple, BeforeValidator(_bbox_field)]
 """``(x1, y1, x2, y2)`` pixel corners in the original image."""
+
+DRIVEN_IDS: tuple[str, ...] = tuple(d.value for d in DrivenId)
+"""The 20 template ids, in the documentation's order (:class:`DrivenId` is the one list)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VideoModel:
+    """What differs between the portrait-video models, described once.
+
+    The scheduler, the journal and the batch read these facts instead of branching on the
+    model, so a sibling model on the same endpoints is added here (and as a job type).
+    """
+
+    name: Model
+    #: The detection model whose boxes this model accepts.
+    detect: Model
+    #: Input fields that are files or URLs (uploaded when local), in request order.
+    media: tuple[str, ...]
+    #: Where the video URL sits in a task-query answer (API.md 1.2 and 1.4).
+    result: tuple[str, ...]
+    #: Submissions per second for the account (API.md 3.1).
+    submit_rate: float
+    #: Detection calls per second for the account, on :attr:`detect`.
+    detect_rate: float
+    #: CNY per billed second, by ratio (API.md 3.2).
+    price_cny: Mapping[str, float]
+    #: Tasks the account runs at once; more are accepted and queue as PENDING.
+    running: int = 1
+    #: Largest accepted image in bytes (None: only the generic limits apply).
+    image_max_bytes: int | None = None
+    #: Expected output seconds when the inputs do not say (an Emoji template's length).
+    output_seconds: float | None = None
+
+
+VIDEO_MODELS: Mapping[Model, VideoModel] = {
+    Model.EMO: VideoModel(
+        name=Model.EMO,
+        detect=Model.EMO_DETECT,
+        media=("image", "audio"),
+        result=("output", "results", "video_url"),
+        submit_rate=5.0,
+        detect_rate=5.0,
+        price_cny={"1:1": 0.08, "3:4": 0.16},
+    ),
+    Model.EMOJI: VideoModel(
+        name=Model.EMOJI,
+        detect=Model.EMOJI_DETECT,
+        media=("image",),
+        result=("output", "video_url"),
+        submit_rate=1.0,
+        detect_rate=1.0,
+        price_cny={"1:1": 0.08},
+        image_max_bytes=10 * 1024 * 1024,
+        # The service does not publish each template's length; they last a few seconds.
+        output_seconds=3.0,
+    ),
+}
+"""One entry per video model (:class:`VideoModel`)."""
 
 
 def parse_task_time(value: object) -> datetime | None:
@@ -166,11 +280,8 @@ class Detection(_Model):
         return self.face_bbox, self.ext_bbox
 
 
-def _bbox(value: Any) -> tuple[int, int, int, int] | None:
-    if value is None:
-        return None
-    x1, y1, x2, y2 = (int(v) for v in value)
-    return (x1, y1, x2, y2)
+def _bbox(value: Any) -> BBoxTuple | None:
+    return None if value is None else parse_bbox(value)
 
 
 def parse_detection(body: dict[str, Any], *, model: Model, ratio: Ratio) -> Detection:
@@ -242,6 +353,16 @@ class Task(_Model):
     def is_terminal(self) -> bool:
         """True once the status can no longer change."""
         return self.status.is_terminal
+
+    def url_expires_at(self) -> float:
+        """Epoch seconds when ``video_url`` expires: its signed ``Expires`` parameter, else
+        24 h after the task ended."""
+        if self.video_url:
+            expires = parse_qs(urlsplit(self.video_url).query).get("Expires")
+            if expires and expires[0].isdigit():
+                return float(expires[0])
+        end = self.end_time or datetime.now(UTC)
+        return end.timestamp() + _RESULT_URL_TTL
 
     @classmethod
     def from_response(cls, body: dict[str, Any]) -> Task:

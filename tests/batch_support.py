@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from emoclient._batch import Batch, JobResult
-from emoclient._jobs import EmojiJob, EmoJob, Job
-from emoclient._scheduler import SchedulerOptions
+from emoclient._batch.jobs import EmojiJob, EmoJob, Job
+from emoclient._batch.scheduler import SchedulerOptions
+from emoclient._retry import RetryPolicy
 from emoclient.emulator.samples import make_portrait, make_speech
 
 #: Tight polling for the emulator's fast clock, where a task lasts a fraction of a second.
@@ -15,7 +16,7 @@ FAST_OPTIONS: dict[str, Any] = {
     "poll_min": 0.01,
     "queries_per_second": 15.0,
     "pending_poll": 2.0,
-    "download_backoff": 0.01,
+    "retry": RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.1),
 }
 
 

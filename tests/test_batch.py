@@ -12,8 +12,8 @@ from batch_support import collect, emo_jobs, emoji_job, make_inputs, options
 from client_support import account_stats, make_client
 
 from emoclient._batch import Batch
-from emoclient._events import BatchEvent, JobPreflightFailed, JobQueued
-from emoclient._jobs import EmoJob, Job
+from emoclient._batch.events import BatchEvent, JobPreflightFailed, JobQueued
+from emoclient._batch.jobs import EmoJob, Job
 from emoclient.emulator import EmulatorConfig, RunningEmulator
 
 

@@ -13,8 +13,9 @@ from batch_support import collect, emo_jobs, make_inputs, options
 from client_support import account_stats, make_client, new_key
 
 from emoclient._batch import Batch, JobResult
-from emoclient._events import BatchEvent, JobReconciled, JobSubmitted
-from emoclient._jobs import Job
+from emoclient._batch.events import BatchEvent, JobReconciled, JobSubmitted
+from emoclient._batch.jobs import Job
+from emoclient._retry import RetryPolicy
 from emoclient.emulator import EmulatorConfig, RunningEmulator
 
 
@@ -215,7 +216,7 @@ async def test_submit_lost_before_reaching_the_service_is_sent_again(
         Batch(
             client,
             out_dir=tmp_path / "out",
-            options=options(submit_attempts=12),  # 12 drops in a row: p = 1/4096
+            options=options(retry=RetryPolicy(max_attempts=12, base_delay=0.01)),  # p = 1/4096
             on_event=events.append,
         ) as batch,
     ):

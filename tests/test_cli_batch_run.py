@@ -249,7 +249,7 @@ async def test_unusable_output_folder_or_journal_is_a_message_not_a_traceback(
         assert (await _account(emulator))["submissions"] == 0
     assert bad_out.returncode == 2
     assert b"cannot write into" in bad_out.stderr
-    assert bad_journal.returncode == 1
+    assert bad_journal.returncode == 2  # found before anything started
     assert f"cannot use {garbage} as a journal".encode() in bad_journal.stderr
     for done in (bad_out, bad_journal):
         assert b"Traceback" not in done.stderr

@@ -4,8 +4,7 @@ import io
 import json
 from pathlib import Path
 
-from emoclient._cli._progress import Failure, ProgressView, render_failures, render_summary
-from emoclient._events import (
+from emoclient._batch.events import (
     BatchFinished,
     JobDownloaded,
     JobFailed,
@@ -15,6 +14,7 @@ from emoclient._events import (
     JobSubmitted,
     JobSucceeded,
 )
+from emoclient._cli._progress import Failure, ProgressView, render_failures, render_summary
 
 
 class FakeClock:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from emoclient._jobs import EmojiJob, EmoJob
-from emoclient._manifest import (
+from emoclient._batch.jobs import EmojiJob, EmoJob
+from emoclient._batch.manifest import (
     ManifestError,
     ManifestJob,
     ManifestProblem,
@@ -168,9 +168,9 @@ def test_bad_jsonl_lines(tmp_path: Path) -> None:
         (5, "image"),
         (6, "face_bbox"),
         (7, "ext_bbox"),
-        (8, "row"),
+        (8, "face_bbox"),
     ]
-    assert "x1<x2" in problems[-1].message
+    assert "0 <= x1 < x2" in problems[-1].message
     assert "not valid JSON" in problems[0].message
 
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from emoclient._media import MediaFormatError, probe_audio, probe_image
+from emoclient._batch.probe import MediaFormatError, probe_audio, probe_image
 
 
 def _image(fmt: str, size: tuple[int, int], **save: object) -> bytes:

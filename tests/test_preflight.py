@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from emoclient._jobs import EmojiJob, EmoJob, job_key, output_name
-from emoclient._preflight import plan_batch, preflight
+from emoclient._batch.checks import plan_batch, preflight
+from emoclient._batch.jobs import EmojiJob, EmoJob, job_key, output_name
 from emoclient.emulator.samples import make_portrait, make_speech
 
 
@@ -52,7 +52,7 @@ def test_job_validation() -> None:
         EmojiJob(image="a.png", driven_id="nope")
     with pytest.raises(ValidationError, match="both face_bbox and ext_bbox"):
         EmoJob(image="a.png", audio="b.wav", face_bbox=(1, 1, 5, 5))
-    with pytest.raises(ValidationError, match="x1<x2"):
+    with pytest.raises(ValidationError, match=r"face_bbox .* 0 <= x1 < x2"):
         EmoJob(image="a.png", audio="b.wav", face_bbox=(5, 1, 1, 5), ext_bbox=(0, 0, 9, 9))
     with pytest.raises(ValidationError, match="output"):
         EmoJob(image="a.png", audio="b.wav", output="../escape.mp4")

@@ -12,56 +12,37 @@ import pytest
 from batch_support import collect, emo_jobs, make_inputs, options
 from client_support import account_stats, make_client, new_key
 
-from emoclient._batch import Batch, JobResult
-from emoclient._downloads import DownloadLane
-from emoclient._events import BatchEvent, JobQueued, JobReconciled, JobSubmitted
-from emoclient._jobs import EmoJob
-from emoclient._journal import Journal
+from emoclient._batch import Batch, BatchSummary, JobResult, SchedulerOptions
+from emoclient._batch.download_lane import DownloadLane
+from emoclient._batch.events import BatchEvent, JobQueued, JobReconciled, JobSubmitted
+from emoclient._batch.jobs import EmoJob
+from emoclient._batch.journal import Journal
+from emoclient._batch.ledger import Ledger
 from emoclient._models import Task, TaskStatus
-from emoclient._scheduler import Scheduler
-from emoclient._tickets import Learned, Outcome, Reporter, SchedulerOptions, Ticket, url_expiry
+from emoclient._retry import RetryPolicy
+from emoclient._timing import AccountTiming, Learned, Progress
 from emoclient.emulator import EmulatorConfig, RunningEmulator, serve
-
-
-def _ticket(n: int, seconds: float) -> Ticket:
-    return Ticket(
-        key=f"k{n}", label=f"row {n}", model="emo-v1", path=Path(f"{n}.mp4"), output_seconds=seconds
-    )
 
 
 async def _ignore(_: Any) -> None:
     return None
 
 
-def _scheduler(**opts: Any) -> Scheduler:
-    # Admission is pure policy; client and journal are not touched by it.
-    return Scheduler(
-        None,  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
-        options=SchedulerOptions(**opts),
-        emit=_ignore,
-        finish=_ignore,
-    )
+def _timing(**opts: Any) -> AccountTiming:
+    return AccountTiming(SchedulerOptions(**opts).poll_schedule())
 
 
-def test_window_limits_admission() -> None:
-    scheduler = _scheduler(window=2)
-    assert scheduler._has_room(_ticket(0, 5))
-    scheduler._live["a"] = _ticket(1, 5)
-    assert scheduler._has_room(_ticket(0, 5))
-    scheduler._live["b"] = _ticket(2, 5)
-    assert not scheduler._has_room(_ticket(0, 5))
+def _admits(timing: AccountTiming, live: list[float], new: float) -> bool:
+    return timing.admits(live, new, budget=20 * 3600.0)
 
 
 def test_admission_refuses_a_task_that_would_expire_in_the_queue() -> None:
     # 2000 service seconds per output second: 60 s clips take 33 h each.
-    scheduler = _scheduler(window=10, task_ttl=24 * 3600.0, expiry_margin=4 * 3600.0)
-    scheduler.learned.observe(1.0, None, 2000.0)
-    assert scheduler._has_room(_ticket(0, 5))  # nothing ahead: always admitted
-    scheduler._live["a"] = _ticket(1, 5)
-    assert scheduler._has_room(_ticket(0, 5))  # (5 + 5) * 2000 s = 5.6 h
-    scheduler._live["b"] = _ticket(2, 30)
-    assert not scheduler._has_room(_ticket(0, 5))  # (5 + 30 + 5) * 2000 s = 22 h > 20 h
+    timing = _timing()
+    timing.learned.observe(1.0, None, 2000.0)
+    assert _admits(timing, [], 5)  # nothing ahead: always admitted
+    assert _admits(timing, [5], 5)  # (5 + 5) * 2000 s = 5.6 h
+    assert not _admits(timing, [5, 30], 5)  # (5 + 30 + 5) * 2000 s = 22 h > 20 h
 
 
 def test_processing_time_is_fitted_as_overhead_plus_rate() -> None:
@@ -78,14 +59,55 @@ def test_processing_time_is_fitted_as_overhead_plus_rate() -> None:
     assert learned.local.predict(3.0) == pytest.approx(9.0, abs=0.1)
 
 
+def test_a_running_task_is_first_asked_about_just_before_its_expected_end() -> None:
+    timing = _timing(poll_min=0.5, poll_max=30.0, pending_poll=60.0)
+    first, second = Progress(), Progress()
+    timing.submitted(first, 0.0, alone=True)
+    assert first.next_poll == 0.5
+    timing.submitted(second, 0.0, alone=False)
+    assert second.next_poll == 60.0  # queued behind ours: asked rarely
+    # Nothing learned yet: the running task is probed at doubling intervals.
+    assert timing.running(first, 1.0, output_seconds=5.0)
+    assert (first.started_at, first.next_poll) == (0.5, 1.5)
+    assert not timing.running(first, 1.5, output_seconds=5.0)
+    assert first.next_poll == 2.5
+    ended = timing.ended(first, 2.5)
+    assert ended == 2.0  # between the last RUNNING answer and this one
+    timing.learn(first, output_seconds=5.0, now=2.5, server_seconds=None)
+    assert timing.expected_length(5.0) == pytest.approx(1.5)
+    # The next one runs from the moment the first ended; first asked at 95 % of 1.5 s.
+    timing.promote(second, ended=ended, now=2.5, output_seconds=5.0)
+    assert second.status is TaskStatus.RUNNING
+    assert second.next_poll == pytest.approx(2.0 + 0.95 * 1.5)
+    # Past that, in steps of 8 % of the length (at least poll_min), growing by half.
+    timing.running(second, 3.5, output_seconds=5.0)
+    assert second.next_poll == pytest.approx(4.0)
+    timing.running(second, 4.0, output_seconds=5.0)
+    assert second.next_poll == pytest.approx(4.75)
+
+
+def test_a_task_thought_running_that_answers_pending_is_queued_again() -> None:
+    timing = _timing(poll_min=1.0, poll_max=4.0)
+    p = Progress()
+    timing.submitted(p, 0.0, alone=True)
+    timing.promote(p, ended=0.0, now=0.0, output_seconds=5.0)
+    timing.pending(p, 1.0, ours_running=False)
+    assert (p.status, p.started_at) == (TaskStatus.PENDING, None)
+    delays = []
+    for now in (1.0, 2.0, 3.0, 4.0):
+        timing.pending(p, now, ours_running=False)
+        delays.append(p.next_poll - now)
+    assert delays == [1.5, 2.25, 3.375, 4.0]  # backing off to poll_max
+
+
 def test_url_expiry_from_signed_url_or_end_time() -> None:
     signed = Task(
         task_id="t", status=TaskStatus.SUCCEEDED, video_url="http://h/r.mp4?Expires=1700000000&S=x"
     )
-    assert url_expiry(signed) == 1_700_000_000.0
+    assert signed.url_expires_at() == 1_700_000_000.0
     end = datetime(2025, 1, 1, tzinfo=UTC)
     plain = Task(task_id="t", status=TaskStatus.SUCCEEDED, video_url="http://h/r", end_time=end)
-    assert url_expiry(plain) == end.timestamp() + 24 * 3600
+    assert plain.url_expires_at() == end.timestamp() + 24 * 3600
 
 
 @pytest.fixture
@@ -255,27 +277,27 @@ async def _run_lane(
     client: _RecordingClient, tmp_path: Path, urls: list[tuple[str, float]]
 ) -> list[str]:
     """Queue one SUCCEEDED ticket per (url, expiry), run the lane to the end, return the
-    outcome of each job in the order they finished."""
-    finished: list[str] = []
-
-    async def finish(outcome: Outcome) -> None:
-        finished.append(outcome.status)
-
+    status of each job's result in the order they finished."""
+    send, receive = anyio.create_memory_object_stream[JobResult](len(urls))
     async with Journal(tmp_path / "j.sqlite3") as journal:
-        report = Reporter(journal, emit=_ignore, finish=finish)
+        ledger = Ledger(journal, emit=_ignore, results=send, summary=BatchSummary())
         lane = DownloadLane(
             client,  # type: ignore[arg-type]
-            report,
-            options=SchedulerOptions(download_workers=1),
+            ledger,
+            workers=1,
+            retry=RetryPolicy(max_attempts=2, base_delay=0.0),
         )
         for n, (url, expires) in enumerate(urls):
-            ticket = _ticket(n, 1.0)
-            ticket.path = tmp_path / f"{n}.mp4"
+            job = EmoJob(image=f"https://h/{n}.png", audio="https://h/a.wav", output=f"{n}.mp4")
+            ticket, _ = await ledger.open(
+                job, key=f"k{n}", output=f"{n}.mp4", path=tmp_path / f"{n}.mp4"
+            )
             ticket.video_url, ticket.url_expires_at = url, expires
             await lane.put(ticket)
         await lane.close()
         await lane.run()
-    return finished
+    send.close()
+    return [result.status async for result in receive]
 
 
 async def test_download_lane_takes_the_earliest_url_expiry_first(tmp_path: Path) -> None:

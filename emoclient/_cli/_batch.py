@@ -10,24 +10,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 import anyio.abc
 import anyio.to_thread
 
+from emoclient._batch.checks import Problem, plan_batch
+from emoclient._batch.jobs import EmoJob, Job
+from emoclient._batch.manifest import ManifestError, ManifestJob, ManifestProblem, aread_manifest
+from emoclient._batch.manifest import read_manifest as _read_manifest
 from emoclient._cli._progress import Failure, Mode, ProgressView, render_failures, render_summary
-from emoclient._jobs import EmoJob, Job
-from emoclient._manifest import ManifestError, ManifestJob, ManifestProblem, aread_manifest
-from emoclient._manifest import read_manifest as _read_manifest
-from emoclient._preflight import Problem, plan_batch
 
 if TYPE_CHECKING:
     from emoclient._batch import Batch, BatchSummary, JobResult
@@ -147,7 +146,7 @@ def main(args: argparse.Namespace) -> int:
 
 def _expected_failure(exc: BaseException) -> BaseException | None:
     """The error inside ``exc`` worth a message rather than a traceback (file, journal)."""
-    from emoclient._journal import JournalError
+    from emoclient._exceptions import JournalError
 
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
@@ -241,6 +240,7 @@ class _Outcome:
     invalid_rows: set[int] = field(default_factory=set)
     failure_count: int = 0
     stopped_by: int | None = None
+    entered: bool = False  # the batch holds its folder and journal
 
     def fail(self, failure: Failure) -> None:
         self.failure_count += 1
@@ -250,9 +250,8 @@ class _Outcome:
 
 async def run_batch(options: BatchOptions) -> int:
     """Run a manifest to completion (or until stopped) and print the report; the exit code."""
-    from emoclient._batch import JOURNAL_NAME
     from emoclient._client import EmoClient
-    from emoclient._exceptions import MissingAPIKeyError
+    from emoclient._exceptions import JournalError, MissingAPIKeyError
 
     try:
         client = EmoClient(api_key=options.api_key, base_url=options.base_url)
@@ -272,66 +271,19 @@ async def run_batch(options: BatchOptions) -> int:
                 "region); nothing was submitted.\n"
             )
             return 2
-        lock = _RunLock(options.journal or options.out / JOURNAL_NAME)
-        busy = await anyio.to_thread.run_sync(lock.acquire)
-        if busy is not None:
-            options.err.write(f"emoclient batch: {busy}\n")
-            return 2
         try:
             summary = await _run(client, options, view, outcome)
-        finally:
-            await anyio.to_thread.run_sync(lock.release)
+        except JournalError as exc:
+            if outcome.entered:
+                raise
+            # The folder, the journal or their locks cannot be had: nothing was started.
+            options.err.write(f"emoclient batch: {exc}\n")
+            return 2
     view.close()
     _report(options, batch_summary=summary, outcome=outcome, elapsed=time.monotonic() - started)
     if outcome.stopped_by is not None:
         return _EXIT_CODES.get(signal.Signals(outcome.stopped_by), 130)
     return 1 if outcome.failure_count else 0
-
-
-class _RunLock:
-    """One ``emoclient batch`` per journal: two at once would submit the same jobs twice."""
-
-    def __init__(self, journal: Path) -> None:
-        self.journal = journal
-        self.path = journal.with_name(journal.name + ".lock")
-        self._handle: IO[str] | None = None
-
-    def acquire(self) -> str | None:
-        """Take the lock; on failure, a message saying who holds it and what to do."""
-        try:
-            import fcntl
-        except ImportError:  # not POSIX (Windows): run without the guard
-            return None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle = self.path.open("a+", encoding="utf-8")
-        except OSError as exc:
-            return (
-                f"cannot write into {self.path.parent} ({exc.strerror or exc}); "
-                "choose another --out (or --journal)"
-            )
-        try:
-            # flock dies with its process, so a SIGKILLed run never leaves a stale lock.
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "?"
-            handle.close()
-            return (
-                f"another emoclient batch (pid {holder}) is using the journal {self.journal}; "
-                "wait for it to finish, or stop it (Ctrl-C), before running this one"
-            )
-        handle.truncate(0)
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        self._handle = handle
-        return None
-
-    def release(self) -> None:
-        if self._handle is not None:
-            self._handle.truncate(0)
-            self._handle.close()  # closing the file releases the lock
-            self._handle = None
 
 
 async def _key_refused(client: EmoClient) -> str | None:
@@ -363,6 +315,7 @@ async def _run(
         settings["window"] = options.window
     batch = Batch(client, out_dir=options.out, on_event=view, **settings)
     async with batch, anyio.create_task_group() as tg:
+        outcome.entered = True
         tg.start_soon(_watch_signals, batch, view, outcome, tg.cancel_scope)
         if view.mode == "tty":
             tg.start_soon(_tick, view)

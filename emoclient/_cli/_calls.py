@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from emoclient._client import EmoClient
 from emoclient._exceptions import EmoError
-from emoclient._models import DrivenId, Model, Ratio, StyleLevel
+from emoclient._models import DrivenId, Model, Ratio, StyleLevel, parse_bbox
 
 __all__ = ["register"]
 
@@ -84,12 +84,9 @@ def _add_submit(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
 
 def _bbox(text: str) -> list[int]:
     try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != 4:
-        raise argparse.ArgumentTypeError(f"expected x1,y1,x2,y2 integers, got {text!r}")
-    return values
+        return list(parse_bbox(text, name="box"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _run(action: Action, args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ import anyio
 import anyio.to_thread
 
 from emoclient._cli._batch import BatchOptions, _expected_failure, run_batch
-from emoclient._jobs import DRIVEN_IDS
+from emoclient._models import DRIVEN_IDS
 
 __all__ = ["register"]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, TextIO
 
-from emoclient._events import (
+from emoclient._batch.events import (
     BatchEvent,
     BatchFinished,
     JobCanceled,

@@ -7,31 +7,24 @@ after the intent and after the newest task this journal had claimed before it, a
 by no other journal row, is the lost one. Submits are serialised per batch, so at most one
 intent per model is open at a time, which makes the match unambiguous for one batch per
 account.
+
+HTTP-level retries (429, refused connections) happen in the transport; this module only
+decides what to do after a submit whose outcome is unknown: look, then send again, at most
+``policy.max_attempts`` times, waiting ``policy.delay()`` between.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 import anyio
 
+from emoclient._batch.ledger import Ledger, Ticket
 from emoclient._client import EmoClient
-from emoclient._events import BatchEvent, JobReconciled
-from emoclient._exceptions import (
-    EmoError,
-    RateLimitError,
-    ServerError,
-    SubmitOutcomeUnknownError,
-    TransportError,
-)
-from emoclient._journal import Journal
+from emoclient._exceptions import EmoError, ServerError, SubmitOutcomeUnknownError, TransportError
 from emoclient._models import TaskStatus, TaskSummary
-
-if TYPE_CHECKING:
-    from emoclient._tickets import Ticket
+from emoclient._retry import RetryPolicy
 
 __all__ = ["find_lost_task", "submit_once"]
 
@@ -40,11 +33,11 @@ _SKEW = timedelta(hours=1)
 
 
 async def find_lost_task(
-    client: EmoClient, journal: Journal, *, model: str, intent_at: float
+    client: EmoClient, ledger: Ledger, *, model: str, intent_at: float
 ) -> str | None:
     """The id of the task a lost submit of ``model`` at ``intent_at`` created, if any."""
-    claimed = await journal.claimed_tasks(model)
-    before = await journal.claimed_tasks(model, before=intent_at)
+    claimed = await ledger.claimed_tasks(model)
+    before = await ledger.claimed_tasks(model, before=intent_at)
     since = datetime.fromtimestamp(intent_at, UTC) - _SKEW
     listed: list[TaskSummary] = []
     async for page in client.list_tasks(model=model, start_time=since):
@@ -66,14 +59,10 @@ async def find_lost_task(
 
 
 async def _reconcile(
-    client: EmoClient,
-    journal: Journal,
-    ticket: Ticket,
-    intent_at: float,
-    emit: Callable[[BatchEvent], Awaitable[None]],
+    client: EmoClient, ledger: Ledger, ticket: Ticket, intent_at: float
 ) -> str | None:
     try:
-        task_id = await find_lost_task(client, journal, model=ticket.model, intent_at=intent_at)
+        task_id = await find_lost_task(client, ledger, model=ticket.model, intent_at=intent_at)
     except EmoError as exc:
         # Not an answer from the submit: the outcome stays unknown and the intent must stay.
         raise SubmitOutcomeUnknownError(
@@ -82,56 +71,48 @@ async def _reconcile(
             ended_at=datetime.now(UTC),
             reason=f"then looking for the task failed: {exc}",
         ) from exc
-    if task_id is not None:
-        await journal.record_submitted(ticket.key, task_id=task_id, model=ticket.model)
-    await emit(
-        JobReconciled(
-            label=ticket.label, key=ticket.key, task_id=task_id, found=task_id is not None
-        )
-    )
+    await ledger.reconciled(ticket, task_id)
     return task_id
 
 
 async def submit_once(
     client: EmoClient,
-    journal: Journal,
+    ledger: Ledger,
     ticket: Ticket,
     *,
     intent_at: float | None,
-    emit: Callable[[BatchEvent], Awaitable[None]],
-    attempts: int = 4,
+    policy: RetryPolicy,
 ) -> str:
     """Submit ``ticket`` exactly once and return its task id (journalled and claimed).
 
     ``intent_at`` is set when an earlier run wrote intent but never learned the outcome:
-    the list API is asked first. A 429 is retried; after an ambiguous failure (lost answer,
-    5xx, transport error) the list API is asked before sending again; any other 4xx
-    propagates as ``APIStatusError``. When the list API fails, ``SubmitOutcomeUnknownError``
+    the list API is asked first. After an ambiguous failure (lost answer, 5xx, transport
+    error) the list API is asked before sending again; any other error (a 4xx, or a 429 the
+    transport gave up on) propagates. When the list API fails, ``SubmitOutcomeUnknownError``
     propagates and the journal keeps the intent.
     """
     assert ticket.submit is not None
     if intent_at is not None:
-        found = await _reconcile(client, journal, ticket, intent_at, emit)
+        found = await _reconcile(client, ledger, ticket, intent_at)
         if found is not None:
+            await ledger.submitted(ticket, found)
             return found
-    error: Exception | None = None
-    for attempt in range(attempts):
+    attempt = 0
+    while True:
         intent = time.time()
-        await journal.record_intent(ticket.key, at=intent)
+        await ledger.intent(ticket, at=intent)
         try:
             submitted = await ticket.submit()
-        except RateLimitError as exc:
-            error = exc  # a 429 proves that no task was created
-            await anyio.sleep(exc.retry_after or min(2.0**attempt, 10.0))
-            continue
-        except (SubmitOutcomeUnknownError, TransportError, ServerError) as exc:
-            error = exc  # a task may exist: look before sending again
-            found = await _reconcile(client, journal, ticket, intent, emit)
+        except (SubmitOutcomeUnknownError, TransportError, ServerError):
+            # A task may exist: look before sending again.
+            found = await _reconcile(client, ledger, ticket, intent)
             if found is not None:
+                await ledger.submitted(ticket, found)
                 return found
-            await anyio.sleep(min(0.2 * 2.0**attempt, 5.0))
+            if not policy.should_retry(attempt):
+                raise
+            await anyio.sleep(policy.delay(attempt))
+            attempt += 1
             continue
-        await journal.record_submitted(ticket.key, task_id=submitted.task_id, model=ticket.model)
+        await ledger.submitted(ticket, submitted.task_id)
         return submitted.task_id
-    assert error is not None
-    raise error

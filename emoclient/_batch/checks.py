@@ -13,24 +13,19 @@ from pathlib import Path
 
 import anyio.to_thread
 
-from emoclient._jobs import EmojiJob, EmoJob, Job, aiterate, is_url, local_path
-from emoclient._media import AudioInfo, ImageInfo, MediaFormatError, probe_audio, probe_image
+from emoclient._batch.jobs import Job, aiterate, is_url, local_path
+from emoclient._batch.probe import AudioInfo, ImageInfo, MediaFormatError, probe_audio, probe_image
 
 __all__ = ["Plan", "Problem", "estimate_seconds", "plan_batch", "preflight", "price_per_second"]
 
 IMAGE_MIN_SIDE = 400
 IMAGE_MAX_SIDE = 7000
-EMOJI_IMAGE_MAX_BYTES = 10 * 1024 * 1024
 AUDIO_MAX_BYTES = 15 * 1024 * 1024
 AUDIO_MAX_SECONDS = 60.0
 # Refuse to read anything much larger than an accepted input into memory.
 _READ_CAP = 64 * 1024 * 1024
 
-# CNY per output second (API.md 3.2; the 3:4 EMO price is marked as inferred there).
-_PRICE_PER_SECOND = {("emo-v1", "1:1"): 0.08, ("emo-v1", "3:4"): 0.16, ("emoji-v1", "1:1"): 0.08}
 DETECT_PRICE_CNY = 0.004
-# Emoji templates last a few whole seconds; the service does not publish each one's length.
-EMOJI_SECONDS_ESTIMATE = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +42,13 @@ class Problem:
 
 def price_per_second(job: Job) -> float:
     """CNY per billed second of the job's video."""
-    ratio = job.ratio if isinstance(job, EmoJob) else "1:1"
-    return _PRICE_PER_SECOND[(job.model, ratio)]
+    return job.spec.price_cny[job.detect_ratio]
 
 
 def estimate_seconds(job: Job, audio: AudioInfo | None) -> float | None:
-    """Expected billed seconds: the audio's length for EMO, a template estimate for Emoji."""
-    if isinstance(job, EmojiJob):
-        return EMOJI_SECONDS_ESTIMATE
+    """Expected billed seconds: the model's estimate (Emoji), else the audio's length."""
+    if job.spec.output_seconds is not None:
+        return job.spec.output_seconds
     return audio.duration if audio is not None else None
 
 
@@ -91,8 +85,13 @@ def _image_problems(job: Job, path: str, data: bytes) -> list[Problem]:
                 f"{IMAGE_MIN_SIDE}-{IMAGE_MAX_SIDE} px (resize it)"
             )
         )
-    if isinstance(job, EmojiJob) and len(data) > EMOJI_IMAGE_MAX_BYTES:
-        problems.append(problem(f"{path} is {len(data) / 2**20:.1f} MB; Emoji allows 10 MB"))
+    limit = job.spec.image_max_bytes
+    if limit is not None and len(data) > limit:
+        problems.append(
+            problem(
+                f"{path} is {len(data) / 2**20:.1f} MB; {job.model} allows {limit / 2**20:.0f} MB"
+            )
+        )
     return problems
 
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 import csv
 import difflib
 import json
-import re
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Any, Literal, TextIO, get_args
+from typing import Any, Literal, TextIO
 
 import anyio.to_thread
 
-from emoclient._jobs import DRIVEN_IDS, EmojiJob, EmoJob, is_url
+from emoclient._batch.jobs import EmojiJob, EmoJob, is_url
+from emoclient._models import DRIVEN_IDS, Ratio, StyleLevel, parse_bbox
 
 __all__ = [
     "ManifestEntry",
@@ -35,7 +35,6 @@ ManifestFormat = Literal["csv", "jsonl"]
 
 FIELDS = ("image", "audio", "driven_id", "style_level", "ratio", "output", "face_bbox", "ext_bbox")
 _EMO_ONLY = ("audio", "style_level", "ratio")
-_BBOX_SPLIT = re.compile(r"[\s,;]+")
 
 
 class ManifestError(ValueError):
@@ -251,10 +250,11 @@ def _clean(row: int, raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[Manif
         if value is None or (isinstance(value, str) and not value.strip()):
             continue
         if name in {"face_bbox", "ext_bbox"}:
-            bbox = _bbox(value)
-            if bbox is None:
-                problems.append(ManifestProblem(row, name, _BBOX_HELP))
-            fields[name] = bbox
+            try:
+                fields[name] = parse_bbox(value, name=name)
+            except ValueError as exc:
+                fields[name] = None
+                problems.append(ManifestProblem(row, name, f"{exc}, or left empty"))
         elif isinstance(value, str):
             fields[name] = value.strip()
         else:
@@ -265,19 +265,6 @@ def _clean(row: int, raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[Manif
 #: File systems take names of up to 255 bytes, and the download's temporary file name is the
 #: output's plus 19 (``.{name}.{12 hex}.part``).
 _MAX_OUTPUT_BYTES = 255 - 19
-_BBOX_HELP = "must be four whole numbers x1,y1,x2,y2 (as given by detection), or left empty"
-
-
-def _bbox(value: Any) -> tuple[int, int, int, int] | None:
-    if isinstance(value, str):
-        value = [part for part in _BBOX_SPLIT.split(value.strip("[]() ")) if part]
-    if not isinstance(value, list) or len(value) != 4:
-        return None
-    try:
-        x1, y1, x2, y2 = (int(part) for part in value if not isinstance(part, bool | float))
-    except (TypeError, ValueError):  # not numbers, or fewer than four whole numbers
-        return None
-    return x1, y1, x2, y2
 
 
 def _check(row: int, fields: dict[str, Any]) -> list[ManifestProblem]:
@@ -429,5 +416,5 @@ def _first_line(exc: Exception) -> str:
 
 
 # The enumerations a row is checked against, taken from the jobs so that they never drift.
-STYLE_LEVELS: tuple[str, ...] = get_args(EmoJob.model_fields["style_level"].annotation)
-RATIOS: tuple[str, ...] = get_args(EmoJob.model_fields["ratio"].annotation)
+STYLE_LEVELS: tuple[str, ...] = tuple(StyleLevel)
+RATIOS: tuple[str, ...] = tuple(Ratio)

@@ -16,6 +16,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -23,7 +24,11 @@ from typing import Any, Self, TypeVar
 import anyio
 import anyio.to_thread
 
-__all__ = ["JobRecord", "Journal", "JournalError", "State"]
+from emoclient._exceptions import JournalError
+from emoclient._models import BBoxTuple as BBox
+from emoclient._models import parse_bbox
+
+__all__ = ["CachedDetection", "JobRecord", "Journal", "State"]
 
 SCHEMA_VERSION = 1
 
@@ -77,11 +82,7 @@ CREATE TABLE IF NOT EXISTS detections (
 """
 
 
-class JournalError(RuntimeError):
-    """The journal file cannot be used (newer schema, not a journal, locked, corrupt)."""
-
-
-class State:
+class State(StrEnum):
     """Journal states of a job."""
 
     NEW = "new"
@@ -93,12 +94,6 @@ class State:
     EXPIRED = "expired"
     INVALID = "invalid"
 
-    LIVE = frozenset({SUBMITTING, SUBMITTED, SUCCEEDED})
-    FINAL = frozenset({DOWNLOADED, FAILED, EXPIRED, INVALID})
-
-
-BBox = tuple[int, int, int, int]
-
 
 @dataclass(slots=True)
 class JobRecord:
@@ -108,7 +103,7 @@ class JobRecord:
     label: str
     model: str
     output: str
-    state: str
+    state: State
     task_id: str | None = None
     intent_at: float | None = None
     face_bbox: BBox | None = None
@@ -143,16 +138,14 @@ def _box_out(value: BBox | None) -> str | None:
 
 
 def _box_in(value: str | None) -> BBox | None:
-    if value is None:
-        return None
-    a, b, c, d = json.loads(value)
-    return (int(a), int(b), int(c), int(d))
+    return None if value is None else parse_bbox(json.loads(value))
 
 
 def _record(row: sqlite3.Row) -> JobRecord:
     data = {name: row[name] for name in _COLUMNS}
     for name in _BOX_COLUMNS:
         data[name] = _box_in(data[name])
+    data["state"] = State(data["state"])
     return JobRecord(**data)
 
 

@@ -1,90 +1,44 @@
 """Batches: many jobs in, finished videos out, resumable through the journal.
 
-Per job: journal lookup → preflight → upload local inputs → detection (unless boxes are
-given; cached by image content) → submit (intent first) → poll → download. Jobs are pulled
-from the caller's iterable only as fast as they can be worked on, so memory stays bounded;
-results stream out as jobs end. One failing job never stops the others.
+One manifest row walks down and back up once: the runner takes the job in through the
+ledger (journal row), routes it by its journal state, the preparer uploads and detects, the
+scheduler submits (exactly once), polls and hands the video to the download lane, and the
+ledger records each step and delivers the result. Jobs are pulled from the caller's iterable
+only as fast as they can be worked on, so memory stays bounded; results stream out as jobs
+end. One failing job never stops the others.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import inspect
 import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import Self
 
 import anyio
 import anyio.to_thread
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from emoclient._batch.events import BatchEvent, BatchFinished
+from emoclient._batch.jobs import Job, aiterate, input_digests, key_from, output_name
+from emoclient._batch.journal import JobRecord, Journal, State
+from emoclient._batch.ledger import BatchSummary, JobResult, Ledger, Ticket
+from emoclient._batch.prepare import Preparer
+from emoclient._batch.run_lock import RunLock
+from emoclient._batch.scheduler import Scheduler, SchedulerOptions
 from emoclient._client import EmoClient
-from emoclient._events import (
-    BatchEvent,
-    BatchFinished,
-    JobDownloaded,
-    JobFailed,
-    JobPreflightFailed,
-    JobQueued,
-    JobResumed,
-)
-from emoclient._jobs import Job, aiterate, input_digests, key_from, output_name
-from emoclient._journal import JobRecord, Journal, State
-from emoclient._preflight import price_per_second
-from emoclient._prepare import Preparer, Rejection
-from emoclient._scheduler import Outcome, ResultStatus, Scheduler, SchedulerOptions, Ticket
 
-__all__ = ["Batch", "BatchSummary", "JobResult", "ResultStatus"]
+__all__ = ["JOURNAL_NAME", "Batch", "EventHandler"]
 
 EventHandler = Callable[[BatchEvent], Awaitable[None] | None]
 JOURNAL_NAME = "emoclient-journal.sqlite3"
 _PARTIAL = re.compile(r"\..+\.[0-9a-f]{12}\.part")
-
-
-@dataclass(frozen=True, slots=True)
-class JobResult:
-    """How one job ended. ``path`` is set when the video is on disk."""
-
-    job: Job
-    status: ResultStatus
-    path: Path | None = None
-    task_id: str | None = None
-    error: str | None = None
-    code: str | None = None
-    billed_seconds: float = 0.0
-    cost_cny: float = 0.0
-
-
-@dataclass(slots=True)
-class BatchSummary:
-    """Counts by result status, billed seconds, estimated cost and elapsed seconds.
-
-    ``interrupted`` counts tasks left RUNNING by :meth:`Batch.stop`; a rerun fetches them.
-    """
-
-    counts: dict[str, int] = field(default_factory=dict)
-    billed_seconds: float = 0.0
-    estimated_cost_cny: float = 0.0
-    elapsed: float = 0.0
-    interrupted: int = 0
-    stopped: bool = False
-
-    @property
-    def total(self) -> int:
-        """Number of jobs that produced a result."""
-        return sum(self.counts.values())
-
-    def add(self, result: JobResult) -> None:
-        """Count one result in."""
-        self.counts[result.status] = self.counts.get(result.status, 0) + 1
-        self.billed_seconds += result.billed_seconds
-        self.estimated_cost_cny = round(self.estimated_cost_cny + result.cost_cny, 4)
 
 
 @dataclass(eq=False)
@@ -100,11 +54,13 @@ class Batch:
 
     ``out_dir`` receives the videos and, by default, the journal
     (``emoclient-journal.sqlite3``); rerunning the same jobs into the same folder resumes.
-    ``window`` is the number of tasks kept submitted (running plus queued); by default the
-    client's ``Rates.window`` (2). Every task also holds a slot of the client's account-wide
-    window, shared with other batches and ``generate_*`` calls on the same key. ``on_event``
-    receives every progress event (a plain or an async callable). ``retry=True`` gives
-    failed and expired jobs of an earlier run another go.
+    While the batch is open it holds a lock on the output folder and on the journal, so a
+    second batch into either fails at once with :class:`BatchBusyError` instead of paying for
+    the same videos twice. ``window`` is the number of tasks kept submitted (running plus
+    queued); by default the client's ``Rates.window`` (2). Every task also holds a slot of
+    the client's account-wide window, shared with other batches and ``generate_*`` calls on
+    the same key. ``on_event`` receives every progress event (a plain or an async callable).
+    ``retry=True`` gives failed and expired jobs of an earlier run another go.
     """
 
     def __init__(
@@ -134,6 +90,7 @@ class Batch:
         self._on_event = on_event
         self._prepare_concurrency = max(1, prepare_concurrency)
         self._journal = Journal(self.journal_path)
+        self._lock = RunLock(out_dir=self.out_dir, journal=self.journal_path)
         self._scheduler: Scheduler | None = None
         self._tg: TaskGroup | None = None
         self._stop_requested = False
@@ -141,8 +98,15 @@ class Batch:
         self._started = 0.0
 
     async def __aenter__(self) -> Self:
-        await self._journal.open()
-        await anyio.to_thread.run_sync(_remove_partial_downloads, self.out_dir)
+        await anyio.to_thread.run_sync(self._lock.acquire)
+        try:
+            await self._journal.open()
+            await anyio.to_thread.run_sync(_remove_partial_downloads, self.out_dir)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._journal.close()
+                await anyio.to_thread.run_sync(self._lock.release)
+            raise
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         return self
@@ -167,6 +131,7 @@ class Batch:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._journal.close()
+                await anyio.to_thread.run_sync(self._lock.release)
 
     @property
     def scheduler(self) -> Scheduler | None:
@@ -193,16 +158,10 @@ class Batch:
         self._running = True
         self.summary = BatchSummary()
         send, receive = anyio.create_memory_object_stream[JobResult](16)
-        results = _Results(self.summary, send)
-        scheduler = Scheduler(
-            self.client,
-            self._journal,
-            options=self.options,
-            emit=self._emit,
-            finish=results.outcome,
-        )
+        ledger = Ledger(self._journal, emit=self._emit, results=send, summary=self.summary)
+        scheduler = Scheduler(self.client, ledger, options=self.options)
         self._scheduler = scheduler
-        self._tg.start_soon(self._drive, jobs, scheduler, results)
+        self._tg.start_soon(self._drive, jobs, scheduler, ledger, send)
         async with receive:
             async for result in receive:
                 yield result
@@ -221,28 +180,32 @@ class Batch:
         )
 
     async def _drive(
-        self, jobs: Iterable[Job] | AsyncIterable[Job], scheduler: Scheduler, results: _Results
+        self,
+        jobs: Iterable[Job] | AsyncIterable[Job],
+        scheduler: Scheduler,
+        ledger: Ledger,
+        results: MemoryObjectSendStream[JobResult],
     ) -> None:
-        preparer = Preparer(self.client, self._journal, emit=self._emit)
+        preparer = Preparer(self.client, ledger)
         to_prepare, prepare_rx = anyio.create_memory_object_stream[_Work](0)
         to_submit, submit_rx = anyio.create_memory_object_stream[_Work](0)
-        async with results.send, anyio.create_task_group() as tg:
+        async with results, anyio.create_task_group() as tg:
             await tg.start(scheduler.run)
             async with to_submit, prepare_rx:
                 for _ in range(self._prepare_concurrency):
                     tg.start_soon(
-                        self._prepare_loop, preparer, prepare_rx.clone(), to_submit.clone(), results
+                        self._prepare_loop, preparer, ledger, prepare_rx.clone(), to_submit.clone()
                     )
-            tg.start_soon(self._submit_loop, scheduler, submit_rx, results)
+            tg.start_soon(self._submit_loop, scheduler, ledger, submit_rx)
             async with to_prepare:
-                await self._feed(jobs, scheduler, to_prepare, results)
+                await self._feed(jobs, scheduler, ledger, to_prepare)
 
     async def _feed(
         self,
         jobs: Iterable[Job] | AsyncIterable[Job],
         scheduler: Scheduler,
+        ledger: Ledger,
         to_prepare: MemoryObjectSendStream[_Work],
-        results: _Results,
     ) -> None:
         seen_keys: dict[str, str] = {}
         seen_outputs: dict[str, str] = {}
@@ -252,65 +215,34 @@ class Batch:
             digests = await input_digests(job)
             key = key_from(job, digests)
             name = output_name(job, key)
-            label = job.display_label
             clash = seen_keys.get(key) or seen_outputs.get(name)
             if clash is not None:
                 message = f"same output {name!r} as {clash}; give each job its own output name"
-                await results.direct(job, "invalid", error=message)
+                await ledger.refused(job, message)
                 continue
-            seen_keys[key] = seen_outputs[name] = label
-            record = await self._journal.add(
-                JobRecord(key=key, label=label, model=job.model, output=name, state=State.NEW)
-            )
-            ticket = Ticket(
-                key=key,
-                label=label,
-                model=job.model,
-                path=self.out_dir / name,
-                output_seconds=record.output_seconds,
-            )
-            results.register(ticket, job)
-            await self._route(_Work(job, ticket, record, digests), scheduler, to_prepare, results)
+            seen_keys[key] = seen_outputs[name] = job.display_label
+            ticket, record = await ledger.open(job, key=key, output=name, path=self.out_dir / name)
+            await self._route(_Work(job, ticket, record, digests), scheduler, ledger, to_prepare)
 
     async def _route(
         self,
         work: _Work,
         scheduler: Scheduler,
+        ledger: Ledger,
         to_prepare: MemoryObjectSendStream[_Work],
-        results: _Results,
     ) -> None:
         record, ticket = work.record, work.ticket
         if self.retry and record.state in (State.FAILED, State.EXPIRED):
-            await self._journal.update(
-                record.key, state=State.NEW, task_id=None, code=None, error=None
-            )
-            record.state = State.NEW
+            await ledger.retried(ticket, record)
         if record.state != State.NEW:
-            await self._emit(
-                JobResumed(
-                    label=ticket.label, key=ticket.key, task_id=record.task_id, state=record.state
-                )
-            )
+            await ledger.resumed(ticket, record)
         if record.state == State.DOWNLOADED:
             if await _present(ticket.path, record.size):
-                await self._emit(
-                    JobDownloaded(
-                        label=ticket.label,
-                        key=ticket.key,
-                        task_id=record.task_id,
-                        path=ticket.path,
-                        size=record.size or 0,
-                        skipped=True,
-                    )
-                )
-                await results.outcome(
-                    Outcome(ticket, "succeeded", billed_seconds=record.video_duration or 0.0)
-                )
+                await ledger.already_downloaded(ticket, record)
                 return
             record.state = State.SUCCEEDED  # the file went missing: fetch it again
         if record.state in (State.FAILED, State.EXPIRED, State.INVALID):
-            status: Literal["failed", "expired", "invalid"] = record.state  # type: ignore[assignment]
-            await results.outcome(Outcome(ticket, status, record.error, record.code))
+            await ledger.ended_before(ticket, record)
             return
         if record.state == State.SUCCEEDED and record.video_url is not None:
             ticket.task_id = record.task_id
@@ -323,47 +255,29 @@ class Batch:
             # (SUCCEEDED without a URL: the task is asked again, never submitted again.)
             await scheduler.track(ticket, record.task_id)
             return
-        await self._emit(JobQueued(label=ticket.label, key=ticket.key))
+        await ledger.queued(ticket)
         await to_prepare.send(work)
 
     async def _prepare_loop(
         self,
         preparer: Preparer,
+        ledger: Ledger,
         inbox: MemoryObjectReceiveStream[_Work],
         outbox: MemoryObjectSendStream[_Work],
-        results: _Results,
     ) -> None:
         async with inbox, outbox:
             async for work in inbox:
                 if self._stop_requested:
-                    await results.outcome(Outcome(work.ticket, "canceled", "the batch was stopped"))
+                    await ledger.held_back(work.ticket, "the batch was stopped")
                     continue
                 rejection = await preparer.prepare(work.job, work.ticket, work.digests)
                 if rejection is None:
                     await outbox.send(work)
                 else:
-                    await self._reject(work.ticket, rejection, results)
-
-    async def _reject(self, ticket: Ticket, rejection: Rejection, results: _Results) -> None:
-        changes: dict[str, str | None] = {"code": rejection.code, "error": rejection.message}
-        if rejection.final:
-            changes["state"] = State.INVALID if rejection.status == "invalid" else State.FAILED
-        # Otherwise the state stays: a submit left unresolved by an earlier run keeps its
-        # intent, so the rerun still looks for its task before sending it again.
-        await self._journal.update(ticket.key, **changes)
-        if rejection.status == "invalid":
-            event: BatchEvent = JobPreflightFailed(
-                label=ticket.label, key=ticket.key, problems=rejection.problems
-            )
-        else:
-            event = JobFailed(
-                label=ticket.label, key=ticket.key, code=rejection.code, message=rejection.message
-            )
-        await self._emit(event)
-        await results.outcome(Outcome(ticket, rejection.status, rejection.message, rejection.code))
+                    await rejection.record(ledger, work.ticket)
 
     async def _submit_loop(
-        self, scheduler: Scheduler, inbox: MemoryObjectReceiveStream[_Work], results: _Results
+        self, scheduler: Scheduler, ledger: Ledger, inbox: MemoryObjectReceiveStream[_Work]
     ) -> None:
         async with inbox:
             async for work in inbox:
@@ -371,7 +285,7 @@ class Batch:
                 if self._stop_requested or not await scheduler.submit(
                     work.ticket, intent_at=intent_at
                 ):
-                    await results.outcome(Outcome(work.ticket, "canceled", "the batch was stopped"))
+                    await ledger.held_back(work.ticket, "the batch was stopped")
         await scheduler.close()
 
     async def _emit(self, event: BatchEvent) -> None:
@@ -380,43 +294,6 @@ class Batch:
         outcome = self._on_event(event)
         if inspect.isawaitable(outcome):
             await outcome
-
-
-class _Results:
-    """Turns scheduler outcomes into JobResults on the batch's result stream."""
-
-    def __init__(self, summary: BatchSummary, send: MemoryObjectSendStream[JobResult]) -> None:
-        self.summary = summary
-        self.send = send
-        self._jobs: dict[str, Job] = {}
-
-    def register(self, ticket: Ticket, job: Job) -> None:
-        self._jobs[ticket.key] = job
-
-    async def outcome(self, outcome: Outcome) -> None:
-        ticket = outcome.ticket
-        job = self._jobs.pop(ticket.key)
-        billed = outcome.billed_seconds
-        result = JobResult(
-            job=job,
-            status=outcome.status,
-            path=ticket.path if outcome.status == "succeeded" else None,
-            task_id=ticket.task_id,
-            error=outcome.error,
-            code=outcome.code,
-            billed_seconds=billed,
-            cost_cny=round(billed * price_per_second(job), 4),
-        )
-        await self._deliver(result)
-
-    async def direct(self, job: Job, status: ResultStatus, *, error: str) -> None:
-        await self._deliver(JobResult(job=job, status=status, error=error))
-
-    async def _deliver(self, result: JobResult) -> None:
-        self.summary.add(result)
-        # When the caller stopped reading results, the journal still has them.
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await self.send.send(result)
 
 
 def _remove_partial_downloads(out_dir: Path) -> None:

@@ -4,7 +4,8 @@ Each download goes through the client's ``download()`` (temporary file, size che
 rename). A URL the result host refuses with 403 makes the task be queried again: a fresh URL
 is used, an expired task is reported as expired. Other failures are retried with backoff;
 when they persist the job is reported failed but stays ``succeeded`` in the journal, so a
-rerun fetches it.
+rerun fetches it. Second tries follow the batch's ``RetryPolicy`` (the transport's retries of
+one request come first).
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ import itertools
 
 import anyio
 
+from emoclient._batch.ledger import Ledger, Ticket
 from emoclient._client import EmoClient
-from emoclient._events import JobDownloaded
 from emoclient._exceptions import EmoError, ResultURLExpiredError
-from emoclient._journal import State
-from emoclient._tickets import Outcome, Reporter, SchedulerOptions, Ticket
+from emoclient._retry import RetryPolicy
 
 __all__ = ["DownloadLane"]
 
@@ -26,10 +26,13 @@ __all__ = ["DownloadLane"]
 class DownloadLane:
     """A priority queue of finished tasks and the workers that download them."""
 
-    def __init__(self, client: EmoClient, report: Reporter, *, options: SchedulerOptions) -> None:
+    def __init__(
+        self, client: EmoClient, ledger: Ledger, *, workers: int, retry: RetryPolicy
+    ) -> None:
         self._client = client
-        self._report = report
-        self._opt = options
+        self._ledger = ledger
+        self._workers = workers
+        self._retry = retry
         self._heap: list[tuple[float, int, Ticket]] = []
         self._seq = itertools.count()
         self._changed = anyio.Condition()
@@ -38,7 +41,7 @@ class DownloadLane:
     async def run(self) -> None:
         """Download until :meth:`close` was called and the queue is empty."""
         async with anyio.create_task_group() as tg:
-            for _ in range(self._opt.download_workers):
+            for _ in range(self._workers):
                 tg.start_soon(self._worker)
 
     async def put(self, ticket: Ticket) -> None:
@@ -65,7 +68,8 @@ class DownloadLane:
 
     async def _fetch(self, ticket: Ticket) -> None:
         error = "no video URL"
-        for attempt in range(self._opt.download_attempts):
+        policy = self._retry
+        for attempt in range(policy.max_attempts):
             if ticket.video_url is None:
                 break
             try:
@@ -76,20 +80,21 @@ class DownloadLane:
                     return
                 if fresh is None:  # could not ask: try again later
                     error = str(exc)
-                    await anyio.sleep(min(self._opt.download_backoff * 2**attempt, 8.0))
+                    await anyio.sleep(policy.delay(attempt))
                 continue
             except (EmoError, OSError) as exc:
                 error = str(exc)
-                await anyio.sleep(min(self._opt.download_backoff * 2**attempt, 8.0))
+                await anyio.sleep(policy.delay(attempt))
                 continue
             except ValueError as exc:
                 # A URL or target path that can never work: fail this job, not the batch.
                 error = str(exc)
                 break
-            await self._downloaded(ticket)
+            size = (await anyio.Path(ticket.path).stat()).st_size
+            await self._ledger.downloaded(ticket, size=size)
             return
         message = f"downloading the video of task {ticket.task_id} failed ({error}); rerun to retry"
-        await self._report.fail_this_run(ticket, message, billed_seconds=ticket.video_duration)
+        await self._ledger.failed_this_run(ticket, message, billed=ticket.video_duration)
 
     async def _refresh_url(self, ticket: Ticket) -> bool | None:
         """After a 403 on the result URL: True with a new URL, False after reporting the
@@ -100,29 +105,12 @@ class DownloadLane:
         except EmoError:
             return None
         if task.video_url and task.video_url != ticket.video_url:
-            ticket.video_url = task.video_url
-            await self._report.journal.update(ticket.key, video_url=task.video_url)
+            await self._ledger.url_refreshed(ticket, task.video_url)
             return True
         message = (
             f"the video of task {ticket.task_id} can no longer be downloaded: its result URL "
             "expired (24 h after the task succeeded). The seconds are billed; rerun with retry "
             "to render it again"
         )
-        await self._report.expire(ticket, message)
+        await self._ledger.expired(ticket, message)
         return False
-
-    async def _downloaded(self, ticket: Ticket) -> None:
-        size = (await anyio.Path(ticket.path).stat()).st_size
-        await self._report.journal.update(ticket.key, state=State.DOWNLOADED, size=size)
-        await self._report.emit(
-            JobDownloaded(
-                label=ticket.label,
-                key=ticket.key,
-                task_id=ticket.task_id,
-                path=ticket.path,
-                size=size,
-            )
-        )
-        await self._report.finish(
-            Outcome(ticket, "succeeded", billed_seconds=ticket.video_duration)
-        )

@@ -11,45 +11,35 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Literal, TypeAlias, TypeVar
+from typing import Annotated, TypeAlias, TypeVar
 
 import anyio.to_thread
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["DRIVEN_IDS", "BBox", "EmoJob", "EmojiJob", "Job", "file_digest", "job_key"]
-
-# The 20 Emoji templates listed in the service's documentation (API.md 1.5).
-DRIVEN_IDS = (
-    "mengwa_kaixin",
-    "mengwa_dengyan",
-    "mengwa_gandong",
-    "mengwa_renzhen_1",
-    "mengwa_jidong",
-    "mengwa_kun_1",
-    "mengwa_jiaoxie",
-    "dagong_kaixin",
-    "dagong_yangwang",
-    "dagong_kunhuo",
-    "dagong_zhuakuang",
-    "dagong_wunai",
-    "dagong_weixiao",
-    "dagong_ganji",
-    "jingdian_tiaopi",
-    "jingdian_deyi_1",
-    "jingdian_qidai",
-    "jingdian_landuo_1",
-    "jingdian_xianqi",
-    "jingdian_lei",
+from emoclient._client import EmoClient
+from emoclient._models import (
+    DRIVEN_IDS,
+    VIDEO_MODELS,
+    BBox,
+    BBoxTuple,
+    Detection,
+    DrivenId,
+    Model,
+    Ratio,
+    StyleLevel,
+    SubmittedTask,
+    VideoModel,
 )
+
+__all__ = ["EmoJob", "EmojiJob", "Job", "file_digest", "job_key"]
 
 T = TypeVar("T")
 
 _URL_PREFIXES = ("http://", "https://", "oss://")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
-BBox: TypeAlias = tuple[int, int, int, int]
 Source: TypeAlias = Annotated[str | Path, Field(union_mode="left_to_right")]
 
 
@@ -77,10 +67,6 @@ class _JobBase(BaseModel):
     def _check_common(self) -> _JobBase:
         if (self.face_bbox is None) != (self.ext_bbox is None):
             raise ValueError("give both face_bbox and ext_bbox, or neither (to run detection)")
-        for name in ("face_bbox", "ext_bbox"):
-            box = getattr(self, name)
-            if box is not None and not (0 <= box[0] < box[2] and 0 <= box[1] < box[3]):
-                raise ValueError(f"{name} {list(box)} is not [x1, y1, x2, y2] with x1<x2, y1<y2")
         if self.output is not None:
             out = PurePosixPath(self.output.replace("\\", "/"))
             if not self.output or out.is_absolute() or ".." in out.parts:
@@ -90,19 +76,24 @@ class _JobBase(BaseModel):
         return self
 
     @property
-    def model(self) -> str:
+    def model(self) -> Model:
         """The service model that renders this job (``emo-v1`` or ``emoji-v1``)."""
         raise NotImplementedError
 
     @property
-    def detect_model(self) -> str:
-        """The detection model whose boxes this job's model accepts."""
-        return self.model.replace("-v1", "-detect-v1")
+    def spec(self) -> VideoModel:
+        """What the service says about this job's model (limits, prices, detection model)."""
+        return VIDEO_MODELS[self.model]
 
     @property
-    def detect_ratio(self) -> str:
-        """The ``ratio`` parameter for detection."""
-        return "1:1"
+    def detect_model(self) -> Model:
+        """The detection model whose boxes this job's model accepts."""
+        return self.spec.detect
+
+    @property
+    def detect_ratio(self) -> Ratio:
+        """The ``ratio`` parameter for detection (also the output's ratio)."""
+        return Ratio.SQUARE
 
     @property
     def display_label(self) -> str:
@@ -117,6 +108,16 @@ class _JobBase(BaseModel):
         """The model parameters that change the rendered video."""
         return {"face_bbox": self.face_bbox, "ext_bbox": self.ext_bbox}
 
+    async def detect(self, client: EmoClient, image_url: str) -> Detection:
+        """Run this job's detection model on ``image_url``."""
+        raise NotImplementedError
+
+    async def submit(
+        self, client: EmoClient, urls: Mapping[str, str], face: BBoxTuple, ext: BBoxTuple
+    ) -> SubmittedTask:
+        """Submit this job's task with its inputs at ``urls`` (by field name)."""
+        raise NotImplementedError
+
     def _stem(self) -> str:
         return Path(str(self.image).split("?")[0]).stem
 
@@ -125,16 +126,26 @@ class EmoJob(_JobBase):
     """A talking-head video (``emo-v1``) from a portrait and a voice recording."""
 
     audio: Source
-    style_level: Literal["normal", "calm", "active"] = "normal"
-    ratio: Literal["1:1", "3:4"] = "1:1"
+    style_level: StyleLevel = StyleLevel.NORMAL
+    ratio: Ratio = Ratio.SQUARE
 
     @property
-    def model(self) -> str:
-        return "emo-v1"
+    def model(self) -> Model:
+        return Model.EMO
 
     @property
-    def detect_ratio(self) -> str:
+    def detect_ratio(self) -> Ratio:
         return self.ratio
+
+    async def detect(self, client: EmoClient, image_url: str) -> Detection:
+        return await client.detect_emo(image_url, ratio=self.ratio)
+
+    async def submit(
+        self, client: EmoClient, urls: Mapping[str, str], face: BBoxTuple, ext: BBoxTuple
+    ) -> SubmittedTask:
+        return await client.submit_emo(
+            urls["image"], urls["audio"], face_bbox=face, ext_bbox=ext, style_level=self.style_level
+        )
 
     def sources(self) -> dict[str, str | Path]:
         return {"image": self.image, "audio": self.audio}
@@ -149,20 +160,31 @@ class EmoJob(_JobBase):
 class EmojiJob(_JobBase):
     """A short expression video (``emoji-v1``) from a portrait and a template ``driven_id``."""
 
-    driven_id: str
+    driven_id: DrivenId
 
-    @model_validator(mode="after")
-    def _check_driven_id(self) -> EmojiJob:
-        if self.driven_id not in DRIVEN_IDS:
+    @field_validator("driven_id", mode="before")
+    @classmethod
+    def _check_driven_id(cls, value: object) -> object:
+        if value not in DRIVEN_IDS:
             raise ValueError(
-                f"driven_id {self.driven_id!r} is not one of the 20 Emoji templates "
+                f"driven_id {value!r} is not one of the 20 Emoji templates "
                 f"(e.g. {', '.join(DRIVEN_IDS[:3])}, ...)"
             )
-        return self
+        return value
 
     @property
-    def model(self) -> str:
-        return "emoji-v1"
+    def model(self) -> Model:
+        return Model.EMOJI
+
+    async def detect(self, client: EmoClient, image_url: str) -> Detection:
+        return await client.detect_emoji(image_url)
+
+    async def submit(
+        self, client: EmoClient, urls: Mapping[str, str], face: BBoxTuple, ext: BBoxTuple
+    ) -> SubmittedTask:
+        return await client.submit_emoji(
+            urls["image"], driven_id=self.driven_id, face_bbox=face, ext_bbox=ext
+        )
 
     def parameters(self) -> dict[str, object]:
         return {**super().parameters(), "driven_id": self.driven_id}

@@ -11,74 +11,80 @@ that fails makes the task be queried again for a fresh one.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import anyio
 from anyio.abc import TaskGroup
 from anyio.abc import TaskStatus as StartStatus
 
+from emoclient._batch.download_lane import DownloadLane
+from emoclient._batch.ledger import Ledger, Ticket
+from emoclient._batch.submit import submit_once
 from emoclient._client import EmoClient
-from emoclient._downloads import DownloadLane
-from emoclient._events import (
-    BatchEvent,
-    JobCanceled,
-    JobStarted,
-    JobSubmitted,
-    JobSucceeded,
-)
 from emoclient._exceptions import APIStatusError, EmoError, NotFoundError, RateLimitError
-from emoclient._journal import Journal, State
 from emoclient._models import Task, TaskStatus
-from emoclient._reconcile import submit_once
-from emoclient._tickets import (
-    Learned,
-    Outcome,
-    Reporter,
-    ResultStatus,
-    SchedulerOptions,
-    Ticket,
-    url_expiry,
-)
+from emoclient._retry import RetryPolicy
+from emoclient._timing import AccountTiming, PollSchedule
 
-__all__ = ["Outcome", "ResultStatus", "Scheduler", "SchedulerOptions", "Ticket"]
+__all__ = ["Scheduler", "SchedulerOptions"]
 
-# Guess of processing seconds per output second until the first task teaches us better.
-_DEFAULT_SECONDS_PER_OUTPUT = 10.0
-# The running task is first queried a little before its expected end (so that the learned
-# estimate is corrected both ways, not only ever upwards), then in short steps.
-_EARLY = 0.95
-_STEP = 0.08
+
+@dataclass
+class SchedulerOptions:
+    """Tuning knobs; the defaults suit the real service and the emulator alike.
+
+    ``retry`` paces the batch's own second tries, after the transport's HTTP retries gave up:
+    sending a submit again once its lost answer was looked for, and downloading again;
+    ``query_retry`` the poller's queries of one task. A persistent 429 on a submit therefore
+    costs the transport's ``RetryPolicy.max_attempts`` POSTs (5 by default), never more.
+    """
+
+    window: int = 2
+    poll_min: float = 0.05
+    poll_max: float = 30.0
+    pending_poll: float = 60.0
+    queries_per_second: float = 5.0
+    task_ttl: float = 24 * 3600.0
+    expiry_margin: float = 4 * 3600.0
+    download_workers: int = 2
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=4))
+    query_retry: RetryPolicy = field(
+        default_factory=lambda: RetryPolicy(max_attempts=8, base_delay=1.0, max_delay=30.0)
+    )
+    clock: Callable[[], float] = field(default=time.monotonic)
+
+    def poll_schedule(self) -> PollSchedule:
+        """The poll schedule these options describe."""
+        return PollSchedule(
+            min_interval=self.poll_min,
+            max_interval=self.poll_max,
+            growth=1.5,
+            probe_growth=2.0,  # nothing learned yet: find the scale fast
+            queued_interval=self.pending_poll,
+        )
 
 
 class Scheduler:
     """Runs submitted tasks of one account to a downloaded video; see the module docstring."""
 
-    def __init__(
-        self,
-        client: EmoClient,
-        journal: Journal,
-        *,
-        options: SchedulerOptions,
-        emit: Callable[[BatchEvent], Awaitable[None]],
-        finish: Callable[[Outcome], Awaitable[None]],
-    ) -> None:
+    def __init__(self, client: EmoClient, ledger: Ledger, *, options: SchedulerOptions) -> None:
         self._client = client
-        self._journal = journal
+        self._ledger = ledger
         self._opt = options
-        self._report = Reporter(journal, emit=emit, finish=finish)
-        self._emit = emit
-        self._finish = finish
-        self._lane = DownloadLane(client, self._report, options=options)
+        self._lane = DownloadLane(
+            client, ledger, workers=options.download_workers, retry=options.retry
+        )
         self._clock = options.clock
         self._live: dict[str, Ticket] = {}
         self._changed = anyio.Condition()
         self._closing = False
         self._stopping = False
-        self._last_end_seen: float | None = None
         self._next_query = 0.0
         self._tg: TaskGroup | None = None
         self._admission: anyio.CancelScope | None = None
-        self.learned = Learned()
+        self.timing = AccountTiming(options.poll_schedule())
         self.queries = 0
         self.interrupted = 0
 
@@ -131,26 +137,20 @@ class Scheduler:
             return False
         try:
             task_id = await submit_once(
-                self._client,
-                self._journal,
-                ticket,
-                intent_at=intent_at,
-                emit=self._emit,
-                attempts=self._opt.submit_attempts,
+                self._client, self._ledger, ticket, intent_at=intent_at, policy=self._opt.retry
             )
         except APIStatusError as exc:
             self._give_slot_back(ticket)
-            await self._report.fail(ticket, exc.code, f"the service refused the submit: {exc}")
+            await self._ledger.failed(ticket, exc.code, f"the service refused the submit: {exc}")
             return True
         except EmoError as exc:
             self._give_slot_back(ticket)
             # The intent stays in the journal: a rerun looks for the task before sending again.
-            await self._report.fail_this_run(ticket, f"submitting failed: {exc}; rerun to retry")
+            await self._ledger.failed_this_run(ticket, f"submitting failed: {exc}; rerun to retry")
             return True
         except BaseException:
             self._give_slot_back(ticket)
             raise
-        await self._emit(JobSubmitted(label=ticket.label, key=ticket.key, task_id=task_id))
         await self.track(ticket, task_id)
         return True
 
@@ -194,38 +194,24 @@ class Scheduler:
     def _has_room(self, ticket: Ticket) -> bool:
         if len(self._live) >= self._opt.window:
             return False
-        if not self._live:
-            return True
-        # Service seconds until this task would end if queued behind our live ones.
-        finish = sum(self._service_time(t) for t in (*self._live.values(), ticket))
-        return finish < self._opt.task_ttl - self._opt.expiry_margin
-
-    def _service_time(self, ticket: Ticket) -> float:
-        predicted = self.learned.server.predict(ticket.expected_seconds)
-        if predicted is None:
-            return _DEFAULT_SECONDS_PER_OUTPUT * ticket.expected_seconds
-        return predicted
+        return self.timing.admits(
+            (t.expected_seconds for t in self._live.values()),
+            ticket.expected_seconds,
+            budget=self._opt.task_ttl - self._opt.expiry_margin,
+        )
 
     async def track(self, ticket: Ticket, task_id: str) -> None:
         """Poll an existing task (just submitted, or live from an earlier run)."""
+        ticket.task_id = task_id
         if self._stopping:  # the poller may be gone already: nobody would end this task
-            ticket.task_id = task_id
             await self._stop_ticket(ticket)
             return
         if ticket.slot is None:  # live from an earlier run: it holds a slot already
-            ticket.resumed = True
+            ticket.progress.resumed = True
             await self._take_slot(ticket, wait=False)
-        now = self._clock()
-        ticket.task_id = task_id
-        ticket.submitted_at = ticket.submitted_at or now
-        ticket.interval = self._opt.poll_min
-        ticket.next_poll = now + self._first_delay()
+        self.timing.submitted(ticket.progress, self._clock(), alone=not self._live)
         self._live[task_id] = ticket
         await self._notify()
-
-    def _first_delay(self) -> float:
-        # A new task queues behind the live ones; if it is alone it may start at once.
-        return self._opt.poll_min if not self._live else self._opt.pending_poll
 
     async def fetch(self, ticket: Ticket) -> None:
         """Download a SUCCEEDED task's video (known from an earlier run)."""
@@ -243,8 +229,8 @@ class Scheduler:
                     return
                 await self._wait_change(None)
                 continue
-            ticket = min(self._live.values(), key=lambda t: t.next_poll)
-            delay = max(ticket.next_poll, self._next_query) - self._clock()
+            ticket = min(self._live.values(), key=lambda t: t.progress.next_poll)
+            delay = max(ticket.progress.next_poll, self._next_query) - self._clock()
             if delay > 0:
                 await self._wait_change(delay)
                 continue
@@ -259,7 +245,7 @@ class Scheduler:
         except NotFoundError:
             task = Task(task_id=ticket.task_id, status=TaskStatus.UNKNOWN)
         except RateLimitError as exc:
-            ticket.next_poll = self._clock() + (exc.retry_after or 1.0)
+            ticket.progress.next_poll = self._clock() + (exc.retry_after or 1.0)
             return
         except Exception as exc:  # one task's trouble must not stop the others
             await self._query_failed(ticket, exc)
@@ -268,9 +254,10 @@ class Scheduler:
         await self._observe(ticket, task)
 
     async def _query_failed(self, ticket: Ticket, exc: Exception) -> None:
+        policy = self._opt.query_retry
         ticket.errors += 1
-        if ticket.errors < self._opt.query_attempts:
-            ticket.next_poll = self._clock() + min(2.0**ticket.errors, self._opt.poll_max)
+        if policy.should_retry(ticket.errors - 1):
+            ticket.progress.next_poll = self._clock() + policy.delay(ticket.errors - 1)
             return
         # Give up for this run only: the journal keeps the task id, and a rerun polls again.
         self._live.pop(ticket.task_id or "", None)
@@ -279,138 +266,60 @@ class Scheduler:
             f"querying task {ticket.task_id} failed {ticket.errors} times in a row ({exc}); "
             "the task is kept in the journal, rerun the batch to pick it up again"
         )
-        await self._report.fail_this_run(ticket, message)
+        await self._ledger.failed_this_run(ticket, message)
         await self._notify()
 
     async def _observe(self, ticket: Ticket, task: Task) -> None:
         now = self._clock()
         if task.status is TaskStatus.RUNNING:
-            await self._running(ticket, now)
+            if self.timing.running(ticket.progress, now, output_seconds=ticket.expected_seconds):
+                await self._ledger.started(ticket)
         elif not task.is_terminal:
-            if ticket.status is TaskStatus.RUNNING:  # assumed to have started; it has not
-                ticket.status, ticket.started_at = TaskStatus.PENDING, None
-            ticket.last_pending = now
-            ticket.next_poll = now + self._pending_delay(ticket)
+            ours_running = any(t.progress.status is TaskStatus.RUNNING for t in self._live.values())
+            self.timing.pending(ticket.progress, now, ours_running=ours_running)
         else:
             self._live.pop(ticket.task_id or "", None)
             self._give_slot_back(ticket)
-            self._last_end_seen = now
-            ended = (ticket.last_running + now) / 2 if ticket.last_running is not None else now
+            ended = self.timing.ended(ticket.progress, now)
             await self._promote_next(ended, now)
             await self._terminal(ticket, task, now)
             await self._notify()
 
-    def _pending_delay(self, ticket: Ticket) -> float:
-        running = [t for t in self._live.values() if t.status is TaskStatus.RUNNING]
-        if not running:  # nothing of ours runs: this one is next (or another client's runs)
-            ticket.interval = min(
-                max(ticket.interval, self._opt.poll_min) * 1.5, self._opt.poll_max
-            )
-            return ticket.interval
-        return self._opt.pending_poll
-
     async def _promote_next(self, ended: float, now: float) -> None:
-        """The slot passes to our oldest queued task the moment a task ends: count it as
-        started then, and first query it near its expected end (or now, if none is known)."""
-        pending = [t for t in self._live.values() if t.status is not TaskStatus.RUNNING]
+        """The slot passes to our oldest queued task the moment a task ends."""
+        pending = [t for t in self._live.values() if t.progress.status is not TaskStatus.RUNNING]
         if not pending:
             return
-        ticket = min(pending, key=lambda t: t.submitted_at)
-        ticket.status = TaskStatus.RUNNING
-        ticket.started_at = max(ticket.submitted_at, ended)
-        ticket.interval = 0.0
-        length = self._expected_length(ticket)
-        ticket.next_poll = now if length is None else ticket.started_at + _EARLY * length
-        await self._emit(JobStarted(label=ticket.label, key=ticket.key, task_id=ticket.task_id))
-
-    async def _running(self, ticket: Ticket, now: float) -> None:
-        if ticket.status is not TaskStatus.RUNNING:
-            ticket.status = TaskStatus.RUNNING
-            ticket.started_at = self._start_estimate(ticket, now)
-            ticket.interval = 0.0
-            await self._emit(JobStarted(label=ticket.label, key=ticket.key, task_id=ticket.task_id))
-        ticket.last_running = now
-        length = self._expected_length(ticket)
-        if length is not None and ticket.started_at is not None:
-            early = ticket.started_at + _EARLY * length
-            if now + self._opt.poll_min < early:
-                ticket.next_poll = early
-                return
-            step, growth = max(self._opt.poll_min, _STEP * length), 1.5
-        else:
-            step, growth = self._opt.poll_min, 2.0  # nothing learned yet: find the scale fast
-        interval = step if ticket.interval <= 0 else ticket.interval * growth
-        ticket.interval = min(interval, self._opt.poll_max)
-        ticket.next_poll = now + ticket.interval
-
-    def _start_estimate(self, ticket: Ticket, now: float) -> float:
-        """Midpoint of what we know: after our last PENDING answer, before now and before
-        we saw the task ahead of it end (the slot passes on at once)."""
-        lower = max(ticket.submitted_at, ticket.last_pending)
-        upper = now
-        seen = self._last_end_seen
-        if seen is not None and lower <= seen < upper:
-            upper = seen
-        return (lower + upper) / 2
-
-    def _expected_length(self, ticket: Ticket) -> float | None:
-        return self.learned.local.predict(ticket.expected_seconds)
+        ticket = min(pending, key=lambda t: t.progress.submitted_at)
+        self.timing.promote(
+            ticket.progress, ended=ended, now=now, output_seconds=ticket.expected_seconds
+        )
+        await self._ledger.started(ticket)
 
     async def _terminal(self, ticket: Ticket, task: Task, now: float) -> None:
-        ticket.status = task.status
+        ticket.progress.status = task.status
         if task.status is TaskStatus.SUCCEEDED:
-            self._learn(ticket, task, now)
-            await self._succeeded(ticket, task)
-        elif task.status is TaskStatus.FAILED:
-            await self._report.fail(ticket, task.code, task.message or "the task failed")
-        elif task.status is TaskStatus.CANCELED:
-            await self._journal.update(ticket.key, state=State.NEW, task_id=None)
-            await self._emit(
-                JobCanceled(label=ticket.label, key=ticket.key, task_id=ticket.task_id)
+            server = None
+            if task.scheduled_time is not None and task.end_time is not None:
+                server = (task.end_time - task.scheduled_time).total_seconds()
+            self.timing.learn(
+                ticket.progress,
+                output_seconds=task.video_duration or ticket.output_seconds or 0.0,
+                now=now,
+                server_seconds=server,
             )
-            await self._finish(Outcome(ticket, "canceled", "the task was cancelled; rerun to redo"))
+            await self._ledger.succeeded(ticket, task, url_expires_at=task.url_expires_at())
+            await self._lane.put(ticket)
+        elif task.status is TaskStatus.FAILED:
+            await self._ledger.failed(ticket, task.code, task.message or "the task failed")
+        elif task.status is TaskStatus.CANCELED:
+            await self._ledger.canceled(ticket, "the task was cancelled; rerun to redo")
         else:
             message = (
                 f"task {ticket.task_id} expired (UNKNOWN) before it finished; its 24 h life "
                 "ran out. Rerun with retry to submit it again"
             )
-            await self._report.expire(ticket, message)
-
-    def _learn(self, ticket: Ticket, task: Task, now: float) -> None:
-        seconds = task.video_duration or ticket.output_seconds
-        if not seconds:
-            return
-        # It ended between the last RUNNING answer and this one.
-        end = (ticket.last_running + now) / 2 if ticket.last_running is not None else now
-        # A task from an earlier run may have started long before we first saw it.
-        local = None
-        if ticket.started_at is not None and not ticket.resumed:
-            local = end - ticket.started_at
-        server = None
-        if task.scheduled_time is not None and task.end_time is not None:
-            server = (task.end_time - task.scheduled_time).total_seconds()
-        self.learned.observe(seconds, local, server)
-
-    async def _succeeded(self, ticket: Ticket, task: Task) -> None:
-        ticket.video_url = task.video_url
-        ticket.video_duration = float(task.video_duration or 0.0)
-        ticket.url_expires_at = url_expiry(task)
-        await self._journal.update(
-            ticket.key,
-            state=State.SUCCEEDED,
-            video_url=task.video_url,
-            url_expires_at=ticket.url_expires_at,
-            video_duration=ticket.video_duration,
-        )
-        await self._emit(
-            JobSucceeded(
-                label=ticket.label,
-                key=ticket.key,
-                task_id=ticket.task_id,
-                video_duration=ticket.video_duration,
-            )
-        )
-        await self._lane.put(ticket)
+            await self._ledger.expired(ticket, message)
 
     async def _cancel_pending(self) -> None:
         for ticket in list(self._live.values()):
@@ -422,12 +331,11 @@ class Scheduler:
     async def _stop_ticket(self, ticket: Ticket) -> None:
         assert ticket.task_id is not None
         self._give_slot_back(ticket)
-        if ticket.status is TaskStatus.RUNNING or not await self._try_cancel(ticket.task_id):
+        running = ticket.progress.status is TaskStatus.RUNNING
+        if running or not await self._try_cancel(ticket.task_id):
             self.interrupted += 1  # running (billed anyway): a rerun fetches it
             return
-        await self._journal.update(ticket.key, state=State.NEW, task_id=None)
-        await self._emit(JobCanceled(label=ticket.label, key=ticket.key, task_id=ticket.task_id))
-        await self._finish(Outcome(ticket, "canceled", "the batch was stopped before it ran"))
+        await self._ledger.canceled(ticket, "the batch was stopped before it ran")
 
     async def _try_cancel(self, task_id: str) -> bool:
         try:

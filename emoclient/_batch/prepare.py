@@ -9,19 +9,18 @@ with their expiry and reused while they stay valid for long enough.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from emoclient._batch.checks import estimate_seconds, inspect
+from emoclient._batch.jobs import Job, is_url, local_path
+from emoclient._batch.journal import CachedDetection
+from emoclient._batch.ledger import Ledger, Ticket
 from emoclient._client import EmoClient
-from emoclient._events import BatchEvent, JobDetected, JobUploaded
 from emoclient._exceptions import EmoError
-from emoclient._jobs import BBox, EmoJob, Job, is_url, local_path
-from emoclient._journal import CachedDetection, Journal
-from emoclient._models import SubmittedTask
-from emoclient._preflight import estimate_seconds, inspect
-from emoclient._tickets import Ticket
+from emoclient._models import BBoxTuple, SubmittedTask
 
 __all__ = ["Preparer", "Rejection"]
 
@@ -37,21 +36,22 @@ class Rejection:
     #: False when trying again may work (a network error): the job's journal state is kept.
     final: bool = True
 
+    async def record(self, ledger: Ledger, ticket: Ticket) -> None:
+        """Record the rejection as the job's end."""
+        if self.status == "invalid":
+            await ledger.invalid(ticket, self.problems)
+        else:
+            await ledger.not_prepared(ticket, self.message, code=self.code, final=self.final)
+
 
 class Preparer:
     """Prepares jobs for submission; see the module docstring."""
 
     def __init__(
-        self,
-        client: EmoClient,
-        journal: Journal,
-        *,
-        emit: Callable[[BatchEvent], Awaitable[None]],
-        upload_margin: float = 12 * 3600.0,
+        self, client: EmoClient, ledger: Ledger, *, upload_margin: float = 12 * 3600.0
     ) -> None:
         self._client = client
-        self._journal = journal
-        self._emit = emit
+        self._ledger = ledger
         self._upload_margin = upload_margin
 
     async def prepare(self, job: Job, ticket: Ticket, digests: dict[str, str]) -> Rejection | None:
@@ -73,24 +73,20 @@ class Preparer:
             message = f"preparing the job failed: {exc}; rerun the batch to try again"
             return Rejection("failed", message, final=False)
         face, ext = boxes
-        await self._journal.update(
-            ticket.key, face_bbox=face, ext_bbox=ext, output_seconds=ticket.output_seconds
-        )
+        await self._ledger.prepared(ticket, face=face, ext=ext)
         ticket.submit = _submitter(self._client, job, urls, face, ext)
         return None
 
-    async def _boxes(self, job: Job, ticket: Ticket, digest: str) -> tuple[BBox, BBox] | Rejection:
+    async def _boxes(
+        self, job: Job, ticket: Ticket, digest: str
+    ) -> tuple[BBoxTuple, BBoxTuple] | Rejection:
         if job.face_bbox is not None and job.ext_bbox is not None:
             return job.face_bbox, job.ext_bbox
         model, ratio = job.detect_model, job.detect_ratio
-        cached = await self._journal.get_detection(digest, model, ratio)
-        from_cache = cached is not None
+        cached = await self._ledger.cached_detection(digest, model, ratio)
         if cached is None:
             url = await self._url(ticket, "image", job.image, digest, model)
-            if isinstance(job, EmoJob):
-                detection = await self._client.detect_emo(url, ratio=ratio)
-            else:
-                detection = await self._client.detect_emoji(url)
+            detection = await job.detect(self._client, url)
             cached = CachedDetection(
                 detection.passed,
                 detection.face_bbox,
@@ -98,17 +94,9 @@ class Preparer:
                 detection.code,
                 detection.message,
             )
-            await self._journal.put_detection(digest, model, ratio, cached)
-        await self._emit(
-            JobDetected(
-                label=ticket.label,
-                key=ticket.key,
-                passed=cached.passed,
-                cached=from_cache,
-                code=cached.code,
-                message=cached.message,
-            )
-        )
+            await self._ledger.detected(ticket, cached, cache=(digest, model, ratio))
+        else:
+            await self._ledger.detected(ticket, cached, cache=None)
         if not cached.passed or cached.face_bbox is None or cached.ext_bbox is None:
             message = (
                 f"{model} rejected the portrait {job.image}: {cached.code or 'no code'}: "
@@ -122,35 +110,19 @@ class Preparer:
     ) -> str:
         if is_url(source):
             return str(source)
-        cached = await self._journal.get_upload(
-            digest, model, valid_after=time.time() + self._upload_margin
-        )
+        valid_after = time.time() + self._upload_margin
+        cached = await self._ledger.cached_upload(digest, model, valid_after=valid_after)
         if cached is not None:
             return cached
         uploaded = await self._client.upload(local_path(source), model=model)
-        await self._journal.put_upload(
-            digest, model, url=uploaded.url, expires_at=uploaded.expires_at.timestamp()
-        )
-        await self._emit(
-            JobUploaded(label=ticket.label, key=ticket.key, field=name, url=uploaded.url)
-        )
+        await self._ledger.uploaded(ticket, field=name, digest=digest, uploaded=uploaded)
         return uploaded.url
 
 
 def _submitter(
-    client: EmoClient, job: Job, urls: dict[str, str], face: BBox, ext: BBox
+    client: EmoClient, job: Job, urls: Mapping[str, str], face: BBoxTuple, ext: BBoxTuple
 ) -> Callable[[], Awaitable[SubmittedTask]]:
     async def submit() -> SubmittedTask:
-        if isinstance(job, EmoJob):
-            return await client.submit_emo(
-                urls["image"],
-                urls["audio"],
-                face_bbox=face,
-                ext_bbox=ext,
-                style_level=job.style_level,
-            )
-        return await client.submit_emoji(
-            urls["image"], driven_id=job.driven_id, face_bbox=face, ext_bbox=ext
-        )
+        return await job.submit(client, urls, face, ext)
 
     return submit

@@ -1,0 +1,73 @@
+"""The batch half: many jobs in, finished videos out, inside one account's limits.
+
+Modules, top to bottom (each imports only those below it):
+
+- ``batch``: :class:`Batch`, the runner a manifest row enters and its result leaves;
+- ``scheduler``: admission window, the budgeted poller, stop/cancel;
+- ``download_lane``: finished videos fetched earliest URL expiry first;
+- ``submit``: exactly-once submission and reconciliation of lost answers;
+- ``prepare``: preflight, detection (cached) and uploads before a submit;
+- ``ledger``: every job transition: journal row, progress event and result together;
+- ``journal``: durable per-job state in SQLite;
+- ``run_lock``: one batch per output folder and journal;
+- ``manifest``: CSV/JSONL rows into jobs; ``checks``: preflight (local checks) and the
+  cost plan;
+- ``probe``: image and audio headers read without decoding; ``jobs``: the job types and
+  their content keys; ``events``: the typed progress events.
+"""
+
+from emoclient._batch.batch import JOURNAL_NAME, Batch
+from emoclient._batch.checks import Plan, Problem, plan_batch, preflight
+from emoclient._batch.events import (
+    BatchEvent,
+    BatchFinished,
+    JobCanceled,
+    JobDetected,
+    JobDownloaded,
+    JobEvent,
+    JobExpired,
+    JobFailed,
+    JobPreflightFailed,
+    JobQueued,
+    JobReconciled,
+    JobResumed,
+    JobStarted,
+    JobSubmitted,
+    JobSucceeded,
+    JobUploaded,
+)
+from emoclient._batch.jobs import EmojiJob, EmoJob, Job
+from emoclient._batch.ledger import BatchSummary, JobResult, ResultStatus
+from emoclient._batch.scheduler import SchedulerOptions
+
+__all__ = [
+    "JOURNAL_NAME",
+    "Batch",
+    "BatchEvent",
+    "BatchFinished",
+    "BatchSummary",
+    "EmoJob",
+    "EmojiJob",
+    "Job",
+    "JobCanceled",
+    "JobDetected",
+    "JobDownloaded",
+    "JobEvent",
+    "JobExpired",
+    "JobFailed",
+    "JobPreflightFailed",
+    "JobQueued",
+    "JobReconciled",
+    "JobResult",
+    "JobResumed",
+    "JobStarted",
+    "JobSubmitted",
+    "JobSucceeded",
+    "JobUploaded",
+    "Plan",
+    "Problem",
+    "ResultStatus",
+    "SchedulerOptions",
+    "plan_batch",
+    "preflight",
+]

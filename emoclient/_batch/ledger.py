@@ -1,0 +1,381 @@
+"""The job ledger: every transition of a batch job, recorded by one call.
+
+A transition writes, in this order, the job's journal row (durable first), its progress event
+and, when the job ends, its :class:`JobResult` on the batch's result stream. So what the
+journal says, what the user saw and what the batch returned never disagree. Nothing else
+writes job rows or builds job events; the rest of the batch reads the journal through here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import anyio
+from anyio.streams.memory import MemoryObjectSendStream
+
+from emoclient._batch.checks import price_per_second
+from emoclient._batch.events import (
+    BatchEvent,
+    JobCanceled,
+    JobDetected,
+    JobDownloaded,
+    JobEvent,
+    JobExpired,
+    JobFailed,
+    JobPreflightFailed,
+    JobQueued,
+    JobReconciled,
+    JobResumed,
+    JobStarted,
+    JobSubmitted,
+    JobSucceeded,
+    JobUploaded,
+)
+from emoclient._batch.jobs import Job
+from emoclient._batch.journal import CachedDetection, JobRecord, Journal, State
+from emoclient._models import BBoxTuple, Model, SubmittedTask, Task, UploadedFile
+from emoclient._timing import Progress
+
+__all__ = ["BatchSummary", "JobResult", "Ledger", "ResultStatus", "Ticket"]
+
+ResultStatus = Literal["succeeded", "failed", "expired", "canceled", "invalid"]
+
+_E = TypeVar("_E", bound=JobEvent)
+
+# Output length assumed for a job whose length is not known locally (EMO audio by URL).
+_DEFAULT_OUTPUT_SECONDS = 10.0
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One job as the batch machinery sees it: what to submit, its task, where its video goes."""
+
+    key: str
+    label: str
+    model: Model
+    path: Path
+    output_seconds: float | None
+    submit: Callable[[], Awaitable[SubmittedTask]] | None = None
+    task_id: str | None = None
+    progress: Progress = field(default_factory=Progress)
+    video_url: str | None = None
+    url_expires_at: float = math.inf
+    video_duration: float = 0.0
+    errors: int = 0  # query failures in a row
+    slot: anyio.Event | None = None  # set to give the account's window slot back
+
+    @property
+    def expected_seconds(self) -> float:
+        """Seconds of video expected (a default when the length is unknown locally)."""
+        return self.output_seconds or _DEFAULT_OUTPUT_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """How one job ended. ``path`` is set when the video is on disk."""
+
+    job: Job
+    status: ResultStatus
+    path: Path | None = None
+    task_id: str | None = None
+    error: str | None = None
+    code: str | None = None
+    billed_seconds: float = 0.0
+    cost_cny: float = 0.0
+
+
+@dataclass(slots=True)
+class BatchSummary:
+    """Counts by result status, billed seconds, estimated cost and elapsed seconds.
+
+    ``interrupted`` counts tasks left RUNNING by :meth:`Batch.stop`; a rerun fetches them.
+    """
+
+    counts: dict[str, int] = field(default_factory=dict)
+    billed_seconds: float = 0.0
+    estimated_cost_cny: float = 0.0
+    elapsed: float = 0.0
+    interrupted: int = 0
+    stopped: bool = False
+
+    @property
+    def total(self) -> int:
+        """Number of jobs that produced a result."""
+        return sum(self.counts.values())
+
+    def add(self, result: JobResult) -> None:
+        """Count one result in."""
+        self.counts[result.status] = self.counts.get(result.status, 0) + 1
+        self.billed_seconds += result.billed_seconds
+        self.estimated_cost_cny = round(self.estimated_cost_cny + result.cost_cny, 4)
+
+
+class Ledger:
+    """Records the transitions of one batch run's jobs; see the module docstring."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        emit: Callable[[BatchEvent], Awaitable[None]],
+        results: MemoryObjectSendStream[JobResult],
+        summary: BatchSummary,
+    ) -> None:
+        self._journal = journal
+        self._emit = emit
+        self._results = results
+        self._summary = summary
+        self._jobs: dict[str, Job] = {}
+
+    # --- intake -------------------------------------------------------------------------
+
+    async def open(
+        self, job: Job, *, key: str, output: str, path: Path
+    ) -> tuple[Ticket, JobRecord]:
+        """Take ``job`` in: its journal row (created when new) and its ticket."""
+        label = job.display_label
+        record = await self._journal.add(
+            JobRecord(key=key, label=label, model=job.model, output=output, state=State.NEW)
+        )
+        self._jobs[key] = job
+        ticket = Ticket(
+            key=key,
+            label=label,
+            model=job.model,
+            path=path,
+            output_seconds=record.output_seconds,
+        )
+        return ticket, record
+
+    async def refused(self, job: Job, message: str) -> None:
+        """A job the batch will not take (it clashes with another); no journal row."""
+        await self._deliver(JobResult(job=job, status="invalid", error=message))
+
+    async def retried(self, ticket: Ticket, record: JobRecord) -> None:
+        """A job that failed or expired in an earlier run gets another go."""
+        await self._journal.update(ticket.key, state=State.NEW, task_id=None, code=None, error=None)
+        record.state = State.NEW
+
+    async def resumed(self, ticket: Ticket, record: JobRecord) -> None:
+        """The journal knew the job; work continues from ``record.state``."""
+        await self._emit(self._event(JobResumed, ticket, record.task_id, state=record.state))
+
+    async def queued(self, ticket: Ticket) -> None:
+        """The job goes to preparation."""
+        await self._emit(self._event(JobQueued, ticket))
+
+    async def already_downloaded(self, ticket: Ticket, record: JobRecord) -> None:
+        """An earlier run saved the video and it is still there."""
+        ticket.task_id = record.task_id
+        size = record.size or 0
+        await self._emit(
+            self._event(JobDownloaded, ticket, path=ticket.path, size=size, skipped=True)
+        )
+        await self._end(ticket, "succeeded", billed=record.video_duration or 0.0)
+
+    async def ended_before(self, ticket: Ticket, record: JobRecord) -> None:
+        """The job ended (failed, expired, invalid) in an earlier run."""
+        status: ResultStatus = (
+            "failed"
+            if record.state == State.FAILED
+            else "expired"
+            if record.state == State.EXPIRED
+            else "invalid"
+        )
+        ticket.task_id = record.task_id
+        await self._end(ticket, status, record.error, record.code)
+
+    # --- preparation ----------------------------------------------------------------------
+
+    async def cached_upload(self, digest: str, model: str, *, valid_after: float) -> str | None:
+        """A journalled temporary upload of this content for ``model``, still valid then."""
+        return await self._journal.get_upload(digest, model, valid_after=valid_after)
+
+    async def uploaded(
+        self, ticket: Ticket, *, field: str, digest: str, uploaded: UploadedFile
+    ) -> None:
+        """A local input went to temporary storage."""
+        await self._journal.put_upload(
+            digest, uploaded.model, url=uploaded.url, expires_at=uploaded.expires_at.timestamp()
+        )
+        await self._emit(self._event(JobUploaded, ticket, field=field, url=uploaded.url))
+
+    async def cached_detection(self, digest: str, model: str, ratio: str) -> CachedDetection | None:
+        """A journalled detection answer for this image content, model and ratio."""
+        return await self._journal.get_detection(digest, model, ratio)
+
+    async def detected(
+        self,
+        ticket: Ticket,
+        detection: CachedDetection,
+        *,
+        cache: tuple[str, str, str] | None,
+    ) -> None:
+        """Detection answered (``cache`` = digest, model, ratio to remember it by) or came
+        from the cache (``cache`` None)."""
+        if cache is not None:
+            await self._journal.put_detection(*cache, detection)
+        await self._emit(
+            self._event(
+                JobDetected,
+                ticket,
+                passed=detection.passed,
+                cached=cache is None,
+                code=detection.code,
+                message=detection.message,
+            )
+        )
+
+    async def prepared(self, ticket: Ticket, *, face: BBoxTuple, ext: BBoxTuple) -> None:
+        """The job is ready to submit."""
+        await self._journal.update(
+            ticket.key, face_bbox=face, ext_bbox=ext, output_seconds=ticket.output_seconds
+        )
+
+    async def invalid(self, ticket: Ticket, problems: tuple[str, ...]) -> None:
+        """Local checks refused the job; nothing was paid for."""
+        message = "; ".join(problems)
+        await self._journal.update(ticket.key, state=State.INVALID, code=None, error=message)
+        await self._emit(self._event(JobPreflightFailed, ticket, problems=problems))
+        await self._end(ticket, "invalid", message)
+
+    async def not_prepared(
+        self, ticket: Ticket, message: str, *, code: str | None, final: bool
+    ) -> None:
+        """Preparation failed: for good (``final``: the service refused the portrait), or for
+        this run only, keeping the journal state (a submit left unresolved by an earlier run
+        keeps its intent, so the rerun still looks for its task before sending it again)."""
+        changes: dict[str, object] = {"code": code, "error": message}
+        if final:
+            changes["state"] = State.FAILED
+        await self._journal.update(ticket.key, **changes)
+        await self._emit(self._event(JobFailed, ticket, code=code, message=message))
+        await self._end(ticket, "failed", message, code)
+
+    # --- submission -----------------------------------------------------------------------
+
+    async def claimed_tasks(self, model: str, *, before: float | None = None) -> set[str]:
+        """Task ids of ``model`` this journal's jobs ever held (claimed before ``before``)."""
+        return await self._journal.claimed_tasks(model, before=before)
+
+    async def intent(self, ticket: Ticket, *, at: float) -> None:
+        """Durably: a submit of this job is about to be sent."""
+        await self._journal.record_intent(ticket.key, at=at)
+
+    async def submitted(self, ticket: Ticket, task_id: str) -> None:
+        """The service accepted the task (also when found by reconciliation)."""
+        await self._journal.record_submitted(ticket.key, task_id=task_id, model=ticket.model)
+        ticket.task_id = task_id
+        await self._emit(self._event(JobSubmitted, ticket, task_id))
+
+    async def reconciled(self, ticket: Ticket, task_id: str | None) -> None:
+        """A lost submit's task was found (``task_id``; :meth:`submitted` follows) or found
+        absent."""
+        await self._emit(self._event(JobReconciled, ticket, task_id, found=task_id is not None))
+
+    # --- running --------------------------------------------------------------------------
+
+    async def started(self, ticket: Ticket) -> None:
+        """The task holds the account's running slot."""
+        await self._emit(self._event(JobStarted, ticket))
+
+    async def succeeded(self, ticket: Ticket, task: Task, *, url_expires_at: float) -> None:
+        """The task SUCCEEDED: its URL is journalled before the download starts."""
+        ticket.video_url = task.video_url
+        ticket.video_duration = float(task.video_duration or 0.0)
+        ticket.url_expires_at = url_expires_at
+        await self._journal.update(
+            ticket.key,
+            state=State.SUCCEEDED,
+            video_url=task.video_url,
+            url_expires_at=url_expires_at,
+            video_duration=ticket.video_duration,
+        )
+        await self._emit(self._event(JobSucceeded, ticket, video_duration=ticket.video_duration))
+
+    async def url_refreshed(self, ticket: Ticket, url: str) -> None:
+        """A re-query gave a fresh result URL."""
+        ticket.video_url = url
+        await self._journal.update(ticket.key, video_url=url)
+
+    async def downloaded(self, ticket: Ticket, *, size: int) -> None:
+        """The video is on disk."""
+        await self._journal.update(ticket.key, state=State.DOWNLOADED, size=size)
+        await self._emit(self._event(JobDownloaded, ticket, path=ticket.path, size=size))
+        await self._end(ticket, "succeeded", billed=ticket.video_duration)
+
+    # --- other ends -----------------------------------------------------------------------
+
+    async def failed(self, ticket: Ticket, code: str | None, message: str) -> None:
+        """The job failed for good (the service refused it, or its task FAILED)."""
+        await self._journal.update(ticket.key, state=State.FAILED, code=code, error=message)
+        await self.failed_this_run(ticket, message, code=code)
+
+    async def failed_this_run(
+        self, ticket: Ticket, message: str, *, code: str | None = None, billed: float = 0.0
+    ) -> None:
+        """The job failed in this run; its journal row is kept, so a rerun picks it up."""
+        await self._emit(self._event(JobFailed, ticket, code=code, message=message))
+        await self._end(ticket, "failed", message, code, billed=billed)
+
+    async def expired(self, ticket: Ticket, message: str) -> None:
+        """The task or its result URL expired before the video could be fetched."""
+        await self._journal.update(ticket.key, state=State.EXPIRED, error=message)
+        await self._emit(self._event(JobExpired, ticket, message=message))
+        await self._end(ticket, "expired", message, billed=ticket.video_duration)
+
+    async def canceled(self, ticket: Ticket, message: str) -> None:
+        """The job's task was cancelled (not billed); a rerun submits the job again."""
+        await self._journal.update(ticket.key, state=State.NEW, task_id=None)
+        await self._emit(self._event(JobCanceled, ticket))
+        await self._end(ticket, "canceled", message)
+
+    async def held_back(self, ticket: Ticket, message: str) -> None:
+        """The batch was stopped before the job was submitted; the journal keeps its state."""
+        await self._end(ticket, "canceled", message)
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _event(
+        self, kind: type[_E], ticket: Ticket, task_id: str | None = None, **fields: object
+    ) -> _E:
+        return kind(
+            label=ticket.label,
+            key=ticket.key,
+            task_id=task_id or ticket.task_id,
+            **fields,  # type: ignore[arg-type]
+        )
+
+    async def _end(
+        self,
+        ticket: Ticket,
+        status: ResultStatus,
+        error: str | None = None,
+        code: str | None = None,
+        *,
+        billed: float = 0.0,
+    ) -> None:
+        job = self._jobs.pop(ticket.key)
+        await self._deliver(
+            JobResult(
+                job=job,
+                status=status,
+                path=ticket.path if status == "succeeded" else None,
+                task_id=ticket.task_id,
+                error=error,
+                code=code,
+                billed_seconds=billed,
+                cost_cny=round(billed * price_per_second(job), 4),
+            )
+        )
+
+    async def _deliver(self, result: JobResult) -> None:
+        self._summary.add(result)
+        # When the caller stopped reading results, the journal still has them.
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await self._results.send(result)
