@@ -86,9 +86,6 @@ if TYPE_CHECKING:
     from emoclient._batch.batch import (
         EventHandler,
     )
-    from emoclient._batch.scheduler import (
-        Scheduler,
-    )
 
 # The batch half (SQLite journal, scheduler, manifests) loads on first use, so that one API
 # call does not pay for it: ``import emoclient`` stays as light as the client needs.
@@ -119,7 +116,6 @@ _LAZY = {
     "Plan": "emoclient._batch",
     "Problem": "emoclient._batch",
     "ResultStatus": "emoclient._batch",
-    "Scheduler": "emoclient._batch.scheduler",
     "SchedulerOptions": "emoclient._batch",
     "plan_batch": "emoclient._batch",
     "preflight": "emoclient._batch",
@@ -197,7 +193,6 @@ __all__ = [
     "ResultStatus",
     "ResultURLExpiredError",
     "RetryPolicy",
-    "Scheduler",
     "SchedulerOptions",
     "ServerError",
     "StyleLevel",

@@ -215,27 +215,16 @@ class Transport:
         headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """One API read (or idempotent call), retried on 429/5xx/transport errors."""
-        url = f"{self.base_url}/{path.lstrip('/')}"
-        all_headers = self._api_headers(headers)
-        attempt = 0
-        while True:
-            if limiter is not None:
-                await limiter.acquire()
-            try:
-                return await self._send_once(
-                    method,
-                    url,
-                    operation=operation,
-                    headers=all_headers,
-                    params=params,
-                    json_body=json_body,
-                )
-            except (APIStatusError, TransportError) as exc:
-                retryable, retry_after = _retry_hint(exc)
-                if not retryable or not self.retry.should_retry(attempt):
-                    raise
-            await self._sleep(self.retry.delay(attempt, retry_after=retry_after))
-            attempt += 1
+        return await self._request(
+            method,
+            path,
+            operation=operation,
+            limiter=limiter,
+            params=params,
+            json_body=json_body,
+            headers=headers,
+            classify=_read_retry,
+        )
 
     async def submit(
         self,
@@ -252,33 +241,61 @@ class Transport:
         A 429 or a refused connection is retried; a 5xx, a timeout or a dropped connection
         after sending raises :class:`SubmitOutcomeUnknownError` instead.
         """
+        started = datetime.now(UTC)
+
+        def classify(exc: APIStatusError | TransportError) -> tuple[bool, float | None]:
+            if isinstance(exc, ConnectError):
+                return True, None  # the connection never opened: nothing was sent
+            if isinstance(exc, ServerError | TransportError):
+                raise _unknown(exc, model=model, started=started) from exc
+            if isinstance(exc, RateLimitError):
+                return is_retryable_status(429, exc.code), exc.retry_after  # no task was made
+            return False, None
+
+        return await self._request(
+            "POST",
+            path,
+            operation=operation,
+            limiter=limiter,
+            params=None,
+            json_body=json_body,
+            headers=headers,
+            classify=classify,
+        )
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        limiter: RateLimiter | None,
+        params: Mapping[str, str] | None,
+        json_body: Any,
+        headers: Mapping[str, str] | None,
+        classify: Callable[[APIStatusError | TransportError], tuple[bool, float | None]],
+    ) -> dict[str, Any]:
+        """The one retry loop: ``classify`` says whether a failure may be sent again (and the
+        server's Retry-After), or raises the error that replaces it."""
         url = f"{self.base_url}/{path.lstrip('/')}"
         all_headers = self._api_headers(headers)
-        started = datetime.now(UTC)
         attempt = 0
         while True:
             if limiter is not None:
                 await limiter.acquire()
             try:
                 return await self._send_once(
-                    "POST",
+                    method,
                     url,
                     operation=operation,
                     headers=all_headers,
-                    params=None,
+                    params=params,
                     json_body=json_body,
                 )
-            except ConnectError:
-                # The connection never opened, so nothing was sent: safe to try again.
-                if not self.retry.should_retry(attempt):
+            except (APIStatusError, TransportError) as exc:
+                retryable, retry_after = classify(exc)
+                if not retryable or not self.retry.should_retry(attempt):
                     raise
-                retry_after: float | None = None
-            except (ServerError, TransportError) as exc:
-                raise _unknown(exc, model=model, started=started) from exc
-            except RateLimitError as exc:
-                if not is_retryable_status(429, exc.code) or not self.retry.should_retry(attempt):
-                    raise
-                retry_after = exc.retry_after
             await self._sleep(self.retry.delay(attempt, retry_after=retry_after))
             attempt += 1
 
@@ -305,7 +322,7 @@ class Transport:
             raise map_client_error(exc, method="POST", url=url) from exc
 
 
-def _retry_hint(exc: APIStatusError | TransportError) -> tuple[bool, float | None]:
+def _read_retry(exc: APIStatusError | TransportError) -> tuple[bool, float | None]:
     """Whether a read may be retried, and the server's Retry-After seconds if it gave one."""
     if isinstance(exc, TransportError):
         return True, None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import typing
 
 import pytest
 
@@ -81,3 +82,100 @@ def test_public_client_methods_are_documented() -> None:
 
 def test_twenty_driven_ids() -> None:
     assert len(emoclient.DrivenId) == 20
+
+
+EXPECTED_ALL = CLIENT_NAMES | {
+    "AccountLimits",
+    "Batch",
+    "BatchBusyError",
+    "BatchEvent",
+    "BatchFinished",
+    "BatchSummary",
+    "EmoJob",
+    "EmojiJob",
+    "EventHandler",
+    "Job",
+    "JobCanceled",
+    "JobDetected",
+    "JobDownloaded",
+    "JobEvent",
+    "JobExpired",
+    "JobFailed",
+    "JobPreflightFailed",
+    "JobQueued",
+    "JobReconciled",
+    "JobResult",
+    "JobResumed",
+    "JobStarted",
+    "JobSubmitted",
+    "JobSucceeded",
+    "JobUploaded",
+    "JournalError",
+    "Plan",
+    "Problem",
+    "ResultStatus",
+    "SchedulerOptions",
+    "__version__",
+    "plan_batch",
+    "preflight",
+}
+# Type aliases: documented where they are used, they carry no docstring of their own.
+ALIASES = {"EventHandler", "Job", "ResultStatus", "__version__"}
+
+
+def test_all_is_exactly_the_public_face() -> None:
+    assert set(emoclient.__all__) == EXPECTED_ALL
+    assert sorted(dir(emoclient)) == sorted(emoclient.__all__)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_ALL - CLIENT_NAMES - ALIASES))
+def test_batch_symbols_resolve_and_have_docstrings(name: str) -> None:
+    obj = getattr(emoclient, name)
+    assert inspect.getdoc(obj), f"{name} has no docstring"
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        emoclient.Nope  # noqa: B018
+
+
+def _classes_in(hint: object) -> set[type]:
+    found: set[type] = set()
+    if isinstance(hint, type):
+        found.add(hint)
+    for arg in typing.get_args(hint):
+        found |= _classes_in(arg)
+    return found
+
+
+def _signature_classes(obj: object) -> set[type]:
+    """Every class named by the annotations of ``obj``'s public callables and fields."""
+    found: set[type] = set()
+    members = [obj]
+    if isinstance(obj, type):
+        members += [
+            m
+            for n, m in vars(obj).items()
+            if (not n.startswith("_") or n == "__init__") and callable(m)
+        ]
+        members += [m.fget for m in vars(obj).values() if isinstance(m, property)]
+    for member in members:
+        try:
+            hints = typing.get_type_hints(member)
+        except (NameError, TypeError):  # a builtin or a class without annotations
+            continue
+        for hint in hints.values():
+            found |= _classes_in(hint)
+    return found
+
+
+def test_every_type_in_a_public_signature_is_exported() -> None:
+    exported = {getattr(emoclient, n) for n in emoclient.__all__ if n not in ALIASES}
+    missing = set()
+    for name in emoclient.__all__:
+        if name in ALIASES:
+            continue
+        for cls in _signature_classes(getattr(emoclient, name)):
+            if cls.__module__.startswith("emoclient") and cls not in exported:
+                missing.add(f"{cls.__module__}.{cls.__qualname__} (in {name})")
+    assert not missing, sorted(missing)

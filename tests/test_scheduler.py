@@ -18,6 +18,7 @@ from emoclient._batch.events import BatchEvent, JobQueued, JobReconciled, JobSub
 from emoclient._batch.jobs import EmoJob
 from emoclient._batch.journal import Journal
 from emoclient._batch.ledger import Ledger
+from emoclient._batch.scheduler import poll_schedule
 from emoclient._models import Task, TaskStatus
 from emoclient._retry import RetryPolicy
 from emoclient._timing import AccountTiming, Learned, Progress
@@ -29,7 +30,7 @@ async def _ignore(_: Any) -> None:
 
 
 def _timing(**opts: Any) -> AccountTiming:
-    return AccountTiming(SchedulerOptions(**opts).poll_schedule())
+    return AccountTiming(poll_schedule(SchedulerOptions(**opts)))
 
 
 def _admits(timing: AccountTiming, live: list[float], new: float) -> bool:
@@ -126,10 +127,9 @@ async def test_poller_spends_few_queries_per_task(
         await collect(batch, jobs)
     stats = account_stats(await emulator.stats())
     assert batch.summary.counts == {"succeeded": 10}
-    assert batch.scheduler is not None
-    assert stats["routes"]["task_get"]["requests"] == batch.scheduler.queries
+    assert stats["routes"]["task_get"]["requests"] == batch.queries
     # The SDK's 1-1-2-2-2-4 s schedule, scaled to this clock, would spend ~10 per task.
-    assert batch.scheduler.queries <= 4 * len(jobs)
+    assert batch.queries <= 4 * len(jobs)
 
 
 async def test_stop_cancels_pending_and_leaves_running_to_the_rerun(tmp_path: Path) -> None:
@@ -248,7 +248,7 @@ async def test_stop_does_not_wait_for_a_slot_held_elsewhere(tmp_path: Path) -> N
             # The second batch reaches admission after journal writes in worker threads,
             # which wait_all_tasks_blocked() does not wait for: look until it is there.
             with anyio.fail_after(10):
-                while second.scheduler is None or second.scheduler._admission is None:
+                while second._scheduler is None or second._scheduler._admission is None:
                     await anyio.wait_all_tasks_blocked()
             second.stop()
             with anyio.fail_after(10):  # a deadline, not a synchronisation

@@ -134,9 +134,9 @@ class Batch:
                 await anyio.to_thread.run_sync(self._lock.release)
 
     @property
-    def scheduler(self) -> Scheduler | None:
-        """The scheduler of the current or last run (for statistics such as ``queries``)."""
-        return self._scheduler
+    def queries(self) -> int:
+        """Task queries the poller spent in the current or last run."""
+        return 0 if self._scheduler is None else self._scheduler.queries
 
     def stop(self) -> None:
         """Stop gracefully: no new submits, PENDING tasks cancelled, downloads finish.

@@ -323,7 +323,7 @@ def _check_emoji(row: int, fields: dict[str, Any]) -> list[ManifestProblem]:
     driven_id = fields["driven_id"]
     if driven_id not in DRIVEN_IDS:
         close = difflib.get_close_matches(driven_id, DRIVEN_IDS, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else "e.g. 'mengwa_kaixin'"
+        hint = f"did you mean {close[0]!r}?" if close else f"e.g. {DRIVEN_IDS[0]!r}"
         problems.append(
             ManifestProblem(
                 row, "driven_id", f"{driven_id!r} is not one of the 20 Emoji templates; {hint}"

@@ -28,7 +28,7 @@ from emoclient._models import Task, TaskStatus
 from emoclient._retry import RetryPolicy
 from emoclient._timing import AccountTiming, PollSchedule
 
-__all__ = ["Scheduler", "SchedulerOptions"]
+__all__ = ["Scheduler", "SchedulerOptions", "poll_schedule"]
 
 
 @dataclass
@@ -55,15 +55,16 @@ class SchedulerOptions:
     )
     clock: Callable[[], float] = field(default=time.monotonic)
 
-    def poll_schedule(self) -> PollSchedule:
-        """The poll schedule these options describe."""
-        return PollSchedule(
-            min_interval=self.poll_min,
-            max_interval=self.poll_max,
-            growth=1.5,
-            probe_growth=2.0,  # nothing learned yet: find the scale fast
-            queued_interval=self.pending_poll,
-        )
+
+def poll_schedule(options: SchedulerOptions) -> PollSchedule:
+    """The poll schedule ``options`` describe."""
+    return PollSchedule(
+        min_interval=options.poll_min,
+        max_interval=options.poll_max,
+        growth=1.5,
+        probe_growth=2.0,  # nothing learned yet: find the scale fast
+        queued_interval=options.pending_poll,
+    )
 
 
 class Scheduler:
@@ -84,7 +85,7 @@ class Scheduler:
         self._next_query = 0.0
         self._tg: TaskGroup | None = None
         self._admission: anyio.CancelScope | None = None
-        self.timing = AccountTiming(options.poll_schedule())
+        self.timing = AccountTiming(poll_schedule(options))
         self.queries = 0
         self.interrupted = 0
 

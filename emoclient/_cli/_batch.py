@@ -133,7 +133,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"emoclient batch: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        cause = _expected_failure(exc)
+        cause = expected_failure(exc)
         if cause is None:
             raise
         print(f"emoclient batch: {cause}", file=sys.stderr)
@@ -144,7 +144,7 @@ def main(args: argparse.Namespace) -> int:
         return 1
 
 
-def _expected_failure(exc: BaseException) -> BaseException | None:
+def expected_failure(exc: BaseException) -> BaseException | None:
     """The error inside ``exc`` worth a message rather than a traceback (file, journal)."""
     from emoclient._exceptions import JournalError
 

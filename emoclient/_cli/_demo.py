@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from emoclient._cli._batch import BatchOptions, _expected_failure, run_batch
+from emoclient._cli._batch import BatchOptions, expected_failure, run_batch
 from emoclient._models import DRIVEN_IDS
 
 __all__ = ["register"]
@@ -85,7 +85,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         return anyio.run(_demo, args.out.resolve(), args.jobs, args.json)
     except Exception as exc:
-        cause = _expected_failure(exc)
+        cause = expected_failure(exc)
         if cause is None:
             raise
         print(f"emoclient demo: {cause}; choose another --out folder.", file=sys.stderr)

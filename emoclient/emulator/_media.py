@@ -183,7 +183,7 @@ def locate_face(data: bytes, *, model: str = "emo-detect-v1") -> FaceGuess:
     img = _open_image(data)
     width, height = img.size
     small = _small_rgb(img)
-    boxes = _skin_components(small)
+    boxes = skin_components(small)
     if not boxes:
         raise MediaError("InvalidFile.Content", MSG_NO_PERSON, humanoid=False)
     if len(boxes) > 1:
@@ -260,7 +260,7 @@ def _skin_mask(rgb: Any) -> Any:
     return (y >= 20) & (cb >= 77) & (cb <= 127) & (cr >= 133) & (cr <= 173)
 
 
-def _skin_components(rgb: Any) -> list[BBox]:
+def skin_components(rgb: Any) -> list[BBox]:
     """Bounding boxes (small-image pixels) of the significant skin components, largest first."""
     import numpy as np
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._media import MSG_AUDIO_TYPE, MediaError, _skin_components
+from ._media import MSG_AUDIO_TYPE, MediaError, skin_components
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -243,7 +243,7 @@ def _mouth_box(frame: Image.Image) -> tuple[float, float, float, float]:
 
     small = frame.copy()
     small.thumbnail((160, 160))
-    boxes = _skin_components(np.asarray(small, dtype=np.float32))
+    boxes = skin_components(np.asarray(small, dtype=np.float32))
     sx, sy = frame.width / small.width, frame.height / small.height
     if boxes:
         x1, y1, x2, y2 = boxes[0]
