@@ -10,6 +10,7 @@ import anyio
 from aiohttp import web
 
 from . import _errors as err
+from ._accounts import key_label
 from ._admin import add_admin_routes, loopback_only
 from ._api import detect, submit
 from ._api_tasks import cancel_task, get_task, list_tasks
@@ -19,24 +20,24 @@ from ._driver import Driver
 from ._errors import ApiError
 from ._faults import drop_connection, injected_error, should_drop, should_drop_after
 from ._files import create_files_app
-from ._keys import ACCOUNT, STATE
-from ._state import Account, account_label
+from ._keys import ACCOUNT, KEY_ID, STATE
+from ._state import Account
 from ._uploads_api import upload_policy
 
 API = "/api/v1"
 
 
-def authenticate(request: web.Request, state: EmulatorState) -> Account:
-    """The account of the request's ``Authorization: Bearer`` key, or 401 InvalidApiKey."""
+def authenticate(request: web.Request, state: EmulatorState) -> tuple[Account, str]:
+    """The account and key label of the ``Authorization: Bearer`` key, or 401 InvalidApiKey."""
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
         raise ApiError.of(err.INVALID_API_KEY)
-    allowed = state.config.api_keys
-    if allowed is not None and key not in allowed:
+    label = state.config.account_of(key)
+    if label is None:
         raise ApiError.of(err.INVALID_API_KEY)
-    return state.account(account_label(key))
+    return state.account(label), key_label(key)
 
 
 @web.middleware
@@ -56,7 +57,7 @@ async def service_middleware(request: web.Request, handler: Any) -> web.StreamRe
 async def _serve(
     request: web.Request, handler: Any, state: EmulatorState, route: str
 ) -> web.StreamResponse:
-    account = authenticate(request, state)
+    account, request[KEY_ID] = authenticate(request, state)
     request[ACCOUNT] = account
     counters = state.count(account, route)
     faults = state.faults

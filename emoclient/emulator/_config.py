@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ._accounts import check_accounts, label_for
 
 #: Route names used in the statistics, the fault settings and the rate limits.
 ROUTES = (
@@ -76,8 +78,11 @@ class EmulatorConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    #: Accepted API keys; ``None`` accepts any non-empty key as its own account.
-    api_keys: frozenset[str] | None = None
+    #: Accepted API keys and their accounts. ``None`` accepts any non-empty key as its own
+    #: account; a set accepts only its keys, each its own account; ``{key: account}``
+    #: accepts only its keys, and keys mapped to one account name share that account's
+    #: limits, slots, tasks and uploads (a key mapped to itself is its own account).
+    api_keys: frozenset[str] | dict[str, str] | None = None
     #: Virtual seconds per real second. 0 freezes the clock (only ``advance`` moves it).
     speed: float = Field(default=1.0, ge=0.0)
     #: Requests per sliding real-time second, per account, by limit group.
@@ -119,6 +124,23 @@ class EmulatorConfig(BaseModel):
     #: Extra fields of the cancel success body besides ``request_id``.
     cancel_success_extra: dict[str, object] = Field(default_factory=dict)
     faults: Faults = Field(default_factory=Faults)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _accounts_apart(
+        cls, keys: frozenset[str] | dict[str, str] | None
+    ) -> frozenset[str] | dict[str, str] | None:
+        if isinstance(keys, dict):
+            check_accounts(keys)
+        return keys
+
+    def account_of(self, api_key: str) -> str | None:
+        """The label ``api_key``'s account is known by, or None if the key is not accepted.
+
+        A named account is labelled by its name; a key that is its own account by
+        ``account_label(key)``, a hash, so that statistics never show a key.
+        """
+        return label_for(self.api_keys, api_key)
 
     @classmethod
     def fast(cls, **overrides: Any) -> EmulatorConfig:

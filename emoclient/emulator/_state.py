@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -15,11 +14,6 @@ from ._ratelimit import PeakMeter, RateLimiter
 
 Fate = Literal["succeed", "fail", "stall"]
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN"})
-
-
-def account_label(api_key: str) -> str:
-    """The label an account is known by in statistics: never the raw key."""
-    return "acct-" + hashlib.sha256(api_key.encode()).hexdigest()[:8]
 
 
 @dataclass
@@ -47,6 +41,8 @@ class Task:
     model: str
     submit_time: float
     inputs: TaskInputs
+    #: ``key_label`` of the API key that submitted the task (the list API's ``api_key_id``).
+    key_id: str = ""
     request_id: str = ""
     status: str = "PENDING"
     scheduled_time: float | None = None
