@@ -143,6 +143,9 @@ async def test_stats_document(api: Api) -> None:
             "submit": {"requests": 1, "throttled": 0, "max_in_1s": 1},
             "task_get": {"requests": 1, "throttled": 0, "max_in_1s": 1},
         },
+        "models": {
+            "emo-v1": {"routes": {"submit": {"requests": 1, "throttled": 0, "max_in_1s": 1}}},
+        },
         "submissions": 1,
         "tasks": {"RUNNING": 1},
         "slot_busy_seconds": 0.0,

@@ -80,6 +80,17 @@ class RouteStats:
 
 
 @dataclass
+class ModelUsage:
+    """What one model of one account was asked: counters of the routes that name a model."""
+
+    routes: dict[str, RouteStats] = field(default_factory=dict)
+
+    def route(self, name: str) -> RouteStats:
+        """The counters of route ``name`` for this model, created on first use."""
+        return self.routes.setdefault(name, RouteStats())
+
+
+@dataclass
 class Account:
     """One API key's world: its tasks, its queue, its running slot and its counters."""
 
@@ -94,11 +105,16 @@ class Account:
     submissions: int = 0
     result_bytes_served: int = 0
     routes: dict[str, RouteStats] = field(default_factory=dict)
+    models: dict[str, ModelUsage] = field(default_factory=dict)
     limiters: dict[str, RateLimiter] = field(default_factory=dict)
 
     def route(self, name: str) -> RouteStats:
-        """The counters of route ``name``, created on first use."""
+        """The counters of route ``name`` (all models together), created on first use."""
         return self.routes.setdefault(name, RouteStats())
+
+    def model(self, name: str) -> ModelUsage:
+        """The part of the account that concerns model ``name``, created on first use."""
+        return self.models.setdefault(name, ModelUsage())
 
 
 StartHook = Callable[[Task], None]

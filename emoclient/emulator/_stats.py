@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._core import EmulatorState
-from ._state import Account
+from ._state import Account, RouteStats
 
 
 def stats_document(state: EmulatorState) -> dict[str, Any]:
@@ -33,13 +33,18 @@ def _account_stats(account: Account, now: float) -> dict[str, Any]:
     if account.first_start is not None and last_end is not None:
         span = last_end - account.first_start
     return {
-        "routes": {
-            name: {"requests": r.requests, "throttled": r.throttled, "max_in_1s": r.peak.peak}
-            for name, r in account.routes.items()
-        },
+        "routes": _routes(account.routes),
+        "models": {name: {"routes": _routes(m.routes)} for name, m in account.models.items()},
         "submissions": account.submissions,
         "tasks": tasks,
         "slot_busy_seconds": round(busy, 3),
         "slot_span_seconds": round(span, 3),
         "result_bytes_served": account.result_bytes_served,
+    }
+
+
+def _routes(routes: dict[str, RouteStats]) -> dict[str, dict[str, int]]:
+    return {
+        name: {"requests": r.requests, "throttled": r.throttled, "max_in_1s": r.peak.peak}
+        for name, r in routes.items()
     }
