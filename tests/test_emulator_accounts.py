@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import anyio
 import pytest
-from emulator_http import RESOLVE, Api, emo_body, upload_file, upload_policy
+from emulator_http import RESOLVE, Api, emo_body, emoji_body, upload_file, upload_policy
 from pydantic import ValidationError
 
 from emoclient.emulator import EmulatorConfig, RunningEmulator, account_label, serve
@@ -61,6 +61,23 @@ async def test_two_keys_of_one_account_queue_behind_one_slot(
     stats = (await emulator.stats())["accounts"]
     assert set(stats) == {"team"}
     assert stats["team"]["submissions"] == 3
+
+
+async def test_one_accounts_emo_and_emoji_run_side_by_side_whichever_key_sent_them(
+    emulator: RunningEmulator, session: aiohttp.ClientSession
+) -> None:
+    one, two = Api(session, emulator, "sk-team-1"), Api(session, emulator, "sk-team-2")
+    emo, queued = await _submit(one), await _submit(two)
+    emoji = (await two.submit(emoji_body(emulator))).body["output"]["task_id"]
+    assert [await _status(one, t) for t in (emo, queued, emoji)] == [
+        "RUNNING",
+        "PENDING",
+        "RUNNING",
+    ]
+    team = (await emulator.stats())["accounts"]["team"]
+    assert (team["max_running"], team["max_in_flight"]) == (2, 3)
+    assert team["models"]["emo-v1"]["max_in_flight"] == 2
+    assert team["models"]["emoji-v1"]["max_running"] == 1
 
 
 async def test_two_accounts_run_side_by_side(

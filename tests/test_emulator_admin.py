@@ -138,18 +138,26 @@ async def test_stats_document(api: Api) -> None:
     assert over_http == await api.emulator.stats()
     label = "acct-" + hashlib.sha256(b"sk-admin").hexdigest()[:8]
     assert "sk-admin" not in json.dumps(over_http)
+    slot = {
+        "submissions": 1,
+        "tasks": {"RUNNING": 1},
+        "slot_busy_seconds": 0.0,
+        "slot_span_seconds": 0.0,
+        "max_in_flight": 1,
+        "max_running": 1,
+    }
     assert mask(over_http["accounts"][label]) == {
         "routes": {
             "submit": {"requests": 1, "throttled": 0, "max_in_1s": 1},
             "task_get": {"requests": 1, "throttled": 0, "max_in_1s": 1},
         },
         "models": {
-            "emo-v1": {"routes": {"submit": {"requests": 1, "throttled": 0, "max_in_1s": 1}}},
+            "emo-v1": {
+                "routes": {"submit": {"requests": 1, "throttled": 0, "max_in_1s": 1}},
+                **slot,
+            }
         },
-        "submissions": 1,
-        "tasks": {"RUNNING": 1},
-        "slot_busy_seconds": 0.0,
-        "slot_span_seconds": 0.0,
+        **slot,
         "result_bytes_served": 0,
     }
     api.emulator.advance(10)
