@@ -16,6 +16,7 @@ from emoclient.emulator.samples import portrait_bytes, speech_bytes
 DETECT = "/services/aigc/image2video/face-detect"
 SYNTHESIS = "/services/aigc/image2video/video-synthesis"
 ASYNC = {"X-DashScope-Async": "enable"}
+RESOLVE = {"X-DashScope-OssResourceResolve": "enable"}
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}$")
 
@@ -130,3 +131,34 @@ def emoji_body(emulator: RunningEmulator, *, driven_id: str = "mengwa_kaixin") -
         "model": "emoji-v1",
         "input": {"image_url": image, "driven_id": driven_id, "face_bbox": face, "ext_bbox": ext},
     }
+
+
+async def upload_policy(api: Api, model: str = "emo-v1") -> dict[str, Any]:
+    """A fresh upload policy (the ``data`` of ``GET /uploads?action=getPolicy``)."""
+    reply = await api.call("GET", "/uploads", params={"action": "getPolicy", "model": model})
+    assert reply.status == 200, reply.body
+    data: dict[str, Any] = reply.body["data"]
+    return data
+
+
+async def upload_file(
+    api: Api, policy: dict[str, Any], name: str, data: bytes, **overrides: str
+) -> tuple[int, str]:
+    """POST ``data`` as ``name`` to the policy's upload host; the status and body text."""
+    fields = {
+        "OSSAccessKeyId": policy["oss_access_key_id"],
+        "Signature": policy["signature"],
+        "policy": policy["policy"],
+        "key": f"{policy['upload_dir']}/{name}",
+        "x-oss-object-acl": policy["x_oss_object_acl"],
+        "x-oss-forbid-overwrite": policy["x_oss_forbid_overwrite"],
+        "success_action_status": "200",
+        "x-oss-content-type": "audio/wav",
+        **overrides,
+    }
+    form = aiohttp.FormData()
+    for field, value in fields.items():
+        form.add_field(field, value)
+    form.add_field("file", data, filename=name, content_type="audio/wav")
+    async with api.session.post(policy["upload_host"], data=form) as response:
+        return response.status, await response.text()

@@ -16,7 +16,7 @@ from aiohttp.test_utils import make_mocked_request
 from emulator_http import Api, emo_body, mask
 
 from emoclient._cli import _emulator as cli
-from emoclient.emulator import EmulatorConfig, RunningEmulator
+from emoclient.emulator import EmulatorConfig, RunningEmulator, account_label
 from emoclient.emulator._admin import is_loopback, loopback_only
 
 
@@ -138,15 +138,26 @@ async def test_stats_document(api: Api) -> None:
     assert over_http == await api.emulator.stats()
     label = "acct-" + hashlib.sha256(b"sk-admin").hexdigest()[:8]
     assert "sk-admin" not in json.dumps(over_http)
+    slot = {
+        "submissions": 1,
+        "tasks": {"RUNNING": 1},
+        "slot_busy_seconds": 0.0,
+        "slot_span_seconds": 0.0,
+        "max_in_flight": 1,
+        "max_running": 1,
+    }
     assert mask(over_http["accounts"][label]) == {
         "routes": {
             "submit": {"requests": 1, "throttled": 0, "max_in_1s": 1},
             "task_get": {"requests": 1, "throttled": 0, "max_in_1s": 1},
         },
-        "submissions": 1,
-        "tasks": {"RUNNING": 1},
-        "slot_busy_seconds": 0.0,
-        "slot_span_seconds": 0.0,
+        "models": {
+            "emo-v1": {
+                "routes": {"submit": {"requests": 1, "throttled": 0, "max_in_1s": 1}},
+                **slot,
+            }
+        },
+        **slot,
         "result_bytes_served": 0,
     }
     api.emulator.advance(10)
@@ -220,6 +231,45 @@ def test_command_flags_make_the_config() -> None:
     assert faults.download_cut_bytes == 1000
     assert args.port == 8089
     assert cli.config_from_args(_parse()).api_keys is None
+
+
+def test_api_key_flags_group_keys_into_accounts() -> None:
+    args = _parse("--api-key", "sk-1=team", "--api-key", "sk-2=team", "--api-key", "sk-3")
+    config = cli.config_from_args(args)
+    assert config.api_keys == {"sk-1": "team", "sk-2": "team", "sk-3": "sk-3"}
+    assert [config.account_of(k) for k in ("sk-1", "sk-2", "sk-3", "sk-4")] == [
+        "team",
+        "team",
+        account_label("sk-3"),
+        None,
+    ]
+    again = cli.config_from_args(_parse("--api-key", "sk-1=team", "--api-key", "sk-1=team"))
+    assert again.api_keys == {"sk-1": "team"}
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["=team"], "expected KEY or KEY=ACCOUNT; the KEY is empty"),
+        ([""], "expected KEY or KEY=ACCOUNT; the KEY is empty"),
+        (["sk-secret="], "expected KEY=ACCOUNT with an account name after '='; it is empty"),
+        (["sk-secret=a", "sk-secret=b"], "one KEY is given for two different accounts"),
+        (["sk-secret", "sk-secret=b"], "one KEY is given for two different accounts"),
+        (["sk-secret", "sk-other=sk-secret"], "an account name must not be another API key"),
+        (["sk-other=sk-secret", "sk-secret"], "an account name must not be another API key"),
+        (["sk-secret=acct-0123abcd"], "account name 'acct-0123abcd' looks like the label of a key"),
+    ],
+)
+def test_bad_api_key_flags_are_usage_errors_that_never_show_the_key(
+    values: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [arg for value in values for arg in ("--api-key", value)]
+    with pytest.raises(SystemExit) as exit_info:
+        _parse(*argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --api-key: {expected}" in err
+    assert "sk-secret" not in err
 
 
 @pytest.mark.parametrize(

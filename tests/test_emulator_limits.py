@@ -1,15 +1,17 @@
-"""Rate limits: sliding real-time one-second windows per account, answered with 429."""
+"""Rate limits: sliding real-time one-second windows per account and model, answered with 429."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import anyio
 import pytest
-from emulator_http import Api, Reply, emo_body, mask
+from emulator_http import Api, Reply, emo_body, emoji_body, mask
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from emoclient.emulator import EmulatorConfig, RunningEmulator, serve
 from emoclient.emulator._ratelimit import PeakMeter, RateLimiter
@@ -54,6 +56,48 @@ async def test_sixth_submit_inside_one_second_is_throttled(
     assert account["routes"]["submit"] == {"requests": 6, "throttled": 1, "max_in_1s": 6}
 
 
+async def test_each_video_model_has_its_own_submit_budget(
+    emulator: RunningEmulator, session: aiohttp.ClientSession
+) -> None:
+    api = Api(session, emulator, "sk-two-models")
+    emo, emoji = emo_body(emulator), emoji_body(emulator)
+    statuses: dict[str, list[int]] = {"emo": [], "emoji": []}
+
+    async def submit(kind: str, body: dict[str, Any]) -> None:
+        statuses[kind].append((await api.submit(body)).status)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(submit, "emo", emo)
+        for _ in range(2):
+            tg.start_soon(submit, "emoji", emoji)
+    assert sorted(statuses["emo"]) == [200] * 5
+    assert sorted(statuses["emoji"]) == [200, 429]  # emoji-v1: 1 per second
+    account = next(iter((await emulator.stats())["accounts"].values()))
+    models = account["models"]
+    assert models["emo-v1"]["routes"]["submit"] == {"requests": 5, "throttled": 0, "max_in_1s": 5}
+    assert models["emoji-v1"]["routes"]["submit"] == {
+        "requests": 2,
+        "throttled": 1,
+        "max_in_1s": 2,
+    }
+    assert account["routes"]["submit"] == {"requests": 7, "throttled": 1, "max_in_1s": 7}
+
+
+async def test_emoji_detect_is_throttled_at_the_second_call_in_a_second(
+    emulator: RunningEmulator, session: aiohttp.ClientSession
+) -> None:
+    api = Api(session, emulator, "sk-emoji-detect")
+    nowhere = "http://127.0.0.1:9/nowhere.png"
+    emoji = await _concurrently(2, lambda: api.detect(nowhere, model="emoji-detect-v1"))
+    emo = await _concurrently(5, lambda: api.detect(nowhere, model="emo-detect-v1"))
+    assert emoji == [400, 429]
+    assert emo == [400] * 5  # emo-detect-v1 keeps its own 5 per second
+    models = next(iter((await emulator.stats())["accounts"].values()))["models"]
+    assert models["emoji-detect-v1"]["routes"]["detect"]["throttled"] == 1
+    assert models["emo-detect-v1"]["routes"]["detect"]["throttled"] == 0
+
+
 async def test_limits_are_per_account(
     emulator: RunningEmulator, session: aiohttp.ClientSession
 ) -> None:
@@ -92,6 +136,50 @@ async def test_upload_policy_limit_is_per_model(session: aiohttp.ClientSession) 
 
         assert await _concurrently(4, policy("emo-v1")) == [200] * 3 + [429]
         assert await _concurrently(3, policy("emoji-v1")) == [200] * 3
+
+
+async def test_one_number_gives_every_model_its_own_budget(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with serve(EmulatorConfig.fast(rate_limits={"submit": 2})) as emulator:
+        api = Api(session, emulator, "sk-two-each")
+        emo, emoji = emo_body(emulator), emoji_body(emulator)
+        assert await _concurrently(3, lambda: api.submit(emo)) == [200, 200, 429]
+        assert await _concurrently(3, lambda: api.submit(emoji)) == [200, 200, 429]
+        # groups left out are not limited
+        assert await _concurrently(25, lambda: api.task("1111")) == [200] * 25
+
+
+def test_rate_limit_lookup() -> None:
+    config = EmulatorConfig()
+    assert config.rate_limit("submit", "emo-v1") == 5
+    assert config.rate_limit("submit", "emoji-v1") == 1
+    assert config.rate_limit("detect", "emo-detect-v1") == 5
+    assert config.rate_limit("detect", "emoji-detect-v1") == 1
+    assert config.rate_limit("query", None) == 20
+    assert config.rate_limit("upload_policy", "emoji-detect-v1") == 100
+    assert config.rate_limit("submit", None) is None  # no model: the call fails anyway
+    custom = EmulatorConfig(rate_limits={"detect": {"emoji-detect-v1": 3}, "query": 7})
+    assert custom.rate_limit("detect", "emoji-detect-v1") == 3
+    assert custom.rate_limit("detect", "emo-detect-v1") is None
+    assert custom.rate_limit("submit", "emo-v1") is None
+    assert custom.rate_limit("query", None) == 7
+
+
+@pytest.mark.parametrize(
+    ("limits", "problem"),
+    [
+        ({"submits": 5}, "unknown rate-limit group 'submits'"),
+        ({"query": {"emo-v1": 5}}, "the query limit is the account's"),
+        ({"submit": {"emo_v1": 5}}, "submit limits name unknown models ['emo_v1']"),
+        ({"detect": {"emo-v1": 5}}, "detect limits name unknown models ['emo-v1']"),
+        ({"submit": -1}, "greater than or equal to 0"),
+    ],
+)
+def test_rate_limits_that_cannot_apply_are_refused(limits: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        EmulatorConfig(rate_limits=limits)
+    assert problem in str(error.value)
 
 
 def test_window_slides_in_real_time() -> None:

@@ -1,4 +1,5 @@
-"""Tasks: the one-slot FIFO lifecycle, cancel, the list API and expiry, on a frozen clock."""
+"""Tasks: one slot and FIFO per account and model, cancel, the list API and expiry, on a frozen
+clock."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ TASK_SECONDS = 45.0
 
 @pytest.fixture
 def emulator_config() -> EmulatorConfig:
-    return EmulatorConfig.fast(speed=0.0)  # frozen: only advance() moves time
+    # Frozen: only advance() moves time. These tests are about slots, not rates: emoji-v1
+    # may take 5 submissions a second here too (1 by default).
+    limits = {**EmulatorConfig().rate_limits, "submit": 5}
+    return EmulatorConfig.fast(speed=0.0, rate_limits=limits)
 
 
 @pytest.fixture
@@ -37,7 +41,7 @@ async def _status(api: Api, task_id: str) -> str:
     return status
 
 
-async def test_one_running_task_per_account_and_fifo_order(api: Api) -> None:
+async def test_one_running_task_per_account_and_model_and_fifo_order(api: Api) -> None:
     first, second, third = [await _submit(api) for _ in range(3)]
     assert [await _status(api, t) for t in (first, second, third)] == [
         "RUNNING",
@@ -58,6 +62,40 @@ async def test_one_running_task_per_account_and_fifo_order(api: Api) -> None:
     assert account["slot_span_seconds"] == 3 * TASK_SECONDS
     assert account["tasks"] == {"SUCCEEDED": 3}
     assert account["submissions"] == 3
+
+
+async def test_emo_and_emoji_tasks_of_one_account_run_at_the_same_time(api: Api) -> None:
+    # An Emoji template of 3 s takes as long as 3 s of EMO audio: 45 virtual seconds.
+    emo = [await _submit(api) for _ in range(2)]
+    emoji = [(await api.submit(emoji_body(api.emulator))).body["output"]["task_id"] for _ in "ab"]
+    assert [await _status(api, t) for t in (*emo, *emoji)] == [
+        "RUNNING",
+        "PENDING",
+        "RUNNING",
+        "PENDING",
+    ]
+    api.emulator.advance(TASK_SECONDS)
+    assert [await _status(api, t) for t in (*emo, *emoji)] == [
+        "SUCCEEDED",
+        "RUNNING",
+        "SUCCEEDED",
+        "RUNNING",
+    ]
+    api.emulator.advance(TASK_SECONDS)
+    account = next(iter((await api.emulator.stats())["accounts"].values()))
+    for model in ("emo-v1", "emoji-v1"):
+        assert {k: v for k, v in account["models"][model].items() if k != "routes"} == {
+            "submissions": 2,
+            "tasks": {"SUCCEEDED": 2},
+            "slot_busy_seconds": 2 * TASK_SECONDS,
+            "slot_span_seconds": 2 * TASK_SECONDS,
+            "max_in_flight": 2,
+            "max_running": 1,
+        }
+    assert (account["max_running"], account["max_in_flight"]) == (2, 4)
+    assert account["submissions"] == 4
+    assert account["slot_busy_seconds"] == 4 * TASK_SECONDS  # both slots, added up
+    assert account["slot_span_seconds"] == 2 * TASK_SECONDS
 
 
 async def test_each_account_has_its_own_slot(emulator: RunningEmulator) -> None:
@@ -181,7 +219,7 @@ async def test_list_api_shape_filters_and_pages(api: Api) -> None:
     assert row["model_name"] == "emoji-v1"
     assert isinstance(row["gmt_create"], int)
     running = await api.call("GET", "/tasks", params={"status": "RUNNING"})
-    assert [r["task_id"] for r in running.body["data"]] == [emo[0]]
+    assert [r["task_id"] for r in running.body["data"]] == [emoji, emo[0]]
     emoji_only = await api.call("GET", "/tasks", params={"model_name": "emoji-v1"})
     assert emoji_only.body["total"] == 1
     page_two = await api.call("GET", "/tasks", params={"page_size": "2", "page_no": "2"})

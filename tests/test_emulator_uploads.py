@@ -5,16 +5,13 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import pytest
-from emulator_http import Api, emo_body, mask
+from emulator_http import RESOLVE, Api, emo_body, mask, upload_file, upload_policy
 
 from emoclient.emulator import EmulatorConfig, RunningEmulator, serve
 from emoclient.emulator.samples import speech_bytes
-
-RESOLVE = {"X-DashScope-OssResourceResolve": "enable"}
 
 
 @pytest.fixture
@@ -26,35 +23,6 @@ def emulator_config() -> EmulatorConfig:
 async def api(emulator: RunningEmulator) -> AsyncIterator[Api]:
     async with aiohttp.ClientSession() as session:
         yield Api(session, emulator, "sk-uploads")
-
-
-async def _policy(api: Api, model: str = "emo-v1") -> dict[str, Any]:
-    reply = await api.call("GET", "/uploads", params={"action": "getPolicy", "model": model})
-    assert reply.status == 200, reply.body
-    data: dict[str, Any] = reply.body["data"]
-    return data
-
-
-async def _upload(
-    api: Api, policy: dict[str, Any], name: str, data: bytes, **overrides: str
-) -> tuple[int, str]:
-    fields = {
-        "OSSAccessKeyId": policy["oss_access_key_id"],
-        "Signature": policy["signature"],
-        "policy": policy["policy"],
-        "key": f"{policy['upload_dir']}/{name}",
-        "x-oss-object-acl": policy["x_oss_object_acl"],
-        "x-oss-forbid-overwrite": policy["x_oss_forbid_overwrite"],
-        "success_action_status": "200",
-        "x-oss-content-type": "audio/wav",
-        **overrides,
-    }
-    form = aiohttp.FormData()
-    for field, value in fields.items():
-        form.add_field(field, value)
-    form.add_field("file", data, filename=name, content_type="audio/wav")
-    async with api.session.post(policy["upload_host"], data=form) as response:
-        return response.status, await response.text()
 
 
 async def test_policy_shape_and_decoded_conditions(api: Api) -> None:
@@ -89,8 +57,8 @@ async def test_policy_needs_the_action_and_a_model(api: Api) -> None:
 
 
 async def test_upload_then_use_with_the_resolve_header(api: Api) -> None:
-    policy = await _policy(api)
-    status, _ = await _upload(api, policy, "voice.wav", speech_bytes(seconds=2.0))
+    policy = await upload_policy(api)
+    status, _ = await upload_file(api, policy, "voice.wav", speech_bytes(seconds=2.0))
     assert status == 200
     body = emo_body(api.emulator)
     body["input"]["audio_url"] = f"oss://{policy['upload_dir']}/voice.wav"
@@ -108,7 +76,7 @@ async def test_upload_then_use_with_the_resolve_header(api: Api) -> None:
 
 
 async def test_a_key_that_is_not_utf8_is_refused_with_oss_xml(api: Api) -> None:
-    policy = await _policy(api)
+    policy = await upload_policy(api)
     form = aiohttp.FormData()
     form.add_field("OSSAccessKeyId", policy["oss_access_key_id"])
     form.add_field("Signature", policy["signature"])
@@ -125,9 +93,9 @@ async def test_a_key_that_is_not_utf8_is_refused_with_oss_xml(api: Api) -> None:
 
 
 async def test_overwrite_is_refused_with_oss_xml(api: Api) -> None:
-    policy = await _policy(api)
-    assert (await _upload(api, policy, "a.wav", b"RIFF1"))[0] == 200
-    status, text = await _upload(api, policy, "a.wav", b"RIFF2")
+    policy = await upload_policy(api)
+    assert (await upload_file(api, policy, "a.wav", b"RIFF1"))[0] == 200
+    status, text = await upload_file(api, policy, "a.wav", b"RIFF2")
     assert status == 409
     assert "<Code>FileAlreadyExists</Code>" in text
 
@@ -144,16 +112,16 @@ async def test_overwrite_is_refused_with_oss_xml(api: Api) -> None:
 async def test_form_must_match_its_policy(
     api: Api, overrides: dict[str, str], status: int, code: str
 ) -> None:
-    policy = await _policy(api)
-    got, text = await _upload(api, policy, "b.wav", b"RIFF", **overrides)
+    policy = await upload_policy(api)
+    got, text = await upload_file(api, policy, "b.wav", b"RIFF", **overrides)
     assert got == status
     assert f"<Code>{code}</Code>" in text
 
 
 async def test_policy_expires_after_300_seconds(api: Api) -> None:
-    policy = await _policy(api)
+    policy = await upload_policy(api)
     api.emulator.advance(301)
-    status, text = await _upload(api, policy, "late.wav", b"RIFF")
+    status, text = await upload_file(api, policy, "late.wav", b"RIFF")
     assert status == 403
     assert "Policy expired" in text
 
@@ -162,20 +130,20 @@ async def test_size_limit_from_the_policy() -> None:
     config = EmulatorConfig.fast(upload_max_file_size_mb=0)
     async with serve(config) as emu, aiohttp.ClientSession() as session:
         api = Api(session, emu, "sk")
-        status, text = await _upload(api, await _policy(api), "big.wav", b"x")
+        status, text = await upload_file(api, await upload_policy(api), "big.wav", b"x")
     assert status == 400
     assert "<Code>EntityTooLarge</Code>" in text
 
 
 async def test_oss_url_is_bound_to_model_and_account(api: Api, emulator: RunningEmulator) -> None:
-    policy = await _policy(api, model="emoji-v1")
-    await _upload(api, policy, "voice.wav", speech_bytes(seconds=2.0))
+    policy = await upload_policy(api, model="emoji-v1")
+    await upload_file(api, policy, "voice.wav", speech_bytes(seconds=2.0))
     body = emo_body(emulator)
     body["input"]["audio_url"] = f"oss://{policy['upload_dir']}/voice.wav"
     wrong_model = await api.submit(body, **RESOLVE)
     assert wrong_model.body["code"] == "InvalidParameter.DataInspection"
-    policy = await _policy(api, model="emo-v1")
-    await _upload(api, policy, "voice.wav", speech_bytes(seconds=2.0))
+    policy = await upload_policy(api, model="emo-v1")
+    await upload_file(api, policy, "voice.wav", speech_bytes(seconds=2.0))
     body["input"]["audio_url"] = f"oss://{policy['upload_dir']}/voice.wav"
     other = Api(api.session, emulator, "sk-someone-else")
     assert (await other.submit(body, **RESOLVE)).body["code"] == ("InvalidParameter.DataInspection")
@@ -183,8 +151,8 @@ async def test_oss_url_is_bound_to_model_and_account(api: Api, emulator: Running
 
 
 async def test_oss_url_expires_after_48_hours(api: Api) -> None:
-    policy = await _policy(api)
-    await _upload(api, policy, "voice.wav", speech_bytes(seconds=2.0))
+    policy = await upload_policy(api)
+    await upload_file(api, policy, "voice.wav", speech_bytes(seconds=2.0))
     body = emo_body(api.emulator)
     body["input"]["audio_url"] = f"oss://{policy['upload_dir']}/voice.wav"
     api.emulator.advance(48 * 3600 - 1)
@@ -194,8 +162,8 @@ async def test_oss_url_expires_after_48_hours(api: Api) -> None:
 
 
 async def test_uploads_count_in_stats_and_never_see_authorization(api: Api) -> None:
-    policy = await _policy(api)
-    await _upload(api, policy, "c.wav", b"RIFF")
+    policy = await upload_policy(api)
+    await upload_file(api, policy, "c.wav", b"RIFF")
     stats = await api.emulator.stats()
     routes = next(iter(stats["accounts"].values()))["routes"]
     assert routes["upload_policy"]["requests"] == 1

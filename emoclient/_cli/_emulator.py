@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=(
             "Serve the DashScope EMO/Emoji protocol on this machine. Point a client at the "
             "printed base URL (DASHSCOPE_HTTP_BASE_URL). Any non-empty API key is its own "
-            "account unless --api-key restricts the accepted keys."
+            "account unless --api-key restricts the accepted keys (and groups them into "
+            "accounts: the service's limits belong to the account behind a key)."
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -29,7 +30,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--files-port", type=_port, default=0, help="port of the upload/result host (0: any)"
     )
     parser.add_argument(
-        "--api-key", action="append", dest="api_keys", metavar="KEY", help="accept only KEY"
+        "--api-key",
+        action=_ApiKeys,
+        dest="api_keys",
+        metavar="KEY[=ACCOUNT]",
+        help=(
+            "accept KEY (repeatable; others are refused). Keys given the same ACCOUNT share "
+            "its limits, running slots and tasks; a KEY alone is an account of its own"
+        ),
     )
     parser.add_argument(
         "--speed", type=_at_least_zero, default=1.0, help="virtual seconds per real second"
@@ -77,6 +85,36 @@ def _add_fault_flags(parser: argparse.ArgumentParser) -> None:
     faults.add_argument("--seed", type=int, default=None, help="seed of the fault generator")
 
 
+class _ApiKeys(argparse.Action):
+    """Collects ``--api-key KEY[=ACCOUNT]`` into ``{key: account}`` (a lone key: itself)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        from emoclient.emulator._accounts import check_accounts
+
+        key, equals, account = str(values).partition("=")
+        # The messages never repeat the value: it holds an API key.
+        if not key:
+            raise argparse.ArgumentError(self, "expected KEY or KEY=ACCOUNT; the KEY is empty")
+        if equals and not account:
+            raise argparse.ArgumentError(
+                self, "expected KEY=ACCOUNT with an account name after '='; it is empty"
+            )
+        keys: dict[str, str] = dict(getattr(namespace, self.dest) or {})
+        if keys.setdefault(key, account or key) != (account or key):
+            raise argparse.ArgumentError(self, "one KEY is given for two different accounts")
+        try:
+            check_accounts(keys)
+        except ValueError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from exc
+        setattr(namespace, self.dest, keys)
+
+
 def _checked(
     convert: Callable[[str], Any], valid: Callable[[Any], bool], expected: str
 ) -> Callable[[str], Any]:
@@ -112,8 +150,12 @@ def config_from_args(args: argparse.Namespace) -> Any:
         download_cut_bytes=args.download_cut_bytes,
         seed=args.seed,
     )
+    keys: dict[str, str] | None = args.api_keys
+    api_keys: frozenset[str] | dict[str, str] | None = keys
+    if keys and all(key == account for key, account in keys.items()):
+        api_keys = frozenset(keys)  # every key its own account: the plain set
     return EmulatorConfig(
-        api_keys=frozenset(args.api_keys) if args.api_keys else None,
+        api_keys=api_keys,
         speed=args.speed,
         processing_base_seconds=args.processing_base,
         processing_per_output_second=args.processing_per_second,

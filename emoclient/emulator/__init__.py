@@ -4,11 +4,11 @@ Start it in a test or a script with ``async with serve(config) as emulator:`` an
 client (or the official SDK) at ``emulator.base_url``; from a shell, ``emoclient emulator``.
 """
 
+from ._accounts import account_label
 from ._app import create_app
 from ._clock import VirtualClock
 from ._config import EmulatorConfig, ErrorSpec, Faults
 from ._server import RunningEmulator, serve
-from ._state import account_label
 
 __all__ = [
     "EmulatorConfig",

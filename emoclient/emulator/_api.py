@@ -14,7 +14,7 @@ from ._core import EmulatorState
 from ._driver import template_seconds
 from ._errors import ApiError, json_response, new_request_id
 from ._inspect import DetectOutcome, inspect_detect, inspect_submission
-from ._keys import STATE, account_of
+from ._keys import KEY_ID, STATE, account_of
 from ._media import MSG_IMAGE_TOO_BIG
 from ._state import Account, Task, TaskInputs, new_task_id
 from ._validate import SynthesisRequest, parse_detect, parse_synthesis
@@ -159,6 +159,7 @@ async def _prepare_task(
         seconds = template_seconds(parsed.driven_id or "")
     return _new_task(
         account_of(request),
+        request[KEY_ID],
         parsed,
         TaskInputs(
             image=image,
@@ -175,6 +176,7 @@ async def _prepare_task(
 
 def _new_task(
     account: Account,
+    key_id: str,
     parsed: SynthesisRequest,
     inputs: TaskInputs,
     *,
@@ -187,6 +189,7 @@ def _new_task(
         model=parsed.model,
         submit_time=now,
         inputs=inputs,
+        key_id=key_id,
         request_id=new_request_id(),
         content_error=content_error,
     )

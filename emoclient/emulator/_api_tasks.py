@@ -28,6 +28,7 @@ def visible_status(state: EmulatorState, task: Task) -> str:
 
 
 def _owned_task(request: web.Request) -> tuple[str, Task | None]:
+    # The account owns its tasks: any of its keys may see and cancel them (API.md §2.1).
     state = request.app[STATE]
     task_id = request.match_info["task_id"]
     task = state.tasks.get(task_id)
@@ -92,7 +93,7 @@ class _ListQuery:
             return False
         if self.model and task.model != self.model:
             return False
-        if self.api_key_id and task.account != self.api_key_id:
+        if self.api_key_id and task.key_id != self.api_key_id:
             return False
         if self.region and self.region != REGION:
             return False
@@ -131,10 +132,7 @@ async def list_tasks(request: web.Request) -> web.Response:
     return json_response(
         {
             "total": len(rows),
-            "data": [
-                list_entry(t, status=s, request_id=t.request_id, account_label=account.label)
-                for t, s in page
-            ],
+            "data": [list_entry(t, status=s, request_id=t.request_id) for t, s in page],
             "total_page": max(1, math.ceil(len(rows) / size)),
             "page_no": query.page_no,
             "request_id": new_request_id(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,6 +11,7 @@ import anyio
 from aiohttp import web
 
 from . import _errors as err
+from ._accounts import key_label
 from ._admin import add_admin_routes, loopback_only
 from ._api import detect, submit
 from ._api_tasks import cancel_task, get_task, list_tasks
@@ -19,24 +21,46 @@ from ._driver import Driver
 from ._errors import ApiError
 from ._faults import drop_connection, injected_error, should_drop, should_drop_after
 from ._files import create_files_app
-from ._keys import ACCOUNT, STATE
-from ._state import Account, account_label
+from ._keys import ACCOUNT, KEY_ID, STATE
+from ._models import DETECT_MODELS, SYNTHESIS_MODELS
+from ._state import Account
 from ._uploads_api import upload_policy
 
 API = "/api/v1"
+#: The models each model route serves (upload policies are asked for any model).
+ROUTE_MODELS = {"detect": DETECT_MODELS, "submit": SYNTHESIS_MODELS}
 
 
-def authenticate(request: web.Request, state: EmulatorState) -> Account:
-    """The account of the request's ``Authorization: Bearer`` key, or 401 InvalidApiKey."""
+def authenticate(request: web.Request, state: EmulatorState) -> tuple[Account, str]:
+    """The account and key label of the ``Authorization: Bearer`` key, or 401 InvalidApiKey."""
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
         raise ApiError.of(err.INVALID_API_KEY)
-    allowed = state.config.api_keys
-    if allowed is not None and key not in allowed:
+    label = state.config.account_of(key)
+    if label is None:
         raise ApiError.of(err.INVALID_API_KEY)
-    return state.account(account_label(key))
+    return state.account(label), key_label(key)
+
+
+async def request_model(request: web.Request, route: str) -> str | None:
+    """The model a request to a model route names, if it names a known one.
+
+    The service limits each model apart, so the limits need the model before the handler
+    runs; aiohttp keeps the body it read for the handler.
+    """
+    if route == "upload_policy":
+        return request.query.get("model") or None
+    known = ROUTE_MODELS.get(route)
+    if known is None:
+        return None
+    try:
+        body = json.loads(await request.read())
+    except ValueError:
+        return None
+    model = body.get("model") if isinstance(body, dict) else None
+    return model if model in known else None
 
 
 @web.middleware
@@ -56,17 +80,19 @@ async def service_middleware(request: web.Request, handler: Any) -> web.StreamRe
 async def _serve(
     request: web.Request, handler: Any, state: EmulatorState, route: str
 ) -> web.StreamResponse:
-    account = authenticate(request, state)
+    account, request[KEY_ID] = authenticate(request, state)
     request[ACCOUNT] = account
-    counters = state.count(account, route)
+    model = await request_model(request, route)
+    counters = state.count(account, route, model)
     faults = state.faults
     if faults.latency > 0:
         await anyio.sleep(faults.latency)
     if should_drop(faults, route, state.rng):
         return drop_connection(request)
-    limiter = state.limiter(account, route, request.query.get("model"))
+    limiter = state.limiter(account, route, model)
     if limiter is not None and not limiter.try_acquire(time.monotonic()):
-        counters.throttled += 1
+        for counter in counters:
+            counter.throttled += 1
         raise ApiError.of(err.THROTTLED)
     failure = injected_error(faults, route, state.rng)
     if failure is not None:

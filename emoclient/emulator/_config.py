@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator
+
+from ._accounts import check_accounts, label_for
+from ._models import DETECT_MODELS, SYNTHESIS_MODELS
 
 #: Route names used in the statistics, the fault settings and the rate limits.
 ROUTES = (
@@ -67,8 +70,43 @@ class Faults(BaseModel):
         return float(value)
 
 
-def _default_rate_limits() -> dict[str, int]:
-    return {"submit": 5, "query": 20, "detect": 5, "upload_policy": 100}
+#: The rate-limit groups and the models each counts apart: the service limits every model
+#: on its own (API.md §3.1). ``None``: any model (upload policies); ``()``: the account's
+#: one budget whatever the model (task queries).
+RATE_GROUPS: dict[str, tuple[str, ...] | None] = {
+    "submit": SYNTHESIS_MODELS,
+    "detect": DETECT_MODELS,
+    "query": (),
+    "upload_policy": None,
+}
+
+#: Requests per second: one number for every model of a group, or ``{model: number}``.
+RateLimit = NonNegativeInt | dict[str, NonNegativeInt]
+
+
+def _default_rate_limits() -> dict[str, RateLimit]:
+    # API.md §3.1; emoji-v1's 1/s is [I] (the Emoji table's one rate cell read for both rows).
+    return {
+        "submit": {"emo-v1": 5, "emoji-v1": 1},
+        "detect": {"emo-detect-v1": 5, "emoji-detect-v1": 1},
+        "query": 20,
+        "upload_policy": 100,
+    }
+
+
+def _check_rate_limit(group: str, limit: RateLimit) -> None:
+    if group not in RATE_GROUPS:
+        raise ValueError(
+            f"unknown rate-limit group {group!r}; the groups: {', '.join(RATE_GROUPS)}"
+        )
+    models = RATE_GROUPS[group]
+    if not isinstance(limit, dict) or models is None:
+        return
+    if not models:
+        raise ValueError(f"the {group} limit is the account's, whatever the model: give a number")
+    unknown = sorted(set(limit) - set(models))
+    if unknown:
+        raise ValueError(f"{group} limits name unknown models {unknown}; known: {list(models)}")
 
 
 class EmulatorConfig(BaseModel):
@@ -76,12 +114,19 @@ class EmulatorConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    #: Accepted API keys; ``None`` accepts any non-empty key as its own account.
-    api_keys: frozenset[str] | None = None
+    #: Accepted API keys and their accounts. ``None`` accepts any non-empty key as its own
+    #: account; a set accepts only its keys, each its own account; ``{key: account}``
+    #: accepts only its keys, and keys mapped to one account name share that account's
+    #: limits, slots, tasks and uploads (a key mapped to itself is its own account).
+    api_keys: frozenset[str] | dict[str, str] | None = None
     #: Virtual seconds per real second. 0 freezes the clock (only ``advance`` moves it).
     speed: float = Field(default=1.0, ge=0.0)
-    #: Requests per sliding real-time second, per account, by limit group.
-    rate_limits: dict[str, int] = Field(default_factory=_default_rate_limits)
+    #: Requests per sliding real-time second of each account, by group (see ``RATE_GROUPS``);
+    #: a group left out is not limited. ``submit``, ``detect`` and ``upload_policy`` count
+    #: each model apart: a number is every model's own budget, ``{model: n}`` names them
+    #: (models left out are not limited). ``query`` (task get, list and cancel) is one
+    #: number for the whole account. Replacing the mapping replaces every default.
+    rate_limits: dict[str, RateLimit] = Field(default_factory=_default_rate_limits)
     #: Processing time of a task in virtual seconds: base + per_output_second * duration.
     processing_base_seconds: float = 30.0
     processing_per_output_second: float = 5.0
@@ -119,6 +164,42 @@ class EmulatorConfig(BaseModel):
     #: Extra fields of the cancel success body besides ``request_id``.
     cancel_success_extra: dict[str, object] = Field(default_factory=dict)
     faults: Faults = Field(default_factory=Faults)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _accounts_apart(
+        cls, keys: frozenset[str] | dict[str, str] | None
+    ) -> frozenset[str] | dict[str, str] | None:
+        if isinstance(keys, dict):
+            check_accounts(keys)
+        return keys
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _known_groups_and_models(cls, limits: dict[str, RateLimit]) -> dict[str, RateLimit]:
+        for group, limit in limits.items():
+            _check_rate_limit(group, limit)
+        return limits
+
+    def rate_limit(self, group: str, model: str | None) -> int | None:
+        """Requests per second ``group`` allows ``model`` in one account; None: no limit.
+
+        A per-model group limits no request whose model is unknown (the call fails anyway).
+        """
+        limit = self.rate_limits.get(group)
+        if isinstance(limit, dict):
+            return None if model is None else limit.get(model)
+        if model is None and RATE_GROUPS.get(group) != ():
+            return None
+        return limit
+
+    def account_of(self, api_key: str) -> str | None:
+        """The label ``api_key``'s account is known by, or None if the key is not accepted.
+
+        A named account is labelled by its name; a key that is its own account by
+        ``account_label(key)``, a hash, so that statistics never show a key.
+        """
+        return label_for(self.api_keys, api_key)
 
     @classmethod
     def fast(cls, **overrides: Any) -> EmulatorConfig:

@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 
 from ._clock import VirtualClock
-from ._config import EmulatorConfig, Faults
+from ._config import RATE_GROUPS, EmulatorConfig, Faults
 from ._inputs import InputFetcher
 from ._ratelimit import RateLimiter
 from ._results import ResultSigner
@@ -111,22 +111,30 @@ class EmulatorState:
             account = self.accounts[label] = Account(label=label)
         return account
 
-    def count(self, account: Account, route: str) -> RouteStats:
-        """Count one request to ``route`` for ``account``; return the route's counters."""
-        counters = account.route(route)
-        counters.requests += 1
-        counters.peak.record(time.monotonic())
+    def count(self, account: Account, route: str, model: str | None = None) -> list[RouteStats]:
+        """Count one request to ``route`` (for ``model``, if it names one) for ``account``.
+
+        Returns the counters it went to: the account's, then the model's.
+        """
+        counters = [account.route(route)]
+        if model is not None:
+            counters.append(account.model(model).route(route))
+        now = time.monotonic()
+        for counter in counters:
+            counter.requests += 1
+            counter.peak.record(now)
         return counters
 
     def limiter(self, account: Account, route: str, model: str | None) -> RateLimiter | None:
-        """The rate limiter ``route`` spends from (upload policies per model), if any."""
+        """The rate limiter a request to ``route`` for ``model`` spends from, if any."""
         group = LIMIT_GROUPS.get(route)
-        if group is None or group not in self.config.rate_limits:
+        limit = None if group is None else self.config.rate_limit(group, model)
+        if group is None or limit is None:
             return None
-        key = f"{group}:{model}" if group == "upload_policy" else group
+        key = group if RATE_GROUPS[group] == () else f"{group}:{model}"
         limiter = account.limiters.get(key)
         if limiter is None:
-            limiter = account.limiters[key] = RateLimiter(self.config.rate_limits[group])
+            limiter = account.limiters[key] = RateLimiter(limit)
         return limiter
 
     def upload_model(self, model: str) -> str:

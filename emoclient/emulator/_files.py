@@ -11,6 +11,7 @@ from ._core import EmulatorState
 from ._faults import drop_connection, injected_error, should_drop
 from ._keys import STATE
 from ._results import parse_range, placeholder_video
+from ._state import Task
 from ._uploads_api import oss_error, oss_upload
 
 
@@ -50,13 +51,13 @@ async def public_file(request: web.Request) -> web.Response:
     return web.Response(body=data, content_type="application/octet-stream")
 
 
-async def _result_bytes(state: EmulatorState, task_id: str) -> tuple[bytes, str] | None:
+async def _result_bytes(state: EmulatorState, task_id: str) -> tuple[bytes, Task] | None:
     task = state.tasks.get(task_id)
     if task is None or task.status != "SUCCEEDED":
         return None
     if task.result_path is not None:
-        return await anyio.Path(task.result_path).read_bytes(), task.account
-    return placeholder_video(task), task.account
+        return await anyio.Path(task.result_path).read_bytes(), task
+    return placeholder_video(task), task
 
 
 def _refusal(request: web.Request, state: EmulatorState) -> web.Response | None:
@@ -84,9 +85,9 @@ async def result_download(request: web.Request) -> web.StreamResponse:
     found = await _result_bytes(state, request.match_info["name"].removesuffix(".mp4"))
     if found is None:
         return oss_error(404, "NoSuchKey", "The specified key does not exist.")
-    data, owner = found
-    account = state.account(owner)
-    state.count(account, "result_download")
+    data, task = found
+    account = state.account(task.account)
+    state.count(account, "result_download", task.model)
     wanted = parse_range(request.headers.get("Range"), len(data))
     if wanted is False:
         return web.Response(status=416, headers={"Content-Range": f"bytes */{len(data)}"})

@@ -10,6 +10,8 @@ from ._state import Account
 STATE = web.AppKey("emulator_state", EmulatorState)
 #: The authenticated account of a service request (a request key, set by the middleware).
 ACCOUNT = web.RequestKey("emulator_account", Account)
+#: The ``key_label`` of the request's API key (a request key, set by the middleware).
+KEY_ID = web.RequestKey("emulator_key_id", str)
 
 
 def account_of(request: web.Request) -> Account:

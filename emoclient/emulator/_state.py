@@ -1,8 +1,7 @@
-"""Accounts and tasks: the one-slot FIFO queue of each account, run on the virtual clock."""
+"""Accounts and tasks: a one-slot FIFO queue per account and model, run on the virtual clock."""
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -15,11 +14,6 @@ from ._ratelimit import PeakMeter, RateLimiter
 
 Fate = Literal["succeed", "fail", "stall"]
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN"})
-
-
-def account_label(api_key: str) -> str:
-    """The label an account is known by in statistics: never the raw key."""
-    return "acct-" + hashlib.sha256(api_key.encode()).hexdigest()[:8]
 
 
 @dataclass
@@ -47,6 +41,8 @@ class Task:
     model: str
     submit_time: float
     inputs: TaskInputs
+    #: ``key_label`` of the API key that submitted the task (the list API's ``api_key_id``).
+    key_id: str = ""
     request_id: str = ""
     status: str = "PENDING"
     scheduled_time: float | None = None
@@ -84,11 +80,35 @@ class RouteStats:
 
 
 @dataclass
-class Account:
-    """One API key's world: its tasks, its queue, its running slot and its counters."""
+class Gauge:
+    """A count that goes up and down, and the highest it has ever been."""
 
-    label: str
-    tasks: list[Task] = field(default_factory=list)
+    now: int = 0
+    peak: int = 0
+
+    def add(self, delta: int) -> None:
+        """Move the count by ``delta``."""
+        self.now += delta
+        self.peak = max(self.peak, self.now)
+
+
+@dataclass
+class Load:
+    """Tasks submitted but unfinished (PENDING or RUNNING), and tasks RUNNING."""
+
+    in_flight: Gauge = field(default_factory=Gauge)
+    running: Gauge = field(default_factory=Gauge)
+
+
+@dataclass
+class ModelUsage:
+    """One model of one account: its route counters and, for a video model, its slot.
+
+    The service runs one task per account and video model at a time (API.md §3.1); the
+    account's other tasks of that model wait in a FIFO queue, whichever key sent them.
+    """
+
+    routes: dict[str, RouteStats] = field(default_factory=dict)
     queue: deque[Task] = field(default_factory=deque)
     running: Task | None = None
     slot_free_at: float | None = None
@@ -96,24 +116,48 @@ class Account:
     last_end: float | None = None
     busy_seconds: float = 0.0
     submissions: int = 0
-    result_bytes_served: int = 0
-    routes: dict[str, RouteStats] = field(default_factory=dict)
-    limiters: dict[str, RateLimiter] = field(default_factory=dict)
+    load: Load = field(default_factory=Load)
 
     def route(self, name: str) -> RouteStats:
-        """The counters of route ``name``, created on first use."""
+        """The counters of route ``name`` for this model, created on first use."""
         return self.routes.setdefault(name, RouteStats())
 
 
+@dataclass
+class Account:
+    """One account's world, all its keys together: tasks, models, counters and limiters."""
+
+    label: str
+    tasks: list[Task] = field(default_factory=list)
+    result_bytes_served: int = 0
+    routes: dict[str, RouteStats] = field(default_factory=dict)
+    models: dict[str, ModelUsage] = field(default_factory=dict)
+    limiters: dict[str, RateLimiter] = field(default_factory=dict)
+    #: All models together: how many tasks are in flight and running at once.
+    load: Load = field(default_factory=Load)
+
+    def route(self, name: str) -> RouteStats:
+        """The counters of route ``name`` (all models together), created on first use."""
+        return self.routes.setdefault(name, RouteStats())
+
+    def model(self, name: str) -> ModelUsage:
+        """The part of the account that concerns model ``name``, created on first use."""
+        return self.models.setdefault(name, ModelUsage())
+
+
 StartHook = Callable[[Task], None]
+#: Events at one instant: a task ends (0) before the next one starts (1).
+_END, _START = 0, 1
 
 
 class Scheduler:
     """Moves every account's tasks along the virtual timeline, lazily and exactly.
 
     ``advance(now)`` replays everything that happened up to virtual time ``now``: a task
-    ends at its due time, the next queued task starts at that very instant. Called on
-    every request and by the emulator's driver loop, so state never depends on polling.
+    ends at its due time, the next queued task of its model starts at that very instant.
+    The account's models are replayed together, one event at a time in time order, so
+    the account's counts of tasks at once are exact. Called on every request and by the
+    emulator's driver loop, so state never depends on polling.
     """
 
     def __init__(
@@ -134,10 +178,13 @@ class Scheduler:
         self._content_failure_seconds = content_failure_seconds
 
     def submit(self, account: Account, task: Task, now: float) -> None:
-        """Queue ``task`` (PENDING) and start it at once if the slot is free."""
+        """Queue ``task`` (PENDING) and start it at once if its model's slot is free."""
+        self.advance(account, now)
+        usage = account.model(task.model)
         account.tasks.append(task)
-        account.queue.append(task)
-        account.submissions += 1
+        usage.queue.append(task)
+        usage.submissions += 1
+        _count(account, usage, in_flight=1)
         self.advance(account, now)
 
     def cancel(self, account: Account, task: Task, now: float) -> bool:
@@ -145,39 +192,55 @@ class Scheduler:
         self.advance(account, now)
         if task.status != "PENDING":
             return False
-        account.queue.remove(task)
+        usage = account.model(task.model)
+        usage.queue.remove(task)
         task.status = "CANCELED"
         task.end_time = now
         task.inputs.release()
+        _count(account, usage, in_flight=-1)
         return True
 
     def advance(self, account: Account, now: float) -> None:
         """Replay ``account``'s timeline up to virtual time ``now``."""
-        while True:
-            running = account.running
-            if running is not None:
-                end = running.due_end(needs_render=self._needs_render(running))
-                if end is None or end > now:
-                    return
-                self._finish(account, running, end)
-            if not account.queue:
-                return
-            task = account.queue.popleft()
-            start = max(task.submit_time, account.slot_free_at or task.submit_time)
-            if start >= task.submit_time + self._task_ttl:
-                task.status = "UNKNOWN"  # lost in the queue: its id expired before it ran
-                task.inputs.release()
-                continue
-            self._start(account, task, start)
+        while (event := self._next_event(account, now)) is not None:
+            when, usage = event
+            if usage.running is not None:
+                self._finish(account, usage, usage.running, when)
+            else:
+                self._start_next(account, usage, when)
 
     def next_due(self, account: Account) -> float | None:
         """The virtual time of the account's next scheduled change, if one is known."""
-        running = account.running
-        if running is None:
-            return None
-        return running.due_end(needs_render=self._needs_render(running))
+        dues = (self._due(usage) for usage in account.models.values())
+        return min((due[0] for due in dues if due is not None), default=None)
 
-    def _start(self, account: Account, task: Task, start: float) -> None:
+    def _due(self, usage: ModelUsage) -> tuple[float, int] | None:
+        running = usage.running
+        if running is not None:
+            end = running.due_end(needs_render=self._needs_render(running))
+            return None if end is None else (end, _END)
+        if usage.queue:
+            head = usage.queue[0]
+            free = usage.slot_free_at
+            return (head.submit_time if free is None else max(head.submit_time, free)), _START
+        return None
+
+    def _next_event(self, account: Account, now: float) -> tuple[float, ModelUsage] | None:
+        usages = account.models.values()
+        dues = [(due, usage) for usage in usages if (due := self._due(usage)) is not None]
+        if not dues:
+            return None
+        (when, _), usage = min(dues, key=lambda pair: pair[0])
+        return (when, usage) if when <= now else None
+
+    def _start_next(self, account: Account, usage: ModelUsage, start: float) -> None:
+        task = usage.queue.popleft()
+        if start >= task.submit_time + self._task_ttl:
+            task.status = "UNKNOWN"  # lost in the queue: its id expired before it ran
+            task.end_time = start  # when it left the queue (UNKNOWN answers show no times)
+            task.inputs.release()
+            _count(account, usage, in_flight=-1)
+            return
         task.status = "RUNNING"
         task.scheduled_time = start
         if task.content_error is not None:
@@ -185,13 +248,14 @@ class Scheduler:
         else:
             task.fate = self._choose_fate()
             task.processing_end = start + self._processing_seconds(task)
-        account.running = task
-        if account.first_start is None:
-            account.first_start = start
+        usage.running = task
+        if usage.first_start is None:
+            usage.first_start = start
+        _count(account, usage, running=1)
         if task.fate == "succeed" and task.content_error is None and self._needs_render(task):
             self._on_start(task)
 
-    def _finish(self, account: Account, task: Task, end: float) -> None:
+    def _finish(self, account: Account, usage: ModelUsage, task: Task, end: float) -> None:
         task.end_time = end
         failure = task.content_error
         if failure is None and task.fate == "fail":
@@ -204,10 +268,18 @@ class Scheduler:
             task.status = "FAILED"
             task.code, task.message = failure
         task.inputs.release()
-        account.running = None
-        account.slot_free_at = end
-        account.last_end = end
-        account.busy_seconds += end - (task.scheduled_time or end)
+        usage.running = None
+        usage.slot_free_at = end
+        usage.last_end = end
+        if task.scheduled_time is not None:  # not "or": a task may start at time 0.0
+            usage.busy_seconds += end - task.scheduled_time
+        _count(account, usage, in_flight=-1, running=-1)
+
+
+def _count(account: Account, usage: ModelUsage, *, in_flight: int = 0, running: int = 0) -> None:
+    for load in (account.load, usage.load):
+        load.in_flight.add(in_flight)
+        load.running.add(running)
 
 
 def new_task_id() -> str:

@@ -111,7 +111,7 @@ async def oss_upload(request: web.Request) -> web.Response:
         return oss_error(400, "InvalidArgument", f"The multipart form could not be read: {exc}")
     grant = book.grant_for(form.get("key", b"").decode(errors="replace"))
     if grant is not None:
-        state.count(state.account(grant.account), "oss_upload")
+        state.count(state.account(grant.account), "oss_upload", grant.model)
     missing = [name for name in FORM_FIELDS if name not in form]
     if missing:
         return oss_error(400, "InvalidArgument", f"Missing form fields: {', '.join(missing)}.")

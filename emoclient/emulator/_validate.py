@@ -7,11 +7,10 @@ from typing import Any
 
 from . import _errors as err
 from ._errors import ApiError
+from ._models import DETECT_MODELS, SYNTHESIS_MODELS
 
 BBox = tuple[int, int, int, int]
 
-DETECT_MODELS = ("emo-detect-v1", "emoji-detect-v1")
-SYNTHESIS_MODELS = ("emo-v1", "emoji-v1")
 STYLE_LEVELS = ("normal", "calm", "active")
 EMO_RATIOS = {"1:1": 1.0, "3:4": 0.75}
 #: How far an ext_bbox's width/height may stray from its nominal aspect (rounding).

@@ -58,12 +58,15 @@ def task_usage(task: Task) -> JSON:
     return {"video_duration": round(task.inputs.output_seconds), "video_ratio": "standard"}
 
 
-def list_entry(task: Task, *, status: str, request_id: str, account_label: str) -> JSON:
-    """One row of ``GET /tasks`` (the list API's own shape, epoch-millisecond times)."""
+def list_entry(task: Task, *, status: str, request_id: str) -> JSON:
+    """One row of ``GET /tasks`` (the list API's own shape, epoch-millisecond times).
+
+    ``api_key_id`` names the key that submitted the task, the two caller ids its account.
+    """
     return {
-        "api_key_id": account_label,
-        "caller_parent_id": account_label,
-        "caller_uid": account_label,
+        "api_key_id": task.key_id,
+        "caller_parent_id": task.account,
+        "caller_uid": task.account,
         "end_time": epoch_ms(task.end_time),
         "gmt_create": epoch_ms(task.submit_time),
         "model_name": task.model,
