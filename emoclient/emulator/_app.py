@@ -22,7 +22,7 @@ from ._errors import ApiError
 from ._faults import drop_connection, injected_error, should_drop, should_drop_after
 from ._files import create_files_app
 from ._keys import ACCOUNT, KEY_ID, STATE
-from ._models import DETECT_MODELS, SYNTHESIS_MODELS
+from ._model_names import DETECT_MODELS, SYNTHESIS_MODELS
 from ._state import Account
 from ._uploads_api import upload_policy
 

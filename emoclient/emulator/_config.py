@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator
 
 from ._accounts import check_accounts, label_for
-from ._models import DETECT_MODELS, SYNTHESIS_MODELS
+from ._model_names import DETECT_MODELS, SYNTHESIS_MODELS
 
 #: Route names used in the statistics, the fault settings and the rate limits.
 ROUTES = (

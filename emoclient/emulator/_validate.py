@@ -7,7 +7,7 @@ from typing import Any
 
 from . import _errors as err
 from ._errors import ApiError
-from ._models import DETECT_MODELS, SYNTHESIS_MODELS
+from ._model_names import DETECT_MODELS, SYNTHESIS_MODELS
 
 BBox = tuple[int, int, int, int]
 
