@@ -1,8 +1,11 @@
 """A real ``redis-server`` for the Redis store's tests (not a test module).
 
-A test module imports the fixtures it uses, which registers them there::
+A test module imports the fixtures, which registers them there (their functions are named
+apart from the fixtures, so that a test's parameter does not shadow the import)::
 
-    from redis_server import RedisServer, redis_server, redis_url  # noqa: F401
+    from redis_server import redis_server_fixture, redis_url_fixture  # noqa: F401
+
+    async def test_something(redis_url: str) -> None: ...
 
 ``redis_server`` (session) is a :class:`RedisServer` on 127.0.0.1 with a free port and no
 persistence, which a test may :meth:`~RedisServer.stop` and :meth:`~RedisServer.start` again
@@ -94,8 +97,8 @@ class RedisServer:
             process.wait()
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+@pytest.fixture(scope="session", name="redis_server")
+def redis_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A running ``redis-server`` shared by the session (see the module docstring)."""
     executable = shutil.which("redis-server")
     if executable is None:
@@ -111,8 +114,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         server.stop()
 
 
-@pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
+@pytest.fixture(name="redis_url")
+def redis_url_fixture(redis_server: RedisServer) -> str:
     """The URL of the session's Redis, started again if an earlier test left it stopped."""
     redis_server.start()
     return redis_server.url

@@ -19,7 +19,7 @@ import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from redis_server import RedisServer, redis_server, redis_url  # noqa: F401
+from redis_server import redis_server_fixture, redis_url_fixture  # noqa: F401
 
 from emoclient._store import (
     RETENTION,

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import anyio
 import pytest
-from redis_server import RedisServer, redis_server, redis_url  # noqa: F401
+from redis_server import redis_server_fixture, redis_url_fixture  # noqa: F401
 
 from emoclient._store import RedisStore, SQLiteStore
 
