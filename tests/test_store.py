@@ -392,3 +392,16 @@ async def test_an_uncreatable_store_file_is_named(tmp_path: Path) -> None:
 
 def test_intent_is_a_plain_record() -> None:
     assert Intent("o", 1.0, 2.0, False) == Intent("o", 1.0, 2.0, abandoned=False)
+
+
+async def test_a_failed_call_leaves_the_sqlite_store_usable(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite3"
+    async with SQLiteStore(path) as store:
+        assert await store.try_lease("w", size=1, holder="a", ttl=30)
+        with sqlite3.connect(path) as conn:
+            conn.execute("DROP TABLE rates")  # someone broke the file under us
+        with pytest.raises(StoreError, match="rates") as caught:
+            await store.try_acquire("submit", interval=1.0)
+        assert str(path) in str(caught.value)
+        # The failed transaction was rolled back, not left open holding the file's lock.
+        assert await store.try_lease("w", size=1, holder="a", ttl=30)

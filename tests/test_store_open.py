@@ -14,6 +14,7 @@ from emoclient._store import (
     MemoryStore,
     RedisStore,
     SQLiteStore,
+    StoreError,
     _open,
     default_home,
     default_store_path,
@@ -160,3 +161,11 @@ def test_importing_emoclient_does_not_import_redis() -> None:
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root)}
     assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 0
+
+
+def test_a_redis_spec_without_the_redis_package_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "redis.asyncio", None)
+    with pytest.raises(StoreError, match=r"pip install 'emoclient\[redis\]'"):
+        open_store("redis://cache:6379/0")
