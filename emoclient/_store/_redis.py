@@ -235,7 +235,7 @@ class RedisStore:
         self.url = redact_url(url)
         self.prefix = prefix
         self.deadline = check_duration("deadline", deadline)
-        timeout = check_duration("socket_timeout", socket_timeout)
+        timeout = min(check_duration("socket_timeout", socket_timeout), self.deadline)
         # Retries happen here, under one deadline, not inside redis-py.
         self._client: Redis = aioredis.Redis.from_url(
             url,
@@ -262,13 +262,7 @@ class RedisStore:
         return self.prefix + ":".join(parts)
 
     async def _run(self, script: str, keys: Sequence[str], args: Sequence[str | float]) -> Any:
-        from redis.exceptions import (
-            AuthenticationError,
-            ConnectionError,
-            ReadOnlyError,
-            RedisError,
-            TimeoutError,
-        )
+        from redis import exceptions as errors
 
         if self._closed:
             raise StoreError(f"account store {self.url} is closed")
@@ -277,12 +271,17 @@ class RedisStore:
         while True:
             try:
                 result = await self._scripts[script](keys=keys, args=[_arg(a) for a in args])
-            except AuthenticationError as exc:
+            except errors.AuthenticationError as exc:
                 raise StoreError(
                     f"Redis at {self.url} refused the login ({exc}); fix the user and password "
                     "in the store URL (EMOCLIENT_STORE or store=...)"
                 ) from exc
-            except (ConnectionError, TimeoutError, ReadOnlyError, OSError) as exc:
+            except (
+                errors.ConnectionError,
+                errors.TimeoutError,
+                errors.ReadOnlyError,
+                OSError,
+            ) as exc:
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + self.deadline
@@ -296,7 +295,7 @@ class RedisStore:
                     ) from exc
                 await anyio.sleep(min(backoff(attempt), deadline - now))
                 attempt += 1
-            except RedisError as exc:
+            except errors.RedisError as exc:
                 raise StoreError(f"account store {self.url}: {exc}") from exc
             else:
                 self._note_recovery()

@@ -103,8 +103,9 @@ class SQLiteStore:
                     f"account store {self.path} has schema version {version}, newer than this "
                     f"emoclient's {SCHEMA_VERSION}; upgrade emoclient everywhere on this host"
                 )
-            conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.executescript(
+                f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            )
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StoreError(
