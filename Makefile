@@ -25,7 +25,9 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
+# The Redis store's tests need redis-server; the script installs it where it is missing.
 unit: $(STAMP)
+	sh scripts/ensure-redis.sh
 	$(BIN)/pytest --cov --cov-report=term -q
 
 emulator: $(STAMP)
