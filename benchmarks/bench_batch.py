@@ -36,7 +36,7 @@ from emoclient import (
     Batch,
     EmoClient,
     EmoJob,
-    LimitRegistry,
+    MemoryStore,
     Model,
     Rates,
     RetryPolicy,
@@ -61,7 +61,7 @@ class ArmResult:
 
 def _client(emulator: RunningEmulator, key: str, speed: float) -> EmoClient:
     rates = Rates(submit=5 * speed, query=20 * speed, detect=5 * speed, upload=100 * speed)
-    return EmoClient(key, base_url=emulator.base_url, rates=rates, limits=LimitRegistry())
+    return EmoClient(key, base_url=emulator.base_url, rates=rates, store=MemoryStore())
 
 
 def _options(speed: float, window: int) -> SchedulerOptions:

@@ -31,13 +31,7 @@ from emoclient._exceptions import (
     UploadError,
     WaitTimeoutError,
 )
-from emoclient._limits import (
-    AccountLimits,
-    InMemoryLimitsBackend,
-    LimitRegistry,
-    LimitsBackend,
-    Rates,
-)
+from emoclient._limits import AccountLimits, RateLimiter, Rates
 from emoclient._models import (
     Detection,
     DrivenId,
@@ -86,10 +80,28 @@ if TYPE_CHECKING:
     from emoclient._batch.batch import (
         EventHandler,
     )
+    from emoclient._store import (
+        AccountStore,
+        Intent,
+        MemoryStore,
+        RedisStore,
+        SQLiteStore,
+        StoreError,
+        StoreUnavailableError,
+        open_store,
+    )
 
 # The batch half (SQLite journal, scheduler, manifests) loads on first use, so that one API
 # call does not pay for it: ``import emoclient`` stays as light as the client needs.
 _LAZY = {
+    "AccountStore": "emoclient._store",
+    "Intent": "emoclient._store",
+    "MemoryStore": "emoclient._store",
+    "RedisStore": "emoclient._store",
+    "SQLiteStore": "emoclient._store",
+    "StoreError": "emoclient._store",
+    "StoreUnavailableError": "emoclient._store",
+    "open_store": "emoclient._store",
     "Batch": "emoclient._batch",
     "BatchEvent": "emoclient._batch",
     "BatchFinished": "emoclient._batch",
@@ -143,6 +155,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 __all__ = [
     "APIStatusError",
     "AccountLimits",
+    "AccountStore",
     "AuthenticationError",
     "BadRequestError",
     "Batch",
@@ -160,7 +173,7 @@ __all__ = [
     "EmoJob",
     "EmojiJob",
     "EventHandler",
-    "InMemoryLimitsBackend",
+    "Intent",
     "Job",
     "JobCanceled",
     "JobDetected",
@@ -178,8 +191,7 @@ __all__ = [
     "JobSucceeded",
     "JobUploaded",
     "JournalError",
-    "LimitRegistry",
-    "LimitsBackend",
+    "MemoryStore",
     "MissingAPIKeyError",
     "Model",
     "NotFoundError",
@@ -187,14 +199,19 @@ __all__ = [
     "Plan",
     "Problem",
     "RateLimitError",
+    "RateLimiter",
     "Rates",
     "Ratio",
+    "RedisStore",
     "RequestTimeoutError",
     "ResultStatus",
     "ResultURLExpiredError",
     "RetryPolicy",
+    "SQLiteStore",
     "SchedulerOptions",
     "ServerError",
+    "StoreError",
+    "StoreUnavailableError",
     "StyleLevel",
     "SubmitOutcomeUnknownError",
     "SubmittedTask",
@@ -210,6 +227,7 @@ __all__ = [
     "UploadedFile",
     "WaitTimeoutError",
     "__version__",
+    "open_store",
     "plan_batch",
     "preflight",
 ]

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import aiohttp
 import anyio
@@ -23,7 +23,7 @@ from emoclient._exceptions import (
     TransportError,
     WaitTimeoutError,
 )
-from emoclient._limits import AccountLimits, LimitRegistry, Rates, account_id, default_registry
+from emoclient._limits import AccountLimits, Rates, account_id, limits_for, shared_store
 from emoclient._models import (
     SERVICE_TZ,
     Detection,
@@ -44,6 +44,9 @@ from emoclient._retry import RetryPolicy, is_retryable_status
 from emoclient._timing import PollSchedule, Progress
 from emoclient._transport import Transport
 from emoclient._upload import Uploader
+
+if TYPE_CHECKING:
+    from emoclient._store import AccountStore
 
 __all__ = ["DEFAULT_BASE_URL", "EmoClient"]
 
@@ -88,12 +91,18 @@ class EmoClient:
 
     ``api_key`` and ``base_url`` default to ``DASHSCOPE_API_KEY`` and
     ``DASHSCOPE_HTTP_BASE_URL``; ``workspace`` sets ``X-DashScope-WorkSpace``. ``timeout``
-    bounds each API request (seconds). Every call goes through the account's client-side limits
-    (``rates``, kept in ``limits``, by default one registry per process so that every client on
-    the same key shares them) and many concurrent calls never provoke a 429. ``retry`` says how
-    reads are retried. ``poll_interval``, ``max_poll_interval`` and ``wait_timeout`` are the
-    defaults of :meth:`wait`. Pass ``session`` to reuse an aiohttp session; the client does not
-    close a session it did not create.
+    bounds each API request (seconds).
+
+    Every call goes through the account's limits (``rates``, per model as the service has
+    them), kept in the account ``store`` that every client and process of the account shares:
+    by default one SQLite file per user on the host (``EMOCLIENT_STORE``, ``EMOCLIENT_HOME``),
+    ``"memory"`` for this process only, or ``"redis://host:port/db"`` across hosts. So many
+    concurrent calls, from any number of processes, never provoke a 429. An account is the
+    key by default; keys of one Alibaba Cloud account share its limits when given the same
+    ``account`` name (or ``EMOCLIENT_ACCOUNT``). ``retry`` says how a request is retried.
+    ``poll_interval``, ``max_poll_interval`` and ``wait_timeout`` are the defaults of
+    :meth:`wait`. Pass ``session`` to reuse an aiohttp session; the client does not close a
+    session it did not create.
     """
 
     def __init__(
@@ -106,7 +115,8 @@ class EmoClient:
         session: aiohttp.ClientSession | None = None,
         retry: RetryPolicy | None = None,
         rates: Rates | None = None,
-        limits: LimitRegistry | None = None,
+        account: str | None = None,
+        store: AccountStore | str | os.PathLike[str] | None = None,
         poll_interval: float = 3.0,
         max_poll_interval: float = 15.0,
         wait_timeout: float = 1800.0,
@@ -118,10 +128,12 @@ class EmoClient:
             base_url or os.environ.get("DASHSCOPE_HTTP_BASE_URL") or DEFAULT_BASE_URL
         ).rstrip("/")
         self.workspace = workspace
-        self._account = account_id(f"{self.base_url}\n{key}")
-        self.limits: AccountLimits = (limits or default_registry()).for_account(
-            self._account, rates=rates
-        )
+        account = account or os.environ.get("EMOCLIENT_ACCOUNT") or None
+        # Keys of one cloud account share its limits only when the caller says so: nothing
+        # in a key tells which account it belongs to.
+        identity = f"account:{account}" if account is not None else key
+        self._account = account_id(f"{self.base_url}\n{identity}")
+        self.limits: AccountLimits = limits_for(shared_store(store), self._account, rates=rates)
         self._transport = Transport(
             api_key=key,
             base_url=self.base_url,
@@ -138,7 +150,13 @@ class EmoClient:
         self.wait_timeout = wait_timeout
 
     def __repr__(self) -> str:
-        return f"EmoClient(base_url={self.base_url!r}, account='acct-{self._account[:8]}')"
+        return f"EmoClient(base_url={self.base_url!r}, account={self.account_label!r})"
+
+    @property
+    def account_label(self) -> str:
+        """A short, non-secret name of this client's account (``acct-`` and 8 hex digits),
+        safe to log and to store; never the key."""
+        return f"acct-{self._account[:8]}"
 
     async def __aenter__(self) -> Self:
         return self
@@ -170,7 +188,7 @@ class EmoClient:
             "POST",
             _DETECT_PATH,
             operation=f"{model} detection of {image_url}",
-            limiter=self.limits.detect,
+            limiter=self.limits.detect(model),
             json_body={
                 "model": model.value,
                 "input": {"image_url": image_url},
@@ -232,7 +250,7 @@ class EmoClient:
             _SYNTHESIS_PATH,
             model=model.value,
             operation=f"submitting a {model} task",
-            limiter=self.limits.submit,
+            limiter=self.limits.submit(model),
             json_body=payload,
             headers={"X-DashScope-Async": "enable", **_oss_headers(*urls)},
         )

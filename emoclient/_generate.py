@@ -28,7 +28,7 @@ __all__ = ["Client", "generate_emo", "generate_emoji"]
 
 
 class _Limits(Protocol):
-    def task_slot(self) -> AbstractAsyncContextManager[None]: ...
+    def task_slot(self, model: Model) -> AbstractAsyncContextManager[None]: ...
 
 
 class Client(Protocol):
@@ -103,7 +103,7 @@ async def generate_emo(
     )
     detection = await client.detect_emo(detect_url, ratio=ratio)
     face, ext = detection.boxes(image=os.fspath(image))
-    async with client.limits.task_slot():
+    async with client.limits.task_slot(Model.EMO):
         submitted = await client.submit_emo(
             image_url, audio_url, face_bbox=face, ext_bbox=ext, style_level=style_level
         )
@@ -126,7 +126,7 @@ async def generate_emoji(
     )
     detection = await client.detect_emoji(detect_url)
     face, ext = detection.boxes(image=os.fspath(image))
-    async with client.limits.task_slot():
+    async with client.limits.task_slot(Model.EMOJI):
         submitted = await client.submit_emoji(
             image_url, driven_id=driven_id, face_bbox=face, ext_bbox=ext
         )

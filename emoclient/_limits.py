@@ -1,170 +1,84 @@
-"""Client-side limits per account: GCRA rates without bursts and the in-flight task window.
+"""Client-side limits of one account: rates per route and model, and the in-flight window.
 
-The maths (:func:`gcra_reserve`) is pure. State lives in a :class:`LimitsBackend`; the
-in-memory one serves every client of one process, so several ``EmoClient`` objects on one key
-share one budget. A shared backend (e.g. Redis, with server time and leases) can implement the
-same protocol so that many processes on one key share it too.
+The service's limits belong to the Alibaba Cloud account behind a key, per model (API.md
+3.1). Their state lives in the account store (:mod:`emoclient._store`), so every client and
+every process using the account shares them exactly: a rate is granted when a request is
+about to be sent (GCRA on the store's clock), and a task's place in the window is a lease
+that a heartbeat keeps alive, so a process killed with SIGKILL frees its slot within
+``Rates.lease_ttl``. Inside one process, waiters of one limiter queue first come first
+served and only the first of them asks the store.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import anyio
 
-__all__ = [
-    "AccountLimits",
-    "InMemoryLimitsBackend",
-    "LimitRegistry",
-    "LimitsBackend",
-    "RateLimiter",
-    "Rates",
-    "account_id",
-    "default_registry",
-    "gcra_reserve",
-]
+from emoclient._models import VIDEO_MODELS, Model
 
-Clock = Callable[[], float]
+if TYPE_CHECKING:
+    from emoclient._store import AccountStore
+
+__all__ = ["AccountLimits", "RateLimiter", "Rates", "account_id", "limits_for", "shared_store"]
+
+logger = logging.getLogger("emoclient")
+
 Sleep = Callable[[float], Awaitable[None]]
 
 
-def gcra_reserve(tat: float, now: float, *, interval: float) -> tuple[float, float]:
-    """One GCRA reservation with zero burst tolerance: ``(delay, new_tat)``.
-
-    ``tat`` is the theoretical arrival time of the next grant. The caller may go after
-    ``delay`` seconds; consecutive grants are therefore at least ``interval`` apart.
-    """
-    start = max(tat, now)
-    return start - now, start + interval
+def account_id(identity: str) -> str:
+    """A stable, non-reversible id for an account (full SHA-256 of what identifies it)."""
+    return hashlib.sha256(identity.encode()).hexdigest()
 
 
-def account_id(api_key: str) -> str:
-    """A stable, non-reversible id for the account behind ``api_key`` (full SHA-256)."""
-    return hashlib.sha256(api_key.encode()).hexdigest()
-
-
-class LimitsBackend(Protocol):
-    """Where limiter state lives. Keys are opaque strings chosen by :class:`AccountLimits`."""
-
-    async def reserve(self, key: str, *, interval: float) -> float:
-        """Reserve the next grant of rate ``key``; return the seconds to wait before using it."""
-        ...
-
-    async def acquire_slot(self, key: str, *, size: int) -> None:
-        """Wait until fewer than ``size`` slots of window ``key`` are held, then hold one."""
-        ...
-
-    async def release_slot(self, key: str) -> None:
-        """Give back one slot of window ``key``."""
-        ...
-
-
-@dataclass
-class _Window:
-    held: int = 0
-    waiters: deque[anyio.Event] = field(default_factory=deque)
-
-
-class InMemoryLimitsBackend:
-    """Limiter state in this process; exact for every client sharing this object."""
-
-    def __init__(self, *, clock: Clock = time.monotonic) -> None:
-        self._clock = clock
-        self._tats: dict[str, float] = {}
-        self._windows: dict[str, _Window] = {}
-
-    async def reserve(self, key: str, *, interval: float) -> float:
-        """Reserve the next grant of rate ``key`` (see :func:`gcra_reserve`)."""
-        now = self._clock()
-        delay, self._tats[key] = gcra_reserve(self._tats.get(key, now), now, interval=interval)
-        return delay
-
-    async def acquire_slot(self, key: str, *, size: int) -> None:
-        """Hold one slot of window ``key``, first come first served."""
-        window = self._windows.setdefault(key, _Window())
-        if window.held < size and not window.waiters:
-            window.held += 1
-            return
-        granted = anyio.Event()
-        window.waiters.append(granted)
-        try:
-            await granted.wait()
-        except BaseException:
-            # Cancelled: if the slot was already handed to us, pass it on instead of leaking it.
-            if granted.is_set():
-                self._release(key)
-            else:
-                window.waiters.remove(granted)
-            raise
-
-    async def release_slot(self, key: str) -> None:
-        """Give one slot back, handing it straight to the oldest waiter if there is one."""
-        self._release(key)
-
-    def held(self, key: str) -> int:
-        """How many slots of window ``key`` are held now (for tests and progress)."""
-        window = self._windows.get(key)
-        return window.held if window else 0
-
-    def _release(self, key: str) -> None:
-        window = self._windows[key]
-        if window.waiters:
-            window.waiters.popleft().set()
-        else:
-            window.held -= 1
-
-
-class RateLimiter:
-    """Grants at most ``rate`` calls per second, evenly spaced (GCRA, no bursts)."""
-
-    def __init__(
-        self,
-        backend: LimitsBackend,
-        key: str,
-        *,
-        rate: float,
-        headroom: float = 0.0,
-        sleep: Sleep = anyio.sleep,
-    ) -> None:
-        if rate <= 0:
-            raise ValueError(f"rate must be > 0 per second, got {rate}")
-        self._backend = backend
-        self._key = key
-        self.rate = rate
-        # Headroom stretches the spacing so network jitter cannot squeeze two grants closer
-        # than the service's window when they arrive.
-        self.interval = (1.0 + headroom) / rate
-        self._sleep = sleep
-
-    async def acquire(self) -> None:
-        """Wait for this call's turn."""
-        delay = await self._backend.reserve(self._key, interval=self.interval)
-        if delay > 0:
-            await self._sleep(delay)
+def _per_model(
+    name: str, value: Mapping[str, float] | float, models: list[Model]
+) -> dict[str, float]:
+    if isinstance(value, Mapping):
+        unknown = sorted(str(m) for m in value if m not in models)
+        if unknown:
+            known = ", ".join(models)
+            raise ValueError(f"{name} rates name unknown models {unknown}; known: {known}")
+        rates = {str(m): float(value.get(m, value.get(str(m), 0.0))) for m in models}
+    else:
+        rates = {str(m): float(value) for m in models}
+    for model, rate in rates.items():
+        if not rate > 0:
+            raise ValueError(f"the {name} rate of {model} must be > 0 per second, got {rate}")
+    return rates
 
 
 @dataclass(frozen=True)
 class Rates:
-    """Per-account limits of the service (DESIGN.md); lower them to leave room for others.
+    """The service's limits per account (API.md 3.1); lower them to leave room for others.
 
-    ``window`` is how many tasks one account keeps submitted but unfinished: one running plus
-    a short lookahead queued server-side. ``headroom`` stretches every spacing by that fraction
-    so that a stalled event loop or network jitter, which can bunch two grants together on
-    arrival, still keeps the service's sliding one-second count within its limit.
+    ``submit`` and ``detect`` are per model (a number applies to every model); ``query``
+    is the account's; ``upload`` is per model. ``window`` is how many tasks of each video
+    model the account keeps submitted but unfinished: its one running task plus a short
+    lookahead queued server-side. ``headroom`` stretches every spacing by that fraction, for
+    network jitter between the grant and the service's clock. ``lease_ttl`` is how long a
+    window slot of a process that died stays taken.
     """
 
-    submit: float = 5.0
+    submit: Mapping[str, float] | float = field(
+        default_factory=lambda: {str(m): s.submit_rate for m, s in VIDEO_MODELS.items()}
+    )
+    detect: Mapping[str, float] | float = field(
+        default_factory=lambda: {str(s.detect): s.detect_rate for s in VIDEO_MODELS.values()}
+    )
     query: float = 20.0
-    detect: float = 5.0
     upload: float = 100.0
     window: int = 2
-    headroom: float = 0.1
+    headroom: float = 0.03
+    lease_ttl: float = 30.0
 
     def __post_init__(self) -> None:
         # A window below 1 would make every task_slot() wait forever.
@@ -172,57 +86,189 @@ class Rates:
             raise ValueError(f"window must be >= 1 task, got {self.window}")
         if self.headroom < 0:
             raise ValueError(f"headroom must be >= 0, got {self.headroom}")
+        if not self.query > 0 or not self.upload > 0:
+            raise ValueError("query and upload rates must be > 0 per second")
+        if not self.lease_ttl > 0:
+            raise ValueError(f"lease_ttl must be > 0 seconds, got {self.lease_ttl}")
+        detect_models = [s.detect for s in VIDEO_MODELS.values()]
+        object.__setattr__(self, "submit", _per_model("submit", self.submit, list(VIDEO_MODELS)))
+        object.__setattr__(self, "detect", _per_model("detect", self.detect, detect_models))
+
+    def submit_rate(self, model: str) -> float:
+        """Submissions per second of ``model``."""
+        assert isinstance(self.submit, Mapping)
+        return self.submit[str(model)]
+
+    def detect_rate(self, model: str) -> float:
+        """Detections per second of detection model ``model``."""
+        assert isinstance(self.detect, Mapping)
+        return self.detect[str(model)]
+
+
+class RateLimiter:
+    """Grants at most ``rate`` calls per second, evenly spaced (GCRA, no bursts)."""
+
+    def __init__(
+        self,
+        store: AccountStore,
+        key: str,
+        *,
+        rate: float,
+        headroom: float = 0.0,
+        sleep: Sleep = anyio.sleep,
+    ) -> None:
+        if not rate > 0:
+            raise ValueError(f"rate must be > 0 per second, got {rate}")
+        self._store = store
+        self._key = key
+        self.rate = rate
+        self.interval = (1.0 + headroom) / rate
+        self._sleep = sleep
+        self._queue = anyio.Lock()
+
+    async def acquire(self) -> None:
+        """Wait for this call's turn; return when the request may be sent at once."""
+        async with self._queue:
+            while True:
+                wait = await self._store.try_acquire(self._key, interval=self.interval)
+                if wait <= 0:
+                    return
+                await self._sleep(wait)
+
+
+class _Window:
+    """One video model's in-flight window: leases in the store, kept alive by a heartbeat."""
+
+    # How often a waiter asks the store when no slot was freed in this process.
+    _POLL_MIN, _POLL_MAX = 0.02, 0.5
+
+    def __init__(self, store: AccountStore, key: str, *, size: int, ttl: float) -> None:
+        self._store = store
+        self._key = key
+        self._size = size
+        self._ttl = ttl
+        self._queue = anyio.Lock()
+        self._freed: anyio.Event | None = None  # set when this process frees a slot
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        holder = uuid.uuid4().hex
+        await self._acquire(holder)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._heartbeat, holder)
+                try:
+                    yield
+                finally:
+                    tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._store.release_lease(self._key, holder=holder)
+                if self._freed is not None:
+                    self._freed.set()
+
+    async def _acquire(self, holder: str) -> None:
+        async with self._queue:
+            poll = self._POLL_MIN
+            while not await self._store.try_lease(
+                self._key, size=self._size, holder=holder, ttl=self._ttl
+            ):
+                freed = self._freed = anyio.Event()
+                with anyio.move_on_after(poll):
+                    await freed.wait()
+                poll = min(poll * 2, self._POLL_MAX)
+
+    async def _heartbeat(self, holder: str) -> None:
+        while True:
+            await anyio.sleep(self._ttl / 3)
+            try:
+                if await self._store.renew_lease(self._key, holder=holder, ttl=self._ttl):
+                    continue
+                if not await self._store.try_lease(
+                    self._key, size=self._size, holder=holder, ttl=self._ttl
+                ):
+                    logger.warning(
+                        "a task slot's lease was lost and another holder took it; the "
+                        "account may briefly have one task more in flight than its window"
+                    )
+            except Exception as exc:  # the next beat tries again; the lease outlives a few
+                logger.warning("renewing a task slot's lease failed: %s", exc)
 
 
 class AccountLimits:
-    """All limiters of one account."""
+    """All limiters of one account, kept in ``store`` (see the module docstring)."""
 
     def __init__(
-        self, backend: LimitsBackend, account: str, *, rates: Rates, sleep: Sleep = anyio.sleep
+        self, store: AccountStore, account: str, *, rates: Rates, sleep: Sleep = anyio.sleep
     ) -> None:
         self.rates = rates
-        self._backend = backend
-        self._window_key = f"{account}:window"
+        self.store = store
+        self.account = account
 
         def make(name: str, rate: float) -> RateLimiter:
             key = f"{account}:{name}"
-            return RateLimiter(backend, key, rate=rate, headroom=rates.headroom, sleep=sleep)
+            return RateLimiter(store, key, rate=rate, headroom=rates.headroom, sleep=sleep)
 
-        self.submit = make("submit", rates.submit)
         self.query = make("query", rates.query)
-        self.detect = make("detect", rates.detect)
-        self.upload = make("upload", rates.upload)
+        self._submit = {m: make(f"submit:{m}", rates.submit_rate(m)) for m in VIDEO_MODELS}
+        self._detect = {
+            s.detect: make(f"detect:{s.detect}", rates.detect_rate(s.detect))
+            for s in VIDEO_MODELS.values()
+        }
+        self._upload = {m: make(f"upload:{m}", rates.upload) for m in Model}
+        self._windows = {
+            m: _Window(store, f"{account}:window:{m}", size=rates.window, ttl=rates.lease_ttl)
+            for m in VIDEO_MODELS
+        }
 
-    @asynccontextmanager
-    async def task_slot(self) -> AsyncIterator[None]:
-        """Hold one slot of the in-flight window from submit until the task is terminal."""
-        await self._backend.acquire_slot(self._window_key, size=self.rates.window)
-        try:
-            yield
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._backend.release_slot(self._window_key)
+    def submit(self, model: Model | str) -> RateLimiter:
+        """The submit limiter of video model ``model``."""
+        return self._submit[Model(model)]
+
+    def detect(self, model: Model | str) -> RateLimiter:
+        """The limiter of detection model ``model``."""
+        return self._detect[Model(model)]
+
+    def upload(self, model: Model | str) -> RateLimiter:
+        """The upload-policy limiter of files for ``model``."""
+        return self._upload[Model(model)]
+
+    def task_slot(self, model: Model | str) -> AbstractAsyncContextManager[None]:
+        """Hold one slot of ``model``'s in-flight window from submit until the task ends.
+
+        Every process of the account shares the window; a slot of a process that died is
+        freed when its lease expires (``Rates.lease_ttl``).
+        """
+        return self._windows[Model(model)].slot()
+
+    async def tasks_in_flight(self, model: Model | str) -> int:
+        """How many slots of ``model``'s window are held now, by any process."""
+        return await self.store.lease_count(f"{self.account}:window:{Model(model)}")
 
 
-class LimitRegistry:
-    """Hands out one :class:`AccountLimits` per account, shared by every client using it."""
-
-    def __init__(self, backend: LimitsBackend | None = None) -> None:
-        self.backend: LimitsBackend = backend or InMemoryLimitsBackend()
-        self._accounts: dict[str, AccountLimits] = {}
-
-    def for_account(self, account: str, *, rates: Rates | None = None) -> AccountLimits:
-        """The limits of ``account`` (see :func:`account_id`); created on first use."""
-        limits = self._accounts.get(account)
-        if limits is None or (rates is not None and limits.rates != rates):
-            limits = AccountLimits(self.backend, account, rates=rates or Rates())
-            self._accounts[account] = limits
-        return limits
+_ACCOUNTS: dict[tuple[int, str], AccountLimits] = {}
+_STORES: dict[str, AccountStore] = {}
 
 
-_DEFAULT_REGISTRY = LimitRegistry()
+def shared_store(spec: AccountStore | str | os.PathLike[str] | None) -> AccountStore:
+    """The store ``spec`` names (see ``open_store``), one object per spec in this process;
+    a store object passes as it is."""
+    if spec is not None and not isinstance(spec, str | os.PathLike):
+        return spec
+    from emoclient._store import open_store  # sqlite3 and friends load on first use
+
+    name = os.fspath(spec) if spec is not None else os.environ.get("EMOCLIENT_STORE", "")
+    store = _STORES.get(name)
+    if store is None:
+        store = _STORES[name] = open_store(spec)
+    return store
 
 
-def default_registry() -> LimitRegistry:
-    """The process-wide registry that clients use unless given another."""
-    return _DEFAULT_REGISTRY
+def limits_for(store: AccountStore, account: str, *, rates: Rates | None = None) -> AccountLimits:
+    """The limits of ``account`` in ``store``, shared by every client of this process."""
+    key = (id(store), account)
+    limits = _ACCOUNTS.get(key)
+    if limits is None or limits.store is not store or (rates is not None and limits.rates != rates):
+        limits = AccountLimits(store, account, rates=rates or Rates())
+        _ACCOUNTS[key] = limits
+    return limits

@@ -40,7 +40,7 @@ class Uploader:
     def __init__(
         self,
         transport: Transport,
-        limiter: RateLimiter,
+        limiter: Callable[[str], RateLimiter],
         *,
         margin: float = 60.0,
         now: Callable[[], datetime] = _utcnow,
@@ -64,7 +64,7 @@ class Uploader:
                 "GET",
                 "uploads",
                 operation=f"getting an upload policy for {model}",
-                limiter=self._limiter,
+                limiter=self._limiter(model),
                 params={"action": "getPolicy", "model": model},
             )
             policy = UploadPolicy.from_response(body, model=model, issued_at=issued)

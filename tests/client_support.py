@@ -6,7 +6,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from emoclient import EmoClient, LimitRegistry, RetryPolicy
+from emoclient import EmoClient, MemoryStore, RetryPolicy
 from emoclient.emulator import RunningEmulator
 
 _keys = itertools.count()
@@ -27,7 +27,7 @@ def make_client(
     settings: dict[str, Any] = {
         "base_url": emulator.base_url,
         "retry": FAST_RETRY,
-        "limits": LimitRegistry(),
+        "store": MemoryStore(),
         "poll_interval": 0.02,
         "max_poll_interval": 0.1,
         "wait_timeout": 60.0,

@@ -1,11 +1,22 @@
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from emoclient.emulator import EmulatorConfig, RunningEmulator, serve
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The default account store is a SQLite file under EMOCLIENT_HOME (else the user's cache):
+    # the tests, and the CLI processes they start, get one of their own.
+    if "EMOCLIENT_HOME" not in os.environ:
+        os.environ["EMOCLIENT_HOME"] = tempfile.mkdtemp(prefix="emoclient-test-home-")
+    os.environ.pop("EMOCLIENT_STORE", None)
+    os.environ.pop("EMOCLIENT_ACCOUNT", None)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from emoclient import (
     EmoClient,
-    LimitRegistry,
+    MemoryStore,
     MissingAPIKeyError,
     RetryPolicy,
     ServerError,
@@ -58,7 +58,7 @@ async def recorder() -> AsyncIterator[Recorder]:
 def _client(rec: Recorder, **options: Any) -> EmoClient:
     settings: dict[str, Any] = {
         "base_url": f"{rec.url}/api/v1",
-        "limits": LimitRegistry(),
+        "store": MemoryStore(),
         "retry": RetryPolicy(max_attempts=1),
     }
     settings.update(options)
@@ -79,7 +79,7 @@ async def test_key_and_base_url_from_environment(
     monkeypatch.setenv("DASHSCOPE_API_KEY", SECRET)
     monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", f"{recorder.url}/api/v1/")
     recorder.reply = {"output": {"task_id": "t", "task_status": "PENDING"}, "request_id": "r"}
-    async with EmoClient(limits=LimitRegistry()) as client:
+    async with EmoClient(store=MemoryStore()) as client:
         assert client.base_url == f"{recorder.url}/api/v1"
         await client.get_task("t")
     ((method, path, headers),) = recorder.seen

@@ -10,7 +10,8 @@ import anyio
 import pytest
 from client_support import FAST_RETRY, account_stats, make_client, new_key, portrait
 
-from emoclient import LimitRegistry, Rates, TaskStatus
+from emoclient import MemoryStore, Rates, TaskStatus
+from emoclient._limits import AccountLimits
 from emoclient._models import UploadPolicy
 from emoclient._transport import Transport
 from emoclient._upload import Uploader
@@ -37,7 +38,7 @@ async def test_policy_reused_until_margin_then_renewed(
         session=None,
         retry=FAST_RETRY,
     )
-    limits = LimitRegistry().for_account("a")
+    limits = AccountLimits(MemoryStore(), "a", rates=Rates())
     uploader = Uploader(transport, limits.upload, margin=60.0, now=now)
     image = portrait(tmp_path)
     try:
@@ -56,9 +57,9 @@ async def test_policy_reused_until_margin_then_renewed(
 
 
 async def test_clients_on_one_key_share_the_query_budget(emulator: RunningEmulator) -> None:
-    key, registry = new_key(), LimitRegistry()
-    one = make_client(emulator, api_key=key, limits=registry)
-    two = make_client(emulator, api_key=key, limits=registry)
+    key, store = new_key(), MemoryStore()
+    one = make_client(emulator, api_key=key, store=store)
+    two = make_client(emulator, api_key=key, store=store)
     assert one.limits is two.limits
     statuses: list[TaskStatus] = []
 
@@ -75,7 +76,7 @@ async def test_clients_on_one_key_share_the_query_budget(emulator: RunningEmulat
     assert routes["task_get"]["max_in_1s"] <= Rates().query
 
 
-def test_default_registry_is_process_wide() -> None:
+def test_the_default_store_is_one_object_per_process() -> None:
     from emoclient import EmoClient
 
     key, url = new_key(), "http://127.0.0.1:9/api/v1"
@@ -128,7 +129,8 @@ async def test_cancelled_upload_closes_its_file(
         expires_at=datetime.now(UTC) + timedelta(hours=1),
     )
     uploader = Uploader(
-        cast(Transport, HangingTransport()), LimitRegistry().for_account("a").upload
+        cast(Transport, HangingTransport()),
+        AccountLimits(MemoryStore(), "a", rates=Rates()).upload,
     )
     monkeypatch.setattr(Path, "open", recording_open)
     with anyio.move_on_after(0.05):

@@ -1,20 +1,12 @@
-"""GCRA rate limiting and the in-flight window, driven by a fake clock."""
+"""The account's limits over the store: per-model rates, the window as leases, sharing."""
 
 from __future__ import annotations
 
 import anyio
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from emoclient._limits import (
-    InMemoryLimitsBackend,
-    LimitRegistry,
-    RateLimiter,
-    Rates,
-    account_id,
-    gcra_reserve,
-)
+from emoclient import EmoClient, MemoryStore, Model, Rates
+from emoclient._limits import AccountLimits, RateLimiter, account_id, limits_for
 
 
 class FakeClock:
@@ -28,23 +20,9 @@ class FakeClock:
         self.now += seconds
 
 
-def test_gcra_spaces_grants_without_burst() -> None:
-    tat, now = 0.0, 10.0
-    delays = []
-    for _ in range(3):
-        delay, tat = gcra_reserve(tat, now, interval=0.2)
-        delays.append(delay)
-    assert delays == pytest.approx([0.0, 0.2, 0.4])
-    # After idling, no credit accumulates: the next grant is immediate but only one.
-    delay, tat = gcra_reserve(tat, 100.0, interval=0.2)
-    assert delay == 0.0
-    delay, tat = gcra_reserve(tat, 100.0, interval=0.2)
-    assert delay == pytest.approx(0.2)
-
-
-async def test_rate_limiter_with_fake_clock() -> None:
+async def test_rate_limiter_spaces_grants_on_the_store_clock() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(InMemoryLimitsBackend(clock=clock), "k", rate=5, sleep=clock.sleep)
+    limiter = RateLimiter(MemoryStore(clock=clock), "k", rate=5, sleep=clock.sleep)
     start = clock.now
     grants = []
     for _ in range(6):
@@ -53,96 +31,120 @@ async def test_rate_limiter_with_fake_clock() -> None:
     assert grants == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
 
 
+async def test_a_late_caller_is_spaced_from_its_actual_grant() -> None:
+    # Exact at send time: a caller that comes back late takes the grant then, and the next
+    # one is spaced from that moment, never bunched with it.
+    clock = FakeClock()
+    store = MemoryStore(clock=clock)
+    limiter = RateLimiter(store, "k", rate=5, sleep=clock.sleep)
+    await limiter.acquire()
+    clock.now += 0.7  # stalled
+    await limiter.acquire()
+    granted = clock.now
+    await limiter.acquire()
+    assert clock.now - granted == pytest.approx(0.2)
+
+
 def test_rate_must_be_positive() -> None:
     with pytest.raises(ValueError, match="rate"):
-        RateLimiter(InMemoryLimitsBackend(), "k", rate=0)
+        RateLimiter(MemoryStore(), "k", rate=0)
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    rate=st.integers(min_value=1, max_value=100),
-    gaps=st.lists(st.floats(min_value=0, max_value=0.5), min_size=1, max_size=300),
+def test_rates_are_per_model_as_the_service_has_them() -> None:
+    rates = Rates()
+    assert rates.submit_rate(Model.EMO) == 5.0
+    assert rates.submit_rate(Model.EMOJI) == 1.0
+    assert rates.detect_rate(Model.EMO_DETECT) == 5.0
+    assert rates.detect_rate(Model.EMOJI_DETECT) == 1.0
+    assert Rates(submit=2.0).submit_rate(Model.EMOJI) == 2.0  # one number: every model
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"window": 0}, {"headroom": -0.5}, {"submit": 0.0}, {"query": -1.0}, {"lease_ttl": 0.0}],
 )
-def test_never_more_than_rate_grants_in_any_one_second_window(rate: int, gaps: list[float]) -> None:
-    clock = FakeClock()
-    grants = []
-    interval = (1.0 + Rates().headroom) / rate
-    tat = 0.0
-    for gap in gaps:
-        clock.now += gap
-        delay, tat = gcra_reserve(tat or clock.now, clock.now, interval=interval)
-        grants.append(clock.now + delay)
-    grants.sort()
-    for i, start in enumerate(grants):
-        in_window = sum(1 for g in grants[i:] if g < start + 1.0)
-        assert in_window <= rate
+def test_rates_that_would_hang_or_overrun_are_refused(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        Rates(**bad)  # type: ignore[arg-type]
 
 
-async def test_backend_never_exceeds_rate_in_any_window_concurrently() -> None:
-    clock = FakeClock()
-    backend = InMemoryLimitsBackend(clock=clock)
-    limiter = RateLimiter(backend, "q", rate=20, headroom=0.05, sleep=clock.sleep)
-    grants: list[float] = []
-    for _ in range(100):
-        delay = await backend.reserve("q", interval=limiter.interval)
-        grants.append(clock.now + delay)
-    for i, start in enumerate(grants):
-        assert sum(1 for g in grants[i:] if g < start + 1.0) <= 20
+def test_an_unknown_model_in_rates_is_refused() -> None:
+    with pytest.raises(ValueError, match="emo-v2"):
+        Rates(submit={"emo-v2": 1.0})
 
 
-async def test_window_admits_size_then_queues_in_order() -> None:
-    backend = InMemoryLimitsBackend()
+async def test_each_video_model_has_its_own_window() -> None:
+    limits = AccountLimits(MemoryStore(), "a", rates=Rates(window=1))
+    async with limits.task_slot(Model.EMO), limits.task_slot(Model.EMOJI):
+        assert await limits.tasks_in_flight(Model.EMO) == 1
+        assert await limits.tasks_in_flight(Model.EMOJI) == 1
+        with anyio.move_on_after(0.1) as scope:
+            async with limits.task_slot(Model.EMO):
+                pass
+        assert scope.cancelled_caught
+    assert await limits.tasks_in_flight(Model.EMO) == 0
+
+
+async def test_window_admits_size_then_the_others_in_turn() -> None:
+    limits = AccountLimits(MemoryStore(), "a", rates=Rates(window=2))
     order: list[int] = []
     release = anyio.Event()
 
     async def worker(n: int) -> None:
-        await backend.acquire_slot("w", size=2)
-        order.append(n)
-        try:
+        async with limits.task_slot(Model.EMO):
+            order.append(n)
             await release.wait()
-        finally:
-            await backend.release_slot("w")
 
     async with anyio.create_task_group() as tg:
         for n in range(5):
             tg.start_soon(worker, n)
             await anyio.wait_all_tasks_blocked()
         assert order == [0, 1]
-        assert backend.held("w") == 2
+        assert await limits.tasks_in_flight(Model.EMO) == 2
         release.set()
     assert order == [0, 1, 2, 3, 4]
-    assert backend.held("w") == 0
+    assert await limits.tasks_in_flight(Model.EMO) == 0
 
 
-async def test_cancelled_waiter_does_not_leak_a_slot() -> None:
-    backend = InMemoryLimitsBackend()
-    await backend.acquire_slot("w", size=1)
-    with anyio.move_on_after(0):
-        await backend.acquire_slot("w", size=1)
-    await backend.release_slot("w")
-    assert backend.held("w") == 0
-    with anyio.fail_after(1):
-        await backend.acquire_slot("w", size=1)
-    assert backend.held("w") == 1
+async def test_a_cancelled_waiter_does_not_leak_a_slot() -> None:
+    limits = AccountLimits(MemoryStore(), "a", rates=Rates(window=1))
+    async with limits.task_slot(Model.EMO):
+        with anyio.move_on_after(0.05):
+            async with limits.task_slot(Model.EMO):
+                pass
+    with anyio.fail_after(5):
+        async with limits.task_slot(Model.EMO):
+            assert await limits.tasks_in_flight(Model.EMO) == 1
 
 
-async def test_registry_shares_limits_per_account() -> None:
-    registry = LimitRegistry()
-    a1 = registry.for_account(account_id("sk-one"))
-    a2 = registry.for_account(account_id("sk-one"))
-    b = registry.for_account(account_id("sk-two"))
+async def test_the_heartbeat_keeps_a_long_task_s_lease() -> None:
+    limits = AccountLimits(MemoryStore(), "a", rates=Rates(window=1, lease_ttl=0.15))
+    async with limits.task_slot(Model.EMO):
+        await anyio.sleep(0.5)  # three lease lifetimes: only the heartbeat keeps it
+        assert await limits.tasks_in_flight(Model.EMO) == 1
+    assert await limits.tasks_in_flight(Model.EMO) == 0
+
+
+async def test_clients_share_limits_per_account_and_store() -> None:
+    store = MemoryStore()
+    a1 = limits_for(store, account_id("sk-one"))
+    a2 = limits_for(store, account_id("sk-one"))
+    b = limits_for(store, account_id("sk-two"))
+    other = limits_for(MemoryStore(), account_id("sk-one"))
     assert a1 is a2
     assert a1 is not b
-    async with a1.task_slot(), a2.task_slot():
-        with anyio.move_on_after(0) as scope:
-            async with a1.task_slot():
-                pass
-        assert scope.cancelled_caught
-        async with b.task_slot():
-            pass
+    assert other is not a1
 
 
-@pytest.mark.parametrize("bad", [{"window": 0}, {"headroom": -0.5}])
-def test_rates_that_would_hang_or_overrun_are_refused(bad: dict[str, float]) -> None:
-    with pytest.raises(ValueError, match=next(iter(bad))):
-        Rates(**bad)  # type: ignore[arg-type]
+def test_keys_named_as_one_account_share_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = MemoryStore()
+    url = "http://127.0.0.1:9/api/v1"
+    one = EmoClient("sk-1", base_url=url, store=store, account="prod")
+    two = EmoClient("sk-2", base_url=url, store=store, account="prod")
+    alone = EmoClient("sk-3", base_url=url, store=store)
+    assert one.limits is two.limits
+    assert alone.limits is not one.limits
+    assert one.account_label == two.account_label != alone.account_label
+    monkeypatch.setenv("EMOCLIENT_ACCOUNT", "prod")
+    assert EmoClient("sk-4", base_url=url, store=store).limits is one.limits
+    assert "sk-1" not in repr(one)

@@ -23,9 +23,16 @@ CLIENT_NAMES = {
     "UploadedFile",
     "RetryPolicy",
     "Rates",
-    "LimitRegistry",
-    "LimitsBackend",
-    "InMemoryLimitsBackend",
+    "RateLimiter",
+    "AccountLimits",
+    "AccountStore",
+    "MemoryStore",
+    "SQLiteStore",
+    "RedisStore",
+    "Intent",
+    "StoreError",
+    "StoreUnavailableError",
+    "open_store",
     "EmoError",
     "TransportError",
     "ConnectError",
@@ -85,7 +92,6 @@ def test_twenty_driven_ids() -> None:
 
 
 EXPECTED_ALL = CLIENT_NAMES | {
-    "AccountLimits",
     "Batch",
     "BatchBusyError",
     "BatchEvent",

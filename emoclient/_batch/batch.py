@@ -10,11 +10,12 @@ end. One failing job never stops the others.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +34,7 @@ from emoclient._batch.prepare import Preparer
 from emoclient._batch.run_lock import RunLock
 from emoclient._batch.scheduler import Scheduler, SchedulerOptions
 from emoclient._client import EmoClient
+from emoclient._models import VIDEO_MODELS, Model
 
 __all__ = ["JOURNAL_NAME", "Batch", "EventHandler"]
 
@@ -186,26 +188,37 @@ class Batch:
         ledger: Ledger,
         results: MemoryObjectSendStream[JobResult],
     ) -> None:
+        # Each video model has its own running slot, so each has its own pipeline: a job
+        # waiting for EMO's slot never holds back an Emoji job behind it.
         preparer = Preparer(self.client, ledger)
-        to_prepare, prepare_rx = anyio.create_memory_object_stream[_Work](0)
-        to_submit, submit_rx = anyio.create_memory_object_stream[_Work](0)
         async with results, anyio.create_task_group() as tg:
             await tg.start(scheduler.run)
-            async with to_submit, prepare_rx:
-                for _ in range(self._prepare_concurrency):
-                    tg.start_soon(
-                        self._prepare_loop, preparer, ledger, prepare_rx.clone(), to_submit.clone()
-                    )
-            tg.start_soon(self._submit_loop, scheduler, ledger, submit_rx)
-            async with to_prepare:
-                await self._feed(jobs, scheduler, ledger, to_prepare)
+            async with anyio.create_task_group() as work:
+                with contextlib.ExitStack() as inboxes:  # closed before `work` is awaited
+                    to_prepare = {}
+                    for model in VIDEO_MODELS:
+                        send, prepare_rx = anyio.create_memory_object_stream[_Work](0)
+                        to_submit, submit_rx = anyio.create_memory_object_stream[_Work](0)
+                        async with to_submit, prepare_rx:
+                            for _ in range(self._prepare_concurrency):
+                                work.start_soon(
+                                    self._prepare_loop,
+                                    preparer,
+                                    ledger,
+                                    prepare_rx.clone(),
+                                    to_submit.clone(),
+                                )
+                        work.start_soon(self._submit_loop, scheduler, ledger, submit_rx)
+                        to_prepare[model] = inboxes.enter_context(send)
+                    await self._feed(jobs, scheduler, ledger, to_prepare)
+            await scheduler.close()
 
     async def _feed(
         self,
         jobs: Iterable[Job] | AsyncIterable[Job],
         scheduler: Scheduler,
         ledger: Ledger,
-        to_prepare: MemoryObjectSendStream[_Work],
+        to_prepare: Mapping[Model, MemoryObjectSendStream[_Work]],
     ) -> None:
         seen_keys: dict[str, str] = {}
         seen_outputs: dict[str, str] = {}
@@ -222,7 +235,8 @@ class Batch:
                 continue
             seen_keys[key] = seen_outputs[name] = job.display_label
             ticket, record = await ledger.open(job, key=key, output=name, path=self.out_dir / name)
-            await self._route(_Work(job, ticket, record, digests), scheduler, ledger, to_prepare)
+            work = _Work(job, ticket, record, digests)
+            await self._route(work, scheduler, ledger, to_prepare[job.model])
 
     async def _route(
         self,
@@ -286,7 +300,6 @@ class Batch:
                     work.ticket, intent_at=intent_at
                 ):
                     await ledger.held_back(work.ticket, "the batch was stopped")
-        await scheduler.close()
 
     async def _emit(self, event: BatchEvent) -> None:
         if self._on_event is None:

@@ -24,7 +24,7 @@ from emoclient._batch.ledger import Ledger, Ticket
 from emoclient._batch.submit import submit_once
 from emoclient._client import EmoClient
 from emoclient._exceptions import APIStatusError, EmoError, NotFoundError, RateLimitError
-from emoclient._models import Task, TaskStatus
+from emoclient._models import Model, Task, TaskStatus
 from emoclient._retry import RetryPolicy
 from emoclient._timing import AccountTiming, PollSchedule
 
@@ -85,7 +85,7 @@ class Scheduler:
         self._next_query = 0.0
         self._tg: TaskGroup | None = None
         self._admission: anyio.CancelScope | None = None
-        self.timing = AccountTiming(poll_schedule(options))
+        self._timing: dict[Model, AccountTiming] = {}
         self.queries = 0
         self.interrupted = 0
 
@@ -176,14 +176,18 @@ class Scheduler:
         assert self._tg is not None, "Scheduler.run() must be running"
         ticket.slot = anyio.Event()
         if wait:
-            await self._tg.start(self._hold_slot, ticket.slot)
+            await self._tg.start(self._hold_slot, ticket.model, ticket.slot)
         else:
-            self._tg.start_soon(self._hold_slot, ticket.slot)
+            self._tg.start_soon(self._hold_slot, ticket.model, ticket.slot)
 
     async def _hold_slot(
-        self, release: anyio.Event, *, task_status: StartStatus[None] = anyio.TASK_STATUS_IGNORED
+        self,
+        model: Model,
+        release: anyio.Event,
+        *,
+        task_status: StartStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        async with self._client.limits.task_slot():
+        async with self._client.limits.task_slot(model):
             task_status.started()
             await release.wait()
 
@@ -192,11 +196,22 @@ class Scheduler:
         if ticket.slot is not None:
             ticket.slot.set()
 
+    def timing(self, model: Model) -> AccountTiming:
+        """The timing policy of ``model``'s tasks (each video model has its own slot)."""
+        timing = self._timing.get(model)
+        if timing is None:
+            timing = self._timing[model] = AccountTiming(poll_schedule(self._opt))
+        return timing
+
+    def _live_of(self, model: Model) -> list[Ticket]:
+        return [t for t in self._live.values() if t.model == model]
+
     def _has_room(self, ticket: Ticket) -> bool:
-        if len(self._live) >= self._opt.window:
+        live = self._live_of(ticket.model)
+        if len(live) >= self._opt.window:
             return False
-        return self.timing.admits(
-            (t.expected_seconds for t in self._live.values()),
+        return self.timing(ticket.model).admits(
+            (t.expected_seconds for t in live),
             ticket.expected_seconds,
             budget=self._opt.task_ttl - self._opt.expiry_margin,
         )
@@ -210,7 +225,8 @@ class Scheduler:
         if ticket.slot is None:  # live from an earlier run: it holds a slot already
             ticket.progress.resumed = True
             await self._take_slot(ticket, wait=False)
-        self.timing.submitted(ticket.progress, self._clock(), alone=not self._live)
+        alone = not self._live_of(ticket.model)
+        self.timing(ticket.model).submitted(ticket.progress, self._clock(), alone=alone)
         self._live[task_id] = ticket
         await self._notify()
 
@@ -272,27 +288,30 @@ class Scheduler:
 
     async def _observe(self, ticket: Ticket, task: Task) -> None:
         now = self._clock()
+        timing = self.timing(ticket.model)
         if task.status is TaskStatus.RUNNING:
-            if self.timing.running(ticket.progress, now, output_seconds=ticket.expected_seconds):
+            if timing.running(ticket.progress, now, output_seconds=ticket.expected_seconds):
                 await self._ledger.started(ticket)
         elif not task.is_terminal:
-            ours_running = any(t.progress.status is TaskStatus.RUNNING for t in self._live.values())
-            self.timing.pending(ticket.progress, now, ours_running=ours_running)
+            ours_running = any(
+                t.progress.status is TaskStatus.RUNNING for t in self._live_of(ticket.model)
+            )
+            timing.pending(ticket.progress, now, ours_running=ours_running)
         else:
             self._live.pop(ticket.task_id or "", None)
             self._give_slot_back(ticket)
-            ended = self.timing.ended(ticket.progress, now)
-            await self._promote_next(ended, now)
+            ended = timing.ended(ticket.progress, now)
+            await self._promote_next(ticket.model, ended, now)
             await self._terminal(ticket, task, now)
             await self._notify()
 
-    async def _promote_next(self, ended: float, now: float) -> None:
-        """The slot passes to our oldest queued task the moment a task ends."""
-        pending = [t for t in self._live.values() if t.progress.status is not TaskStatus.RUNNING]
+    async def _promote_next(self, model: Model, ended: float, now: float) -> None:
+        """The model's slot passes to our oldest queued task the moment a task ends."""
+        pending = [t for t in self._live_of(model) if t.progress.status is not TaskStatus.RUNNING]
         if not pending:
             return
         ticket = min(pending, key=lambda t: t.progress.submitted_at)
-        self.timing.promote(
+        self.timing(model).promote(
             ticket.progress, ended=ended, now=now, output_seconds=ticket.expected_seconds
         )
         await self._ledger.started(ticket)
@@ -303,7 +322,7 @@ class Scheduler:
             server = None
             if task.scheduled_time is not None and task.end_time is not None:
                 server = (task.end_time - task.scheduled_time).total_seconds()
-            self.timing.learn(
+            self.timing(ticket.model).learn(
                 ticket.progress,
                 output_seconds=task.video_duration or ticket.output_seconds or 0.0,
                 now=now,
