@@ -44,10 +44,17 @@ async def test_add_keeps_existing_row(tmp_path: Path) -> None:
 
 async def test_caches(tmp_path: Path) -> None:
     async with Journal(tmp_path / "j.sqlite3") as journal:
-        await journal.put_upload("sha256:x", "emo-v1", url="oss://a", expires_at=100.0)
-        assert await journal.get_upload("sha256:x", "emo-v1", valid_after=50.0) == "oss://a"
-        assert await journal.get_upload("sha256:x", "emo-v1", valid_after=150.0) is None
-        assert await journal.get_upload("sha256:x", "emoji-v1", valid_after=50.0) is None
+        await journal.put_upload(
+            "sha256:x", "emo-v1", account="acct-1", url="oss://a", expires_at=100.0
+        )
+
+        async def get(model: str, account: str, after: float) -> str | None:
+            return await journal.get_upload("sha256:x", model, account=account, valid_after=after)
+
+        assert await get("emo-v1", "acct-1", 50.0) == "oss://a"
+        assert await get("emo-v1", "acct-1", 150.0) is None
+        assert await get("emoji-v1", "acct-1", 50.0) is None
+        assert await get("emo-v1", "acct-2", 50.0) is None  # an upload is bound to its account
         found = CachedDetection(True, (1, 1, 2, 2), (0, 0, 3, 3), None, None)
         await journal.put_detection("sha256:x", "emo-detect-v1", "1:1", found)
         assert await journal.get_detection("sha256:x", "emo-detect-v1", "1:1") == found

@@ -15,7 +15,7 @@ import dataclasses
 import inspect
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -33,7 +33,9 @@ from emoclient._batch.ledger import BatchSummary, JobResult, Ledger, Ticket
 from emoclient._batch.prepare import Preparer
 from emoclient._batch.run_lock import RunLock
 from emoclient._batch.scheduler import Scheduler, SchedulerOptions
+from emoclient._batch.submit import Owner, release_job
 from emoclient._client import EmoClient
+from emoclient._exceptions import JournalError
 from emoclient._models import VIDEO_MODELS, Model
 
 __all__ = ["JOURNAL_NAME", "Batch", "EventHandler"]
@@ -67,7 +69,7 @@ class Batch:
 
     def __init__(
         self,
-        client: EmoClient,
+        client: EmoClient | Sequence[EmoClient],
         *,
         out_dir: str | Path,
         journal: str | Path | None = None,
@@ -78,10 +80,12 @@ class Batch:
         prepare_concurrency: int = 2,
         options: SchedulerOptions | None = None,
     ) -> None:
-        window = window if window is not None else client.limits.rates.window
+        clients = _distinct_accounts([client] if isinstance(client, EmoClient) else list(client))
+        window = window if window is not None else clients[0].limits.rates.window
         if window < 1:
             raise ValueError(f"window must be at least 1, got {window}")
-        self.client = client
+        self.clients = clients
+        self.client = clients[0]
         self.out_dir = Path(out_dir)
         self.journal_path = Path(journal) if journal is not None else self.out_dir / JOURNAL_NAME
         base = options or SchedulerOptions()
@@ -93,7 +97,7 @@ class Batch:
         self._prepare_concurrency = max(1, prepare_concurrency)
         self._journal = Journal(self.journal_path)
         self._lock = RunLock(out_dir=self.out_dir, journal=self.journal_path)
-        self._scheduler: Scheduler | None = None
+        self._accounts: list[_Account] = []
         self._tg: TaskGroup | None = None
         self._stop_requested = False
         self._running = False
@@ -103,6 +107,7 @@ class Batch:
         await anyio.to_thread.run_sync(self._lock.acquire)
         try:
             await self._journal.open()
+            await self._check_owners()
             await anyio.to_thread.run_sync(_remove_partial_downloads, self.out_dir)
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -135,10 +140,24 @@ class Batch:
                 await self._journal.close()
                 await anyio.to_thread.run_sync(self._lock.release)
 
+    async def _check_owners(self) -> None:
+        # Live tasks belong to the account and service that created them: another key or
+        # base URL would see them as unknown (expired) and render the jobs again.
+        ours = {(c.account_label, c.base_url) for c in self.clients}
+        foreign = sorted((await self._journal.owners()) - ours)
+        if foreign:
+            theirs = ", ".join(f"{a} at {u}" for a, u in foreign)
+            mine = ", ".join(f"{a} at {u}" for a, u in sorted(ours))
+            raise JournalError(
+                f"the journal {self.journal_path} has live tasks of {theirs}, but this run uses "
+                f"{mine}; run with the same API key (or EMOCLIENT_ACCOUNT) and base URL to "
+                "finish them, or choose another output folder"
+            )
+
     @property
     def queries(self) -> int:
         """Task queries the poller spent in the current or last run."""
-        return 0 if self._scheduler is None else self._scheduler.queries
+        return sum(a.scheduler.queries for a in self._accounts)
 
     def stop(self) -> None:
         """Stop gracefully: no new submits, PENDING tasks cancelled, downloads finish.
@@ -147,8 +166,9 @@ class Batch:
         the same batch fetches their videos.
         """
         self._stop_requested = True
-        if self._tg is not None and self._scheduler is not None:
-            self._tg.start_soon(self._scheduler.stop)
+        if self._tg is not None:
+            for account in self._accounts:
+                self._tg.start_soon(account.scheduler.stop)
 
     async def run(self, jobs: Iterable[Job] | AsyncIterable[Job]) -> AsyncIterator[JobResult]:
         """Work through ``jobs`` and yield each job's :class:`JobResult` as it ends."""
@@ -160,16 +180,21 @@ class Batch:
         self._running = True
         self.summary = BatchSummary()
         send, receive = anyio.create_memory_object_stream[JobResult](16)
-        ledger = Ledger(self._journal, emit=self._emit, results=send, summary=self.summary)
-        scheduler = Scheduler(self.client, ledger, options=self.options)
-        self._scheduler = scheduler
-        self._tg.start_soon(self._drive, jobs, scheduler, ledger, send)
+        ledger = Ledger(
+            self._journal, emit=self._emit, results=send, summary=self.summary, on_end=self._ended
+        )
+        owner = Owner(self._journal.journal_id, str(self.journal_path))
+        self._accounts = [
+            _Account(c, Scheduler(c, ledger, options=self.options, owner=owner), owner)
+            for c in self.clients
+        ]
+        self._tg.start_soon(self._drive, jobs, ledger, send)
         async with receive:
             async for result in receive:
                 yield result
         self._running = False
         self.summary.elapsed = time.monotonic() - self._started
-        self.summary.interrupted = scheduler.interrupted
+        self.summary.interrupted = sum(a.scheduler.interrupted for a in self._accounts)
         self.summary.stopped = self._stop_requested
         await self._emit(
             BatchFinished(
@@ -184,42 +209,39 @@ class Batch:
     async def _drive(
         self,
         jobs: Iterable[Job] | AsyncIterable[Job],
-        scheduler: Scheduler,
         ledger: Ledger,
         results: MemoryObjectSendStream[JobResult],
     ) -> None:
-        # Each video model has its own running slot, so each has its own pipeline: a job
-        # waiting for EMO's slot never holds back an Emoji job behind it.
-        preparer = Preparer(self.client, ledger)
+        # Each account has its own scheduler; each of its video models its own slot, so its
+        # own pipeline: a job waiting for EMO's slot never holds back an Emoji job.
         async with results, anyio.create_task_group() as tg:
-            await tg.start(scheduler.run)
+            for account in self._accounts:
+                await tg.start(account.scheduler.run)
             async with anyio.create_task_group() as work:
                 with contextlib.ExitStack() as inboxes:  # closed before `work` is awaited
-                    to_prepare = {}
-                    for model in VIDEO_MODELS:
-                        send, prepare_rx = anyio.create_memory_object_stream[_Work](0)
-                        to_submit, submit_rx = anyio.create_memory_object_stream[_Work](0)
-                        async with to_submit, prepare_rx:
-                            for _ in range(self._prepare_concurrency):
-                                work.start_soon(
-                                    self._prepare_loop,
-                                    preparer,
-                                    ledger,
-                                    prepare_rx.clone(),
-                                    to_submit.clone(),
-                                )
-                        work.start_soon(self._submit_loop, scheduler, ledger, submit_rx)
-                        to_prepare[model] = inboxes.enter_context(send)
-                    await self._feed(jobs, scheduler, ledger, to_prepare)
-            await scheduler.close()
+                    for account in self._accounts:
+                        preparer = Preparer(account.client, ledger)
+                        for model in VIDEO_MODELS:
+                            send = self._pipeline(work, account, preparer, ledger)
+                            account.inbox[model] = inboxes.enter_context(send)
+                    await self._feed(jobs, ledger)
+            for account in self._accounts:
+                await account.scheduler.close()
 
-    async def _feed(
-        self,
-        jobs: Iterable[Job] | AsyncIterable[Job],
-        scheduler: Scheduler,
-        ledger: Ledger,
-        to_prepare: Mapping[Model, MemoryObjectSendStream[_Work]],
-    ) -> None:
+    def _pipeline(
+        self, work: TaskGroup, account: _Account, preparer: Preparer, ledger: Ledger
+    ) -> MemoryObjectSendStream[_Work]:
+        send, prepare_rx = anyio.create_memory_object_stream[_Work](0)
+        to_submit, submit_rx = anyio.create_memory_object_stream[_Work](0)
+        with to_submit, prepare_rx:
+            for _ in range(self._prepare_concurrency):
+                work.start_soon(
+                    self._prepare_loop, preparer, ledger, prepare_rx.clone(), to_submit.clone()
+                )
+        work.start_soon(self._submit_loop, account.scheduler, ledger, submit_rx)
+        return send
+
+    async def _feed(self, jobs: Iterable[Job] | AsyncIterable[Job], ledger: Ledger) -> None:
         seen_keys: dict[str, str] = {}
         seen_outputs: dict[str, str] = {}
         async for job in aiterate(jobs):
@@ -235,17 +257,26 @@ class Batch:
                 continue
             seen_keys[key] = seen_outputs[name] = job.display_label
             ticket, record = await ledger.open(job, key=key, output=name, path=self.out_dir / name)
-            work = _Work(job, ticket, record, digests)
-            await self._route(work, scheduler, ledger, to_prepare[job.model])
+            account = self._account_for(record)
+            account.take(ticket)
+            await self._route(_Work(job, ticket, record, digests), account, ledger)
 
-    async def _route(
-        self,
-        work: _Work,
-        scheduler: Scheduler,
-        ledger: Ledger,
-        to_prepare: MemoryObjectSendStream[_Work],
-    ) -> None:
+    def _account_for(self, record: JobRecord) -> _Account:
+        """The account that owns the job's task, or the least busy one for a new job."""
+        if record.account is not None and record.state in _LIVE:
+            for account in self._accounts:
+                if account.client.account_label == record.account:
+                    return account
+        return min(self._accounts, key=lambda a: a.outstanding)
+
+    async def _ended(self, ticket: Ticket, final: bool) -> None:
+        for account in self._accounts:
+            if account.client.account_label == ticket.account:
+                await account.ended(ticket, final=final)
+
+    async def _route(self, work: _Work, account: _Account, ledger: Ledger) -> None:
         record, ticket = work.record, work.ticket
+        scheduler = account.scheduler
         if self.retry and record.state in (State.FAILED, State.EXPIRED):
             await ledger.retried(ticket, record)
         if record.state != State.NEW:
@@ -270,7 +301,7 @@ class Batch:
             await scheduler.track(ticket, record.task_id)
             return
         await ledger.queued(ticket)
-        await to_prepare.send(work)
+        await account.inbox[ticket.model].send(work)
 
     async def _prepare_loop(
         self,
@@ -332,3 +363,37 @@ async def _present(path: Path, size: int | None) -> bool:
     except FileNotFoundError:
         return False
     return size is None or stat.st_size == size
+
+
+_LIVE = (State.SUBMITTING, State.SUBMITTED, State.SUCCEEDED)
+
+
+class _Account:
+    """One account's share of the batch: its client, scheduler and pipelines."""
+
+    def __init__(self, client: EmoClient, scheduler: Scheduler, owner: Owner) -> None:
+        self.client = client
+        self.scheduler = scheduler
+        self.owner = owner
+        self.inbox: dict[Model, MemoryObjectSendStream[_Work]] = {}
+        self.outstanding = 0
+
+    def take(self, ticket: Ticket) -> None:
+        """The job is this account's to submit (or already is)."""
+        ticket.account, ticket.base_url = self.client.account_label, self.client.base_url
+        self.outstanding += 1
+
+    async def ended(self, ticket: Ticket, *, final: bool) -> None:
+        self.outstanding -= 1
+        if final:  # done for good: another batch may render the same job again
+            await release_job(self.client, ticket.key, self.owner)
+
+
+def _distinct_accounts(clients: list[EmoClient]) -> list[EmoClient]:
+    if not clients:
+        raise ValueError("give the batch at least one client")
+    seen: dict[str, EmoClient] = {}
+    for client in clients:
+        # Keys of one account share its limits: a second one would not add capacity.
+        seen.setdefault(f"{client.account_label} {client.base_url}", client)
+    return list(seen.values())

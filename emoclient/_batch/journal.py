@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import StrEnum
@@ -30,7 +31,7 @@ from emoclient._models import parse_bbox
 
 __all__ = ["CachedDetection", "JobRecord", "Journal", "State"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _T = TypeVar("_T")
 
@@ -52,7 +53,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     size INTEGER,
     code TEXT,
     error TEXT,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    account TEXT,
+    base_url TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_task ON jobs (task_id);
 CREATE TABLE IF NOT EXISTS tasks (
@@ -64,9 +67,14 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE TABLE IF NOT EXISTS uploads (
     digest TEXT NOT NULL,
     model TEXT NOT NULL,
+    account TEXT NOT NULL,
     url TEXT NOT NULL,
     expires_at REAL NOT NULL,
-    PRIMARY KEY (digest, model)
+    PRIMARY KEY (digest, model, account)
+);
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS detections (
     digest TEXT NOT NULL,
@@ -116,6 +124,9 @@ class JobRecord:
     code: str | None = None
     error: str | None = None
     updated_at: float = 0.0
+    #: The account (its label, never the key) and base URL that own the job's task.
+    account: str | None = None
+    base_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +139,14 @@ class CachedDetection:
     code: str | None
     message: str | None
 
+
+# Version 1 knew one account per journal: its rows gain the account columns (unknown, so a
+# rerun accepts the account it is run with) and its upload cache, bound to no account, goes.
+_FROM_V1 = """
+ALTER TABLE jobs ADD COLUMN account TEXT;
+ALTER TABLE jobs ADD COLUMN base_url TEXT;
+DROP TABLE IF EXISTS uploads;
+"""
 
 _COLUMNS = tuple(f.name for f in fields(JobRecord))
 _BOX_COLUMNS = ("face_bbox", "ext_bbox")
@@ -154,6 +173,8 @@ class Journal:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        #: A random id of this journal file, kept in it (set by :meth:`open`).
+        self.journal_id = ""
         self._conn: sqlite3.Connection | None = None
         self._limiter = anyio.CapacityLimiter(1)
 
@@ -189,8 +210,17 @@ class Journal:
                     f"journal {self.path} has schema version {version}, newer than this "
                     f"emoclient's {SCHEMA_VERSION}; upgrade emoclient or use another --out folder"
                 )
+            if version == 1:
+                conn.executescript(_FROM_V1)
             conn.executescript(_SCHEMA)
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('journal_id', ?)",
+                (uuid.uuid4().hex,),
+            )
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.journal_id = conn.execute(
+                "SELECT value FROM meta WHERE name = 'journal_id'"
+            ).fetchone()[0]
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise JournalError(
@@ -253,9 +283,19 @@ class Journal:
         assignments = ", ".join(f"{name} = ?" for name in changes)
         await self._run(f"UPDATE jobs SET {assignments} WHERE key = ?", (*changes.values(), key))
 
-    async def record_intent(self, key: str, *, at: float) -> None:
-        """Write, durably, that a submit of this job is about to be sent."""
-        await self.update(key, state=State.SUBMITTING, intent_at=at, task_id=None)
+    async def record_intent(
+        self, key: str, *, at: float, account: str | None = None, base_url: str | None = None
+    ) -> None:
+        """Write, durably, that a submit of this job is about to be sent (by ``account`` at
+        ``base_url``)."""
+        await self.update(
+            key,
+            state=State.SUBMITTING,
+            intent_at=at,
+            task_id=None,
+            account=account,
+            base_url=base_url,
+        )
 
     async def record_submitted(self, key: str, *, task_id: str, model: str) -> None:
         """Store the task id of a job and claim it, in one transaction."""
@@ -305,20 +345,36 @@ class Journal:
 
     # --- caches -----------------------------------------------------------------------
 
-    async def get_upload(self, digest: str, model: str, *, valid_after: float) -> str | None:
-        """A cached ``oss://`` URL of this content for ``model`` still valid at ``valid_after``."""
+    async def get_upload(
+        self, digest: str, model: str, *, account: str, valid_after: float
+    ) -> str | None:
+        """A cached ``oss://`` URL of this content for ``model`` and ``account`` (uploads are
+        bound to both) still valid at ``valid_after``."""
         rows = await self._run(
-            "SELECT url FROM uploads WHERE digest = ? AND model = ? AND expires_at > ?",
-            (digest, model, valid_after),
+            "SELECT url FROM uploads WHERE digest = ? AND model = ? AND account = ?"
+            " AND expires_at > ?",
+            (digest, model, account, valid_after),
         )
         return str(rows[0]["url"]) if rows else None
 
-    async def put_upload(self, digest: str, model: str, *, url: str, expires_at: float) -> None:
-        """Remember an upload of this content for ``model``."""
+    async def put_upload(
+        self, digest: str, model: str, *, account: str, url: str, expires_at: float
+    ) -> None:
+        """Remember an upload of this content for ``model`` and ``account``."""
         await self._run(
-            "INSERT OR REPLACE INTO uploads (digest, model, url, expires_at) VALUES (?, ?, ?, ?)",
-            (digest, model, url, expires_at),
+            "INSERT OR REPLACE INTO uploads (digest, model, account, url, expires_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (digest, model, account, url, expires_at),
         )
+
+    async def owners(self) -> set[tuple[str, str]]:
+        """The ``(account, base_url)`` pairs that own live tasks of this journal."""
+        rows = await self._run(
+            "SELECT DISTINCT account, base_url FROM jobs WHERE account IS NOT NULL"
+            " AND state IN (?, ?, ?)",
+            (State.SUBMITTING, State.SUBMITTED, State.SUCCEEDED),
+        )
+        return {(row["account"], row["base_url"]) for row in rows}
 
     async def get_detection(self, digest: str, model: str, ratio: str) -> CachedDetection | None:
         """A cached detection answer for this image content, model and ratio."""

@@ -66,6 +66,8 @@ class Ticket:
     video_url: str | None = None
     url_expires_at: float = math.inf
     video_duration: float = 0.0
+    account: str = ""  # the label of the account that submits it (never the key)
+    base_url: str = ""
     errors: int = 0  # query failures in a row
     slot: anyio.Event | None = None  # set to give the account's window slot back
 
@@ -125,11 +127,13 @@ class Ledger:
         emit: Callable[[BatchEvent], Awaitable[None]],
         results: MemoryObjectSendStream[JobResult],
         summary: BatchSummary,
+        on_end: Callable[[Ticket, bool], Awaitable[None]] | None = None,
     ) -> None:
         self._journal = journal
         self._emit = emit
         self._results = results
         self._summary = summary
+        self._on_end = on_end
         self._jobs: dict[str, Job] = {}
 
     # --- intake -------------------------------------------------------------------------
@@ -192,16 +196,25 @@ class Ledger:
 
     # --- preparation ----------------------------------------------------------------------
 
-    async def cached_upload(self, digest: str, model: str, *, valid_after: float) -> str | None:
-        """A journalled temporary upload of this content for ``model``, still valid then."""
-        return await self._journal.get_upload(digest, model, valid_after=valid_after)
+    async def cached_upload(
+        self, ticket: Ticket, digest: str, model: str, *, valid_after: float
+    ) -> str | None:
+        """A journalled temporary upload of this content for ``model`` and the ticket's
+        account, still valid then."""
+        return await self._journal.get_upload(
+            digest, model, account=ticket.account, valid_after=valid_after
+        )
 
     async def uploaded(
         self, ticket: Ticket, *, field: str, digest: str, uploaded: UploadedFile
     ) -> None:
         """A local input went to temporary storage."""
         await self._journal.put_upload(
-            digest, uploaded.model, url=uploaded.url, expires_at=uploaded.expires_at.timestamp()
+            digest,
+            uploaded.model,
+            account=ticket.account,
+            url=uploaded.url,
+            expires_at=uploaded.expires_at.timestamp(),
         )
         await self._emit(self._event(JobUploaded, ticket, field=field, url=uploaded.url))
 
@@ -264,8 +277,10 @@ class Ledger:
         return await self._journal.claimed_tasks(model, before=before)
 
     async def intent(self, ticket: Ticket, *, at: float) -> None:
-        """Durably: a submit of this job is about to be sent."""
-        await self._journal.record_intent(ticket.key, at=at)
+        """Durably: a submit of this job is about to be sent, by the ticket's account."""
+        await self._journal.record_intent(
+            ticket.key, at=at, account=ticket.account, base_url=ticket.base_url
+        )
 
     async def submitted(self, ticket: Ticket, task_id: str) -> None:
         """The service accepted the task (also when found by reconciliation)."""
@@ -321,7 +336,7 @@ class Ledger:
     ) -> None:
         """The job failed in this run; its journal row is kept, so a rerun picks it up."""
         await self._emit(self._event(JobFailed, ticket, code=code, message=message))
-        await self._end(ticket, "failed", message, code, billed=billed)
+        await self._end(ticket, "failed", message, code, billed=billed, final=False)
 
     async def expired(self, ticket: Ticket, message: str) -> None:
         """The task or its result URL expired before the video could be fetched."""
@@ -337,7 +352,7 @@ class Ledger:
 
     async def held_back(self, ticket: Ticket, message: str) -> None:
         """The batch was stopped before the job was submitted; the journal keeps its state."""
-        await self._end(ticket, "canceled", message)
+        await self._end(ticket, "canceled", message, final=False)
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -359,8 +374,13 @@ class Ledger:
         code: str | None = None,
         *,
         billed: float = 0.0,
+        final: bool = True,
     ) -> None:
+        """Deliver the job's result; ``final`` when the job is done for good (its journal row
+        is not live any more)."""
         job = self._jobs.pop(ticket.key)
+        if self._on_end is not None:
+            await self._on_end(ticket, final)
         await self._deliver(
             JobResult(
                 job=job,

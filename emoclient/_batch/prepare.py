@@ -111,7 +111,7 @@ class Preparer:
         if is_url(source):
             return str(source)
         valid_after = time.time() + self._upload_margin
-        cached = await self._ledger.cached_upload(digest, model, valid_after=valid_after)
+        cached = await self._ledger.cached_upload(ticket, digest, model, valid_after=valid_after)
         if cached is not None:
             return cached
         uploaded = await self._client.upload(local_path(source), model=model)

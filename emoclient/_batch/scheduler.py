@@ -21,7 +21,7 @@ from anyio.abc import TaskStatus as StartStatus
 
 from emoclient._batch.download_lane import DownloadLane
 from emoclient._batch.ledger import Ledger, Ticket
-from emoclient._batch.submit import submit_once
+from emoclient._batch.submit import Owner, submit_once
 from emoclient._client import EmoClient
 from emoclient._exceptions import APIStatusError, EmoError, NotFoundError, RateLimitError
 from emoclient._models import Model, Task, TaskStatus
@@ -70,10 +70,13 @@ def poll_schedule(options: SchedulerOptions) -> PollSchedule:
 class Scheduler:
     """Runs submitted tasks of one account to a downloaded video; see the module docstring."""
 
-    def __init__(self, client: EmoClient, ledger: Ledger, *, options: SchedulerOptions) -> None:
+    def __init__(
+        self, client: EmoClient, ledger: Ledger, *, options: SchedulerOptions, owner: Owner
+    ) -> None:
         self._client = client
         self._ledger = ledger
         self._opt = options
+        self._owner = owner
         self._lane = DownloadLane(
             client, ledger, workers=options.download_workers, retry=options.retry
         )
@@ -138,7 +141,12 @@ class Scheduler:
             return False
         try:
             task_id = await submit_once(
-                self._client, self._ledger, ticket, intent_at=intent_at, policy=self._opt.retry
+                self._client,
+                self._ledger,
+                ticket,
+                intent_at=intent_at,
+                policy=self._opt.retry,
+                owner=self._owner,
             )
         except APIStatusError as exc:
             self._give_slot_back(ticket)
