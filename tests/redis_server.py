@@ -1,9 +1,9 @@
 """A real ``redis-server`` for the Redis store's tests (not a test module).
 
-A test module imports the fixtures, which registers them there (their functions are named
-apart from the fixtures, so that a test's parameter does not shadow the import)::
+A test module loads this module as a plugin, which makes its fixtures global, so the whole
+session shares one server (importing the fixtures instead would start one per module)::
 
-    from redis_server import redis_server_fixture, redis_url_fixture  # noqa: F401
+    pytest_plugins = ["redis_server"]
 
     async def test_something(redis_url: str) -> None: ...
 

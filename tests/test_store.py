@@ -19,7 +19,6 @@ import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from redis_server import redis_server_fixture, redis_url_fixture  # noqa: F401
 
 from emoclient._store import (
     RETENTION,
@@ -35,6 +34,9 @@ Store = MemoryStore | SQLiteStore | RedisStore
 
 # Short enough for Redis, whose tests let real time pass.
 TTL = 0.2
+
+# The redis_server and redis_url fixtures, one server for the whole session.
+pytest_plugins = ["redis_server"]
 
 
 class FakeClock:

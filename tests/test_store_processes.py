@@ -21,13 +21,15 @@ from typing import Any, TypeVar
 
 import anyio
 import pytest
-from redis_server import redis_server_fixture, redis_url_fixture  # noqa: F401
 
 from emoclient._store import RedisStore, SQLiteStore
 
 _T = TypeVar("_T")
 Spec = dict[str, str]
 ROOT = Path(__file__).resolve().parents[1]
+
+# The redis_server and redis_url fixtures, one server for the whole session.
+pytest_plugins = ["redis_server"]
 
 
 def make_store(spec: Spec) -> SQLiteStore | RedisStore:
@@ -98,14 +100,20 @@ class Worker:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
 
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.kill()
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()
+
 
 @pytest.fixture
 def workers() -> Iterator[list[Worker]]:
     started: list[Worker] = []
     yield started
     for worker in started:
-        if worker.process.poll() is None:
-            worker.kill()
+        worker.close()
 
 
 def start(started: list[Worker], spec: Spec, mode: str, count: int, **args: Any) -> list[Worker]:

@@ -9,11 +9,14 @@ from collections.abc import Iterator
 import anyio
 import anyio.to_thread
 import pytest
-from redis_server import RedisServer, free_port, redis_server_fixture, redis_url_fixture  # noqa: F401
+from redis_server import RedisServer, free_port
 
 from emoclient._exceptions import EmoError
 from emoclient._store import RedisStore, StoreError, StoreUnavailableError
 from emoclient._store._redis import backoff, redact_url
+
+# The redis_server and redis_url fixtures, one server for the whole session.
+pytest_plugins = ["redis_server"]
 
 
 def new_prefix() -> str:
