@@ -23,8 +23,10 @@ EmoError
 ├── DownloadError               a result could not be saved
 │   └── ResultURLExpiredError   the signed result URL is no longer valid
 ├── UploadError                 a file could not be put into temporary storage
-└── JournalError                a batch journal cannot be used
-    └── BatchBusyError          another batch holds the output folder or the journal
+├── JournalError                a batch journal cannot be used
+│   └── BatchBusyError          another batch holds the output folder or the journal
+└── StoreError                  the account store failed (emoclient._store)
+    └── StoreUnavailableError   the shared store stayed unreachable past its deadline
 ```
 
 Every message says what happened, to what, and what to do next. None ever contains the API key.

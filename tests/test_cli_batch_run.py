@@ -255,3 +255,53 @@ async def test_unusable_output_folder_or_journal_is_a_message_not_a_traceback(
     assert f"cannot use {garbage} as a journal".encode() in bad_journal.stderr
     for done in (bad_out, bad_journal):
         assert b"Traceback" not in done.stderr
+
+
+async def test_several_keys_from_a_file_spread_the_jobs_over_their_accounts(
+    inputs: Path, tmp_path: Path
+) -> None:
+    manifest = _manifest(inputs, tmp_path, GOOD_ROWS)
+    keys = tmp_path / "keys.txt"
+    keys.write_text("# two accounts\nsk-file-one\n\nsk-file-two=second\n")
+    async with serve(EmulatorConfig.fast()) as emulator:
+        done = await _run(
+            _command(manifest, tmp_path / "out", "--api-key-file", str(keys), "--store", "memory"),
+            _env(emulator, key="sk-unused"),
+        )
+        accounts = (await emulator.stats())["accounts"]
+    assert done.returncode == 0, done.stderr.decode()
+    submissions = sorted(a["submissions"] for a in accounts.values())
+    assert len(submissions) == 2
+    assert min(submissions) >= 1  # both accounts worked
+    assert sum(submissions) == len(GOOD_OUTPUTS)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "holds no key"),
+        ("sk-secret-one=\n", "line 1"),
+        ("sk secret\n", "line 1"),
+    ],
+)
+async def test_a_bad_key_file_is_a_message_without_the_key(
+    inputs: Path, tmp_path: Path, content: str, message: str
+) -> None:
+    manifest = _manifest(inputs, tmp_path, GOOD_ROWS)
+    keys = tmp_path / "keys.txt"
+    keys.write_text(content)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASHSCOPE_")}
+    done = await _run(_command(manifest, tmp_path / "out", "--api-key-file", str(keys)), env)
+    assert done.returncode == 2
+    assert message.encode() in done.stderr
+    assert b"secret" not in done.stderr
+    assert b"Traceback" not in done.stderr
+
+
+async def test_a_bad_store_is_a_message(inputs: Path, tmp_path: Path) -> None:
+    manifest = _manifest(inputs, tmp_path, GOOD_ROWS)
+    env = {**os.environ, "DASHSCOPE_API_KEY": "sk-x"}
+    done = await _run(_command(manifest, tmp_path / "out", "--store", "memroy"), env)
+    assert done.returncode == 2
+    assert b"memroy" in done.stderr
+    assert b"Traceback" not in done.stderr

@@ -9,6 +9,7 @@ Ctrl-C quits at once (the journal stays consistent either way).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -76,6 +77,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="the resume journal (default DIR/emoclient-journal.sqlite3)",
     )
     parser.add_argument(
+        "--store",
+        default=None,
+        metavar="SPEC",
+        help=(
+            "where the account's shared limits and task ownership live: memory, a file path "
+            "(or sqlite:///path), or redis://host:port/db for several hosts (default: "
+            "EMOCLIENT_STORE, else one SQLite file per user under EMOCLIENT_HOME)"
+        ),
+    )
+    parser.add_argument(
+        "--api-key-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=(
+            "several keys, one per line as KEY or KEY=ACCOUNT (keys of one Alibaba Cloud "
+            "account share its limits): jobs are spread over the accounts"
+        ),
+    )
+    parser.add_argument(
         "--retry-failed",
         action="store_true",
         help="give jobs that failed or expired in an earlier run another go",
@@ -105,6 +126,8 @@ class BatchOptions:
     retry_failed: bool = False
     api_key: str | None = None
     base_url: str | None = None
+    store: str | None = None
+    api_key_file: Path | None = None
     err: TextIO = field(default_factory=lambda: sys.stderr)
     out_stream: TextIO = field(default_factory=lambda: sys.stdout)
 
@@ -124,6 +147,8 @@ def main(args: argparse.Namespace) -> int:
         journal=args.journal,
         json=args.json,
         retry_failed=args.retry_failed,
+        store=args.store,
+        api_key_file=args.api_key_file,
     )
     try:
         if args.dry_run:
@@ -254,25 +279,35 @@ async def run_batch(options: BatchOptions) -> int:
     from emoclient._exceptions import JournalError, MissingAPIKeyError
 
     try:
-        client = EmoClient(api_key=options.api_key, base_url=options.base_url)
+        keys = await anyio.to_thread.run_sync(_read_keys, options)
+        clients = [
+            EmoClient(api_key=key, base_url=options.base_url, store=options.store, account=account)
+            for key, account, _ in keys
+        ]
     except MissingAPIKeyError as exc:
+        options.err.write(f"emoclient batch: {exc}\n")
+        return 2
+    except (OSError, ValueError) as exc:
         options.err.write(f"emoclient batch: {exc}\n")
         return 2
     total = await anyio.to_thread.run_sync(_count_rows, options.manifest)
     view = ProgressView(total=total, mode=options.mode, err=options.err, out=options.out_stream)
     outcome = _Outcome()
     started = time.monotonic()
-    async with client:
-        refused = await _key_refused(client)
-        if refused is not None:
-            options.err.write(
-                f"emoclient batch: the service refused the API key: {refused}\n"
-                "Check DASHSCOPE_API_KEY (EMO and Emoji need a key of the China (Beijing) "
-                "region); nothing was submitted.\n"
-            )
-            return 2
+    async with contextlib.AsyncExitStack() as stack:
+        for client in clients:
+            await stack.enter_async_context(client)
+        for client, (_, _, where) in zip(clients, keys, strict=True):
+            refused = await _key_refused(client)
+            if refused is not None:
+                options.err.write(
+                    f"emoclient batch: the service refused the API key: {refused}\n"
+                    f"Check {where} (EMO and Emoji need a key of the China (Beijing) region); "
+                    "nothing was submitted.\n"
+                )
+                return 2
         try:
-            summary = await _run(client, options, view, outcome)
+            summary = await _run(clients, options, view, outcome)
         except JournalError as exc:
             if outcome.entered:
                 raise
@@ -305,15 +340,46 @@ async def _key_refused(client: EmoClient) -> str | None:
     return None
 
 
+def _read_keys(options: BatchOptions) -> list[tuple[str | None, str | None, str]]:
+    """``(key, account, where)`` per key: ``--api-key-file``'s lines, else the one key.
+
+    ``where`` names a key in messages without showing it.
+    """
+    if options.api_key_file is None:
+        return [(options.api_key, None, "DASHSCOPE_API_KEY")]
+    path = options.api_key_file
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the --api-key-file {path}: {exc}") from None
+    keys: list[tuple[str | None, str | None, str]] = []
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        key, sep, account = (part.strip() for part in text.partition("="))
+        where = f"the key on line {number} of {path}"
+        if not key or (sep and not account) or any(c.isspace() for c in key):
+            raise ValueError(
+                f"the --api-key-file line {number} of {path} is not KEY or KEY=ACCOUNT"
+            )
+        keys.append((key, account or None, where))
+    if not keys:
+        raise ValueError(
+            f"the --api-key-file {path} holds no key (one per line: KEY or KEY=ACCOUNT)"
+        )
+    return keys
+
+
 async def _run(
-    client: EmoClient, options: BatchOptions, view: ProgressView, outcome: _Outcome
+    clients: list[EmoClient], options: BatchOptions, view: ProgressView, outcome: _Outcome
 ) -> BatchSummary:
     from emoclient._batch import Batch
 
     settings: dict[str, Any] = {"journal": options.journal, "retry": options.retry_failed}
     if options.window is not None:
         settings["window"] = options.window
-    batch = Batch(client, out_dir=options.out, on_event=view, **settings)
+    batch = Batch(clients, out_dir=options.out, on_event=view, **settings)
     async with batch, anyio.create_task_group() as tg:
         outcome.entered = True
         tg.start_soon(_watch_signals, batch, view, outcome, tg.cancel_scope)
