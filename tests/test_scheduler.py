@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,16 @@ from emoclient._batch import Batch, BatchSummary, JobResult, SchedulerOptions
 from emoclient._batch.download_lane import DownloadLane
 from emoclient._batch.events import BatchEvent, JobQueued, JobReconciled, JobSubmitted
 from emoclient._batch.jobs import EmoJob
-from emoclient._batch.journal import Journal
+from emoclient._batch.journal import Journal, State
 from emoclient._batch.ledger import Ledger
 from emoclient._batch.scheduler import poll_schedule
 from emoclient._models import Task, TaskStatus
 from emoclient._retry import RetryPolicy
 from emoclient._timing import AccountTiming, Learned, Progress
 from emoclient.emulator import EmulatorConfig, RunningEmulator, serve
+from emoclient.emulator._results import placeholder_video
+from emoclient.emulator._state import Task as EmulatedTask
+from emoclient.emulator._state import TaskInputs
 
 
 async def _ignore(_: Any) -> None:
@@ -258,18 +262,26 @@ async def test_stop_does_not_wait_for_a_slot_held_elsewhere(tmp_path: Path) -> N
         assert account_stats(await emulator.stats())["submissions"] == 2
 
 
+def _mp4(seconds: float, ratio: str = "1:1") -> bytes:
+    """An MP4 whose headers say ``seconds`` and the frame size of ``ratio``."""
+    inputs = TaskInputs(image=b"", ext_bbox=(0, 0, 1, 1), output_seconds=seconds, video_ratio=ratio)
+    return placeholder_video(EmulatedTask("t", "a", "emo-v1", 0.0, inputs))
+
+
 class _RecordingClient:
     """Stands in for EmoClient.download only: records the order of downloads and refuses
-    the URL "bad" as unusable (ValueError), as the client does for a non-http(s) URL."""
+    the URL "bad" as unusable (ValueError), as the client does for a non-http(s) URL.
+    Saves a 2 s 1:1 MP4, or what ``videos`` says for a URL."""
 
-    def __init__(self) -> None:
+    def __init__(self, videos: dict[str, bytes] | None = None) -> None:
         self.order: list[str] = []
+        self.videos = videos or {}
 
     async def download(self, url: str, path: Path) -> Path:
         self.order.append(url)
         if url == "bad":
             raise ValueError("download() needs an http(s) URL")
-        await anyio.Path(path).write_bytes(b"video")
+        await anyio.Path(path).write_bytes(self.videos.get(url, _mp4(2.0)))
         return path
 
 
@@ -313,3 +325,50 @@ async def test_an_unusable_download_fails_its_job_not_the_batch(tmp_path: Path) 
     finished = await _run_lane(client, tmp_path, [("bad", 0.0), ("good", 1.0)])
     assert client.order == ["bad", "good"]  # tried once: retrying cannot help
     assert finished == ["failed", "succeeded"]
+
+
+@pytest.mark.parametrize(
+    ("video", "problem"),
+    [
+        (_mp4(5.0), "lasts 5.0 s, but the job's audio lasts 2.0 s"),
+        (_mp4(2.0, "3:4"), "frames are 512x704, but a 1:1 video is 512x512"),
+        (b"<html>not a video</html>", "cannot be read as an MP4"),
+    ],
+)
+async def test_a_video_that_is_not_the_job_s_is_set_aside_and_fails_the_job(
+    tmp_path: Path, video: bytes, problem: str
+) -> None:
+    events: list[BatchEvent] = []
+    client = _RecordingClient({"other": video})
+    send, receive = anyio.create_memory_object_stream[JobResult](1)
+    async with Journal(tmp_path / "j.sqlite3") as journal:
+        ledger = Ledger(journal, emit=_collect(events), results=send, summary=BatchSummary())
+        lane = DownloadLane(
+            client,  # type: ignore[arg-type]
+            ledger,
+            workers=1,
+            retry=RetryPolicy(max_attempts=1),
+        )
+        job = EmoJob(image="https://h/0.png", audio="https://h/a.wav", output="0.mp4")
+        path = tmp_path / "0.mp4"
+        ticket, _ = await ledger.open(job, key="k0", output=path.name, path=path)
+        ticket.output_seconds, ticket.task_id, ticket.video_url = 2.0, "task-0", "other"
+        await lane.put(ticket)
+        await lane.close()
+        await lane.run()
+        record = await journal.get("k0")
+    send.close()
+    (result,) = [r async for r in receive]
+    assert (result.status, result.code) == ("failed", "VideoMismatch")
+    assert problem in (result.error or "")
+    assert not path.exists()  # never delivered under the job's name...
+    assert (tmp_path / "0.mismatch-task-0.mp4").read_bytes() == video  # ...but nothing lost
+    assert record is not None
+    assert record.state == State.FAILED
+
+
+def _collect(events: list[BatchEvent]) -> Callable[[BatchEvent], Awaitable[None]]:
+    async def emit(event: BatchEvent) -> None:
+        events.append(event)
+
+    return emit

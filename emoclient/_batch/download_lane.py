@@ -16,6 +16,7 @@ import itertools
 import anyio
 
 from emoclient._batch.ledger import Ledger, Ticket
+from emoclient._batch.verify import Expected, mismatch, probe_mp4
 from emoclient._client import EmoClient
 from emoclient._exceptions import EmoError, ResultURLExpiredError
 from emoclient._retry import RetryPolicy
@@ -90,8 +91,9 @@ class DownloadLane:
                 # A URL or target path that can never work: fail this job, not the batch.
                 error = str(exc)
                 break
-            size = (await anyio.Path(ticket.path).stat()).st_size
-            await self._ledger.downloaded(ticket, size=size)
+            if await self._belongs(ticket):
+                size = (await anyio.Path(ticket.path).stat()).st_size
+                await self._ledger.downloaded(ticket, size=size)
             return
         message = f"downloading the video of task {ticket.task_id} failed ({error}); rerun to retry"
         await self._ledger.failed_this_run(ticket, message, billed=ticket.video_duration)
@@ -113,4 +115,24 @@ class DownloadLane:
             "to render it again"
         )
         await self._ledger.expired(ticket, message)
+        return False
+
+    async def _belongs(self, ticket: Ticket) -> bool:
+        """Whether the saved video is the job's; if not, it is set aside and the job fails."""
+        seconds = ticket.output_seconds if ticket.exact_length else None
+        try:
+            info = await anyio.to_thread.run_sync(probe_mp4, ticket.path)
+            problem = mismatch(info, Expected(ratio=ticket.ratio, seconds=seconds))
+        except (OSError, ValueError) as exc:
+            problem = f"it cannot be read as an MP4 ({exc})"
+        if problem is None:
+            return True
+        aside = ticket.path.with_name(f"{ticket.path.stem}.mismatch-{ticket.task_id}.mp4")
+        await anyio.Path(ticket.path).rename(aside)
+        message = (
+            f"the video of task {ticket.task_id} does not belong to this job: {problem}. It "
+            f"was kept as {aside.name}; check the task in the console, or rerun with retry to "
+            "render the job again"
+        )
+        await self._ledger.failed(ticket, "VideoMismatch", message)
         return False

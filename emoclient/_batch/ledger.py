@@ -66,6 +66,8 @@ class Ticket:
     video_url: str | None = None
     url_expires_at: float = math.inf
     video_duration: float = 0.0
+    ratio: str = "1:1"  # the output's ratio, which fixes its frame size
+    exact_length: bool = False  # output_seconds is the video's length (EMO: the audio's)
     account: str = ""  # the label of the account that submits it (never the key)
     base_url: str = ""
     errors: int = 0  # query failures in a row
@@ -153,6 +155,8 @@ class Ledger:
             model=job.model,
             path=path,
             output_seconds=record.output_seconds,
+            ratio=job.detect_ratio,
+            exact_length=job.spec.output_seconds is None,
         )
         return ticket, record
 

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import struct
 from urllib.parse import quote
 
 from ._state import Task
@@ -44,11 +45,44 @@ class ResultSigner:
 
 
 def placeholder_video(task: Task) -> bytes:
-    """Deterministic stand-in bytes for a result when rendering is switched off."""
-    size = max(1, round(task.inputs.output_seconds)) * PLACEHOLDER_BYTES_PER_SECOND
+    """Deterministic stand-in for a result when rendering is switched off: an MP4 whose
+    headers are those of the real result (duration, frame size), followed by filler media
+    data unique to the task."""
+    seconds = task.inputs.output_seconds
+    width, height = _FRAME_SIZES.get(task.inputs.video_ratio, (512, 512))
+    head = _box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2mp41") + _moov(seconds, width, height)
+    size = max(1, round(seconds)) * PLACEHOLDER_BYTES_PER_SECOND
     seed = hashlib.sha256(task.task_id.encode()).digest()
-    block = b"\x00\x00\x00\x20ftypisom" + seed
-    return (block * (size // len(block) + 1))[:size]
+    filler = (seed * (size // len(seed) + 1))[: max(0, size - len(head) - 8)]
+    return head + _box(b"mdat", filler)
+
+
+_FRAME_SIZES = {"1:1": (512, 512), "3:4": (512, 704)}
+_MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+
+
+def _box(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I4s", 8 + len(body), kind) + body
+
+
+def _moov(seconds: float, width: int, height: int) -> bytes:
+    millis = round(seconds * 1000)
+    mvhd = (
+        struct.pack(">I4I", 0, 0, 0, 1000, millis)
+        + struct.pack(">IH10x", 0x10000, 0x100)
+        + _MATRIX
+        + bytes(24)
+        + struct.pack(">I", 2)
+    )
+    tkhd = (
+        struct.pack(">I5I8x", 3, 0, 0, 1, 0, millis)
+        + struct.pack(">4H", 0, 0, 0, 0)
+        + _MATRIX
+        + struct.pack(">2I", width << 16, height << 16)
+    )
+    hdlr = struct.pack(">II4s12x", 0, 0, b"vide") + b"VideoHandler\x00"
+    trak = _box(b"tkhd", tkhd) + _box(b"mdia", _box(b"hdlr", hdlr))
+    return _box(b"moov", _box(b"mvhd", mvhd) + _box(b"trak", trak))
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | bool | None:
