@@ -2,9 +2,11 @@
 
 Modules, top to bottom (each imports only those below it):
 
+- ``queue``: :class:`JobQueue` and :class:`JobHandle`, a long-lived batch for apps;
 - ``batch``: :class:`Batch`, the runner a manifest row enters and its result leaves;
 - ``scheduler``: admission window, the budgeted poller, stop/cancel;
-- ``download_lane``: finished videos fetched earliest URL expiry first;
+- ``download_lane``: finished videos fetched earliest URL expiry first; ``verify``: a
+  downloaded video checked against its job;
 - ``submit``: exactly-once submission and reconciliation of lost answers;
 - ``prepare``: preflight, detection (cached) and uploads before a submit;
 - ``ledger``: every job transition: journal row, progress event and result together;
@@ -38,6 +40,7 @@ from emoclient._batch.events import (
 )
 from emoclient._batch.jobs import EmojiJob, EmoJob, Job
 from emoclient._batch.ledger import BatchSummary, JobResult, ResultStatus
+from emoclient._batch.queue import JobHandle, JobQueue, JobState, QueueFullError
 from emoclient._batch.scheduler import SchedulerOptions
 
 __all__ = [
@@ -55,17 +58,21 @@ __all__ = [
     "JobEvent",
     "JobExpired",
     "JobFailed",
+    "JobHandle",
     "JobPreflightFailed",
+    "JobQueue",
     "JobQueued",
     "JobReconciled",
     "JobResult",
     "JobResumed",
     "JobStarted",
+    "JobState",
     "JobSubmitted",
     "JobSucceeded",
     "JobUploaded",
     "Plan",
     "Problem",
+    "QueueFullError",
     "ResultStatus",
     "SchedulerOptions",
     "plan_batch",

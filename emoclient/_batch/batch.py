@@ -98,6 +98,7 @@ class Batch:
         self._journal = Journal(self.journal_path)
         self._lock = RunLock(out_dir=self.out_dir, journal=self.journal_path)
         self._accounts: list[_Account] = []
+        self._tickets: dict[str, tuple[Ticket, _Account]] = {}
         self._tg: TaskGroup | None = None
         self._stop_requested = False
         self._running = False
@@ -253,12 +254,13 @@ class Batch:
             clash = seen_keys.get(key) or seen_outputs.get(name)
             if clash is not None:
                 message = f"same output {name!r} as {clash}; give each job its own output name"
-                await ledger.refused(job, message)
+                await ledger.refused(job, message, key=key)
                 continue
             seen_keys[key] = seen_outputs[name] = job.display_label
             ticket, record = await ledger.open(job, key=key, output=name, path=self.out_dir / name)
             account = self._account_for(record)
             account.take(ticket)
+            self._tickets[key] = (ticket, account)
             await self._route(_Work(job, ticket, record, digests), account, ledger)
 
     def _account_for(self, record: JobRecord) -> _Account:
@@ -269,7 +271,32 @@ class Batch:
                     return account
         return min(self._accounts, key=lambda a: a.outstanding)
 
+    async def cancel(self, key: str) -> bool | None:
+        """Cancel the job with content key ``key``: True when it was withdrawn before its
+        submit or its PENDING task was cancelled (nothing billed); False when its task
+        already runs (billed, and still downloaded); None when the batch does not have it."""
+        found = self._tickets.get(key)
+        if found is None:
+            return None
+        ticket, account = found
+        return await account.scheduler.cancel(ticket)
+
+    async def _rows(self, *states: State) -> list[JobRecord]:
+        """The journal's rows in any of ``states`` (every row when none is given)."""
+        return await self._journal.in_state(*(states or tuple(State)))
+
+    async def _row(self, key: str) -> JobRecord | None:
+        """The journal's row of the job with content key ``key``."""
+        return await self._journal.get(key)
+
+    async def drain(self) -> None:
+        """No new submits; PENDING tasks cancelled; RUNNING ones still finish and download."""
+        self._stop_requested = True
+        for account in self._accounts:
+            await account.scheduler.drain()
+
     async def _ended(self, ticket: Ticket, final: bool) -> None:
+        self._tickets.pop(ticket.key, None)
         for account in self._accounts:
             if account.client.account_label == ticket.account:
                 await account.ended(ticket, final=final)
@@ -312,8 +339,8 @@ class Batch:
     ) -> None:
         async with inbox, outbox:
             async for work in inbox:
-                if self._stop_requested:
-                    await ledger.held_back(work.ticket, "the batch was stopped")
+                if self._stop_requested or work.ticket.withdrawn:
+                    await ledger.held_back(work.ticket, _held_back_why(work.ticket))
                     continue
                 rejection = await preparer.prepare(work.job, work.ticket, work.digests)
                 if rejection is None:
@@ -327,10 +354,12 @@ class Batch:
         async with inbox:
             async for work in inbox:
                 intent_at = work.record.intent_at if work.record.state == State.SUBMITTING else None
-                if self._stop_requested or not await scheduler.submit(
-                    work.ticket, intent_at=intent_at
+                if (
+                    self._stop_requested
+                    or work.ticket.withdrawn
+                    or not await scheduler.submit(work.ticket, intent_at=intent_at)
                 ):
-                    await ledger.held_back(work.ticket, "the batch was stopped")
+                    await ledger.held_back(work.ticket, _held_back_why(work.ticket))
 
     async def _emit(self, event: BatchEvent) -> None:
         if self._on_event is None:
@@ -366,6 +395,12 @@ async def _present(path: Path, size: int | None) -> bool:
 
 
 _LIVE = (State.SUBMITTING, State.SUBMITTED, State.SUCCEEDED)
+
+
+def _held_back_why(ticket: Ticket) -> str:
+    if ticket.withdrawn:
+        return "cancelled before it was submitted (nothing billed)"
+    return "the batch was stopped"
 
 
 class _Account:

@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     updated_at REAL NOT NULL,
     account TEXT,
-    base_url TEXT
+    base_url TEXT,
+    job TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_task ON jobs (task_id);
 CREATE TABLE IF NOT EXISTS tasks (
@@ -127,6 +128,8 @@ class JobRecord:
     #: The account (its label, never the key) and base URL that own the job's task.
     account: str | None = None
     base_url: str | None = None
+    #: The job itself (JSON), so that a job can be taken up again from its row alone.
+    job: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +148,7 @@ class CachedDetection:
 _FROM_V1 = """
 ALTER TABLE jobs ADD COLUMN account TEXT;
 ALTER TABLE jobs ADD COLUMN base_url TEXT;
+ALTER TABLE jobs ADD COLUMN job TEXT;
 DROP TABLE IF EXISTS uploads;
 """
 

@@ -71,6 +71,7 @@ class Ticket:
     account: str = ""  # the label of the account that submits it (never the key)
     base_url: str = ""
     errors: int = 0  # query failures in a row
+    withdrawn: bool = False  # cancelled by the caller before its submit
     slot: anyio.Event | None = None  # set to give the account's window slot back
 
     @property
@@ -91,6 +92,8 @@ class JobResult:
     code: str | None = None
     billed_seconds: float = 0.0
     cost_cny: float = 0.0
+    #: The job's content key (its id in the journal and in a :class:`JobQueue`).
+    key: str | None = None
 
 
 @dataclass(slots=True)
@@ -146,7 +149,14 @@ class Ledger:
         """Take ``job`` in: its journal row (created when new) and its ticket."""
         label = job.display_label
         record = await self._journal.add(
-            JobRecord(key=key, label=label, model=job.model, output=output, state=State.NEW)
+            JobRecord(
+                key=key,
+                label=label,
+                model=job.model,
+                output=output,
+                state=State.NEW,
+                job=job.model_dump_json(),
+            )
         )
         self._jobs[key] = job
         ticket = Ticket(
@@ -160,9 +170,9 @@ class Ledger:
         )
         return ticket, record
 
-    async def refused(self, job: Job, message: str) -> None:
+    async def refused(self, job: Job, message: str, *, key: str) -> None:
         """A job the batch will not take (it clashes with another); no journal row."""
-        await self._deliver(JobResult(job=job, status="invalid", error=message))
+        await self._deliver(JobResult(job=job, status="invalid", error=message, key=key))
 
     async def retried(self, ticket: Ticket, record: JobRecord) -> None:
         """A job that failed or expired in an earlier run gets another go."""
@@ -395,6 +405,7 @@ class Ledger:
                 code=code,
                 billed_seconds=billed,
                 cost_cny=round(billed * price_per_second(job), 4),
+                key=ticket.key,
             )
         )
 

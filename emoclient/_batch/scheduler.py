@@ -21,7 +21,7 @@ from anyio.abc import TaskStatus as StartStatus
 
 from emoclient._batch.download_lane import DownloadLane
 from emoclient._batch.ledger import Ledger, Ticket
-from emoclient._batch.submit import Owner, submit_once
+from emoclient._batch.submit import JobTakenError, Owner, UndecidedError, submit_once
 from emoclient._client import EmoClient
 from emoclient._exceptions import APIStatusError, EmoError, NotFoundError, RateLimitError
 from emoclient._models import Model, Task, TaskStatus
@@ -85,6 +85,8 @@ class Scheduler:
         self._changed = anyio.Condition()
         self._closing = False
         self._stopping = False
+        self._draining = False
+        self._submitting = 0
         self._next_query = 0.0
         self._tg: TaskGroup | None = None
         self._admission: anyio.CancelScope | None = None
@@ -120,6 +122,38 @@ class Scheduler:
             self._admission.cancel()
         await self._notify()
 
+    async def drain(self) -> None:
+        """Stop submitting and cancel PENDING tasks, but see RUNNING ones to their video
+        (they are billed anyway): nothing billed is left undownloaded."""
+        self._draining = True
+        self._closing = True
+        if self._admission is not None:
+            self._admission.cancel()
+        for ticket in list(self._live.values()):
+            if ticket.progress.status is not TaskStatus.RUNNING:
+                await self.cancel(ticket)
+        await self._notify()
+
+    async def cancel(self, ticket: Ticket) -> bool:
+        """Withdraw one job: before its submit it never goes out; a PENDING task is cancelled
+        at the service (nothing billed). Returns False when its task already runs: the
+        service cannot stop it, so it is billed, and its video is still downloaded."""
+        if ticket.task_id is None or ticket.task_id not in self._live:
+            ticket.withdrawn = True
+            if self._admission is not None and ticket.slot is not None:
+                self._admission.cancel()
+            await self._notify()
+            return ticket.task_id is None
+        if ticket.progress.status is TaskStatus.RUNNING or not await self._try_cancel(
+            ticket.task_id
+        ):
+            return False
+        self._live.pop(ticket.task_id, None)
+        self._give_slot_back(ticket)
+        await self._ledger.canceled(ticket, "cancelled before it ran (not billed)")
+        await self._notify()
+        return True
+
     async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
@@ -137,6 +171,14 @@ class Scheduler:
         ``intent_at`` is the journal's intent time when an earlier run's submit is unresolved.
         Returns False when the batch was stopped before the task could be submitted.
         """
+        self._submitting += 1  # the poller outlives a submit in flight (see drain())
+        try:
+            return await self._submit(ticket, intent_at=intent_at)
+        finally:
+            self._submitting -= 1
+            await self._notify()
+
+    async def _submit(self, ticket: Ticket, *, intent_at: float | None) -> bool:
         if not await self._admit(ticket):
             return False
         try:
@@ -155,7 +197,10 @@ class Scheduler:
         except EmoError as exc:
             self._give_slot_back(ticket)
             # The intent stays in the journal: a rerun looks for the task before sending again.
-            await self._ledger.failed_this_run(ticket, f"submitting failed: {exc}; rerun to retry")
+            code = "NeedsAttention" if isinstance(exc, UndecidedError | JobTakenError) else None
+            await self._ledger.failed_this_run(
+                ticket, f"submitting failed: {exc}; rerun to retry", code=code
+            )
             return True
         except BaseException:
             self._give_slot_back(ticket)
@@ -165,18 +210,21 @@ class Scheduler:
 
     async def _admit(self, ticket: Ticket) -> bool:
         async with self._changed:
-            while not self._stopping and not self._has_room(ticket):
+            while not self._held_back(ticket) and not self._has_room(ticket):
                 await self._changed.wait()
-        if self._stopping:
+        if self._held_back(ticket):
             return False
         # Another client on the key may hold the shared slots for long: stop() must not wait.
         with anyio.CancelScope() as self._admission:
             await self._take_slot(ticket, wait=True)
         self._admission = None
-        if self._stopping:
+        if self._held_back(ticket):
             self._give_slot_back(ticket)
             return False
         return True
+
+    def _held_back(self, ticket: Ticket) -> bool:
+        return self._stopping or self._draining or ticket.withdrawn
 
     async def _take_slot(self, ticket: Ticket, *, wait: bool) -> None:
         """Hold one slot of the account's in-flight window (shared with other clients of the
@@ -230,6 +278,10 @@ class Scheduler:
         if self._stopping:  # the poller may be gone already: nobody would end this task
             await self._stop_ticket(ticket)
             return
+        if ticket.withdrawn and await self._try_cancel(task_id):  # cancelled during its POST
+            self._give_slot_back(ticket)
+            await self._ledger.canceled(ticket, "cancelled before it ran (not billed)")
+            return
         if ticket.slot is None:  # live from an earlier run: it holds a slot already
             ticket.progress.resumed = True
             await self._take_slot(ticket, wait=False)
@@ -250,7 +302,7 @@ class Scheduler:
                 await self._cancel_pending()
                 return
             if not self._live:
-                if self._closing:
+                if self._closing and not self._submitting:
                     return
                 await self._wait_change(None)
                 continue
