@@ -8,7 +8,13 @@ import anyio
 from aiohttp import web
 
 from ._core import EmulatorState
-from ._faults import drop_connection, injected_error, should_drop, should_drop_after
+from ._faults import (
+    bad_download,
+    drop_connection,
+    injected_error,
+    should_drop,
+    should_drop_after,
+)
 from ._keys import STATE
 from ._results import parse_range, placeholder_video
 from ._state import Task
@@ -96,6 +102,8 @@ async def result_download(request: web.Request) -> web.StreamResponse:
     data, task = found
     account = state.account(task.account)
     state.count(account, "result_download", task.model)
+    if state.faults.download_fault is not None:
+        return await bad_download(state.faults.download_fault, request, data)
     wanted = parse_range(request.headers.get("Range"), len(data))
     if wanted is False:
         return web.Response(status=416, headers={"Content-Range": f"bytes */{len(data)}"})
