@@ -20,9 +20,10 @@ import aiohttp
 import anyio
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
+from emoclient._answers import error_from_response, redact_url, scrub_urls
 from emoclient._exceptions import DownloadError, ResultURLExpiredError, TransportError
 from emoclient._log import logger
-from emoclient._transport import Transport, error_from_response, redact_url, scrub_urls
+from emoclient._transport import Transport
 
 __all__ = ["MIN_DOWNLOAD_SECONDS", "download_file"]
 

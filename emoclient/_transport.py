@@ -7,10 +7,8 @@ every HTTP retry happens in :meth:`Transport._request`, the one retry loop.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
@@ -19,15 +17,18 @@ from typing import Any, TypeVar
 import aiohttp
 import anyio
 
+from emoclient._answers import (
+    decode,
+    error_from_response,
+    json_object,
+    redact_url,
+    request_id_of,
+    scrub_urls,
+)
 from emoclient._exceptions import (
     APIStatusError,
-    AuthenticationError,
-    BadRequestError,
     ConfigurationError,
     ConnectError,
-    InvalidResponseError,
-    NotFoundError,
-    PermissionDeniedError,
     RateLimitError,
     RequestTimeoutError,
     ServerError,
@@ -36,12 +37,11 @@ from emoclient._exceptions import (
 )
 from emoclient._limits import RateLimiter
 from emoclient._log import logger, switch_on_from_env
-from emoclient._retry import RetryPolicy, is_retryable_status, parse_retry_after
+from emoclient._retry import RetryPolicy, is_retryable_status
 
 __all__ = [
     "Transport",
     "error_from_response",
-    "invalid_response",
     "map_client_error",
     "redact_url",
     "scrub_urls",
@@ -63,63 +63,9 @@ _ERROR_BYTES = 64 * _KIB
 _CHUNK = 64 * _KIB
 # OSS's answers to a form POST whose key exists and may not be overwritten.
 _ALREADY_STORED = frozenset({"FileAlreadyExists", "ObjectAlreadyExists"})
-_QUERY = re.compile(r"""([a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#'"]*)\?[^\s#'"]*""")
 _T = TypeVar("_T")
 Classifier = Callable[[APIStatusError | TransportError], tuple[bool, float | None]]
-
-_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    429: RateLimitError,
-}
-_XML_FIELD = re.compile(r"<(Code|Message|RequestId)>(.*?)</\1>", re.S)
 Sleep = Callable[[float], Awaitable[None]]
-
-
-def _error_fields(status: int, text: str) -> tuple[str, str, str | None]:
-    """``(code, message, request_id)`` from a JSON or OSS-XML error body."""
-    try:
-        body = json.loads(text)
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        code = str(body.get("code") or f"HTTP{status}")
-        message = str(body.get("message") or "no message")
-        return code, message, body.get("request_id")
-    xml = dict(_XML_FIELD.findall(text))
-    if xml:
-        return xml.get("Code", f"HTTP{status}"), xml.get("Message", ""), xml.get("RequestId")
-    return f"HTTP{status}", text[:200] or "empty response body", None
-
-
-def error_from_response(
-    status: int, text: str, headers: Mapping[str, str], *, operation: str
-) -> APIStatusError:
-    """The typed error for an HTTP error answer (JSON envelope or OSS XML)."""
-    code, message, request_id = _error_fields(status, text)
-    request_id = request_id or headers.get("X-Request-ID")
-    if status == 429:
-        return RateLimitError(
-            status,
-            code=code,
-            message=message,
-            request_id=request_id,
-            operation=operation,
-            retry_after=parse_retry_after(headers.get("Retry-After")),
-        )
-    cls = ServerError if status >= 500 else _STATUS_ERRORS.get(status, BadRequestError)
-    return cls(status, code=code, message=message, request_id=request_id, operation=operation)
-
-
-def invalid_response(
-    problem: str, *, operation: str, request_id: str | None, status: int = 200
-) -> InvalidResponseError:
-    """The error for an answer that is not in the documented shape."""
-    return InvalidResponseError(
-        status, code="InvalidResponse", message=problem, request_id=request_id, operation=operation
-    )
 
 
 def map_client_error(exc: BaseException, *, method: str, url: str) -> TransportError:
@@ -146,16 +92,6 @@ def map_client_error(exc: BaseException, *, method: str, url: str) -> TransportE
     )
 
 
-def redact_url(url: str) -> str:
-    # Signed result URLs carry credentials in the query string; keep them out of messages.
-    return url.split("?", 1)[0]
-
-
-def scrub_urls(text: str) -> str:
-    """``text`` with the query string of every URL in it removed (see :func:`redact_url`)."""
-    return _QUERY.sub(r"\1", text)
-
-
 def bytes_from_env(name: str, default: int, *, unit: int) -> int:
     """A size or speed from environment variable ``name`` (in ``unit`` bytes), else ``default``."""
     raw = os.environ.get(name, "").strip()
@@ -179,23 +115,6 @@ async def _read_at_most(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes
         if len(body) > limit:
             return bytes(body[:limit]), False
     return bytes(body), True
-
-
-def _decode(raw: bytes, charset: str | None) -> str:
-    try:
-        return raw.decode(charset or "utf-8", errors="replace")
-    except LookupError:  # a charset Python does not know
-        return raw.decode("utf-8", errors="replace")
-
-
-def _refuse_constant(name: str) -> float:
-    # Python's json reads NaN and Infinity, which are not JSON.
-    raise ValueError(f"{name} is not JSON")
-
-
-def _request_id(body: Any) -> str | None:
-    value = body.get("request_id") if isinstance(body, dict) else None
-    return value if isinstance(value, str) else None
 
 
 class Transport:
@@ -262,10 +181,6 @@ class Transport:
         headers.update(extra or {})
         return headers
 
-    def _without_key(self, text: str) -> str:
-        # A proxy may echo the Authorization header in its error page.
-        return text.replace(self._api_key, "<api key>") if self._api_key in text else text
-
     async def _send_once(
         self,
         method: str,
@@ -294,6 +209,8 @@ class Transport:
                     raw, complete = b"", False  # refused unread
                 else:
                     raw, complete = await _read_at_most(resp, limit)
+                # A proxy may echo the Authorization header in its page.
+                raw = raw.replace(self._api_key.encode(), b"<api key>")
         except (aiohttp.ClientError, TimeoutError) as exc:
             logger.debug("%s %s failed: %s", method, redact_url(url), type(exc).__name__)
             raise map_client_error(exc, method=method, url=url) from exc
@@ -302,7 +219,7 @@ class Transport:
         except APIStatusError as exc:
             _log_answer(method, url, status, started, exc.request_id)
             raise
-        _log_answer(method, url, status, started, _request_id(body))
+        _log_answer(method, url, status, started, request_id_of(body))
         return body
 
     def _answer(
@@ -317,32 +234,18 @@ class Transport:
     ) -> dict[str, Any]:
         """The JSON object of a success, or the error an error answer stands for."""
         if status >= 400:
-            text = self._without_key(_decode(raw, charset))
-            raise error_from_response(status, text, headers, operation=operation)
-        return self._json_object(
-            status, raw, complete, operation=operation, rid=headers.get("X-Request-ID")
+            raise error_from_response(status, decode(raw, charset), headers, operation=operation)
+        rid = headers.get("X-Request-ID")
+        body = json_object(
+            raw,
+            complete=complete,
+            limit=self.max_json_bytes,
+            status=status,
+            operation=operation,
+            request_id=rid,
         )
-
-    def _json_object(
-        self, status: int, raw: bytes, complete: bool, *, operation: str, rid: str | None
-    ) -> dict[str, Any]:
-        def invalid(problem: str) -> InvalidResponseError:
-            return invalid_response(problem, operation=operation, request_id=rid, status=status)
-
-        if not complete:
-            mib = self.max_json_bytes / _MIB
-            raise invalid(
-                f"the answer is larger than {mib:g} MiB (EMOCLIENT_MAX_JSON_MB) and was not read"
-            )
-        if not raw.strip():
-            raise invalid("the answer is empty")
-        try:
-            body = json.loads(raw, parse_constant=_refuse_constant)
-        except ValueError as exc:
-            text = self._without_key(_decode(raw[:120], None))
-            raise invalid(f"the answer is not JSON: {text!r}") from exc
-        if not isinstance(body, dict):
-            raise invalid(f"the answer is JSON but not an object ({type(body).__name__})")
+        if rid and request_id_of(body) is None:
+            body["request_id"] = rid  # so that a parse error can name it too
         return body
 
     async def call(
@@ -553,7 +456,7 @@ class Transport:
         logger.debug("POST %s -> %d [request_id=%s]", where, status, rid)
         if status >= 300:
             raise error_from_response(
-                status, _decode(raw, charset), resp_headers, operation=operation
+                status, decode(raw, charset), resp_headers, operation=operation
             )
 
 

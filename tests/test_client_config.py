@@ -100,7 +100,9 @@ def test_key_never_in_repr() -> None:
 
 
 async def test_headers_per_call(recorder: Recorder) -> None:
-    recorder.reply = {"output": {"task_id": "t", "task_status": "PENDING"}, "request_id": "r"}
+    # One answer that both a detection and a submit can read.
+    output = {"task_id": "t", "task_status": "PENDING", "check_pass": False}
+    recorder.reply = {"output": output, "request_id": "r"}
     async with _client(recorder, workspace="ws-42") as client:
         await client.detect_emo("https://example.com/a.png")
         await client.detect_emo("oss://dashscope-instant/x/a.png")
