@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
@@ -16,6 +18,7 @@ from emoclient import _generate
 from emoclient._download import download_file
 from emoclient._exceptions import (
     APIStatusError,
+    ConfigurationError,
     MissingAPIKeyError,
     TaskCanceledError,
     TaskExpiredError,
@@ -59,6 +62,51 @@ _UPLOAD_REUSE_MARGIN = timedelta(hours=1)
 
 
 _E = TypeVar("_E", StyleLevel, DrivenId, Ratio)
+#: Set to 1 to allow a plain-http base URL to a host that is not this machine.
+INSECURE_VARIABLE = "EMOCLIENT_ALLOW_INSECURE"
+
+
+def _checked_key(key: str) -> str:
+    """``key`` if it can go into an HTTP header as it is; the error never shows the key."""
+    bad = next((i for i, char in enumerate(key) if not "!" <= char <= "~"), None)
+    if bad is not None:  # not printable ASCII: whitespace, a newline, a control character...
+        raise ConfigurationError(
+            f"The API key (api_key= or DASHSCOPE_API_KEY) has a space, control or non-ASCII "
+            f"character (U+{ord(key[bad]):04X}) at position {bad + 1} of {len(key)}; check "
+            "DASHSCOPE_API_KEY for a stray space or newline (a key is one word, 'sk-...')."
+        )
+    return key
+
+
+def _checked_base_url(url: str) -> str:
+    """``url`` if it is https, or http to this machine (or with EMOCLIENT_ALLOW_INSECURE=1)."""
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname or "", parts.port  # .port refuses a port that is not a number
+    except ValueError:  # e.g. an unclosed [IPv6 address
+        parts, host = urlsplit(""), ""
+    shown = f"{parts.scheme}://{host}{parts.path}" if host else repr(url[:80])
+    allowed = os.environ.get(INSECURE_VARIABLE, "").strip().lower() in ("1", "true", "yes")
+    if parts.scheme not in ("http", "https") or not host:
+        problem = "is not an http(s) URL"
+    elif parts.scheme == "https" or allowed or _is_loopback(host):
+        return url
+    else:
+        problem = (
+            "is plain http to another machine, so the API key would travel unencrypted; use "
+            f"https, or set {INSECURE_VARIABLE}=1 to allow it"
+        )
+    raise ConfigurationError(
+        f"The base URL {shown} (base_url= or DASHSCOPE_HTTP_BASE_URL) {problem}. The service's "
+        f"is {DEFAULT_BASE_URL}."
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name, not an address
+        return False
 
 
 def _enum(cls: type[_E], name: str, value: str) -> _E:
@@ -114,9 +162,10 @@ class EmoClient:
         key = api_key or os.environ.get("DASHSCOPE_API_KEY")
         if not key:
             raise MissingAPIKeyError()
-        self.base_url = (
-            base_url or os.environ.get("DASHSCOPE_HTTP_BASE_URL") or DEFAULT_BASE_URL
-        ).rstrip("/")
+        key = _checked_key(key)
+        self.base_url = _checked_base_url(
+            (base_url or os.environ.get("DASHSCOPE_HTTP_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        )
         self.workspace = workspace
         self._account = account_id(f"{self.base_url}\n{key}")
         self.limits: AccountLimits = (limits or default_registry()).for_account(
