@@ -382,7 +382,7 @@ class Transport:
         """GET a result URL without credentials; the caller reads and checks the response."""
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30.0, sock_read=read_timeout)
         where = redact_url(url)
-        logger.debug("GET %s %s", where, dict(headers or {}))
+        logger.debug("GET %s %s", where, dict(headers) if headers else "(download)")
         try:
             async with self.session.get(
                 url, headers=dict(headers or {}), timeout=timeout, allow_redirects=False
