@@ -384,9 +384,7 @@ class Transport:
         where = redact_url(url)
         logger.debug("GET %s %s", where, dict(headers) if headers else "(download)")
         try:
-            async with self.session.get(
-                url, headers=dict(headers or {}), timeout=timeout, allow_redirects=False
-            ) as resp:
+            async with self.session.get(url, headers=dict(headers or {}), timeout=timeout) as resp:
                 rid = resp.headers.get("x-oss-request-id") or resp.headers.get("X-Request-ID")
                 logger.debug(
                     "GET %s -> %d (%s bytes) [request_id=%s]",
