@@ -41,6 +41,7 @@ from emoclient._models import (
     parse_detection,
 )
 from emoclient._retry import RetryPolicy, is_retryable_status
+from emoclient._settings import DEFAULT_BASE_URL, checked_base_url, checked_key
 from emoclient._timing import PollSchedule, Progress
 from emoclient._transport import Transport
 from emoclient._upload import Uploader
@@ -50,8 +51,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_BASE_URL", "EmoClient"]
 
-DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
-"""The Beijing endpoint; EMO and Emoji exist only there."""
 
 _DETECT_PATH = "services/aigc/image2video/face-detect"
 _SYNTHESIS_PATH = "services/aigc/image2video/video-synthesis"
@@ -124,9 +123,10 @@ class EmoClient:
         key = api_key or os.environ.get("DASHSCOPE_API_KEY")
         if not key:
             raise MissingAPIKeyError()
-        self.base_url = (
-            base_url or os.environ.get("DASHSCOPE_HTTP_BASE_URL") or DEFAULT_BASE_URL
-        ).rstrip("/")
+        key = checked_key(key)
+        self.base_url = checked_base_url(
+            (base_url or os.environ.get("DASHSCOPE_HTTP_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        )
         self.workspace = workspace
         account = account or os.environ.get("EMOCLIENT_ACCOUNT") or None
         # Keys of one cloud account share its limits only when the caller says so: nothing

@@ -2,8 +2,10 @@
 
 The video is never held in memory. A transfer that breaks is resumed with ``Range`` when the
 server answers 206; otherwise it starts over. It gives up after a few attempts in a row that
-bring no new byte. Whatever happens, the target path either holds the complete file or is
-untouched.
+bring no new byte. The whole download has a size cap and a deadline (the announced size at a
+minimum speed, never less than ``min_seconds``), and what arrives must be an MP4 (an ``ftyp``
+box first) no longer than announced. Whatever happens, the target path either holds the
+complete file or is untouched.
 """
 
 from __future__ import annotations
@@ -18,32 +20,105 @@ import aiohttp
 import anyio
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
+from emoclient._answers import error_from_response, redact_url, scrub_urls
 from emoclient._exceptions import DownloadError, ResultURLExpiredError, TransportError
-from emoclient._transport import Transport, error_from_response, redact_url
+from emoclient._log import logger
+from emoclient._transport import Transport
 
-__all__ = ["download_file"]
+__all__ = ["MIN_DOWNLOAD_SECONDS", "download_file"]
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _CHUNK = 256 * 1024
+_RETRY_HINT = "Query the task for a fresh video_url and retry."
+MIN_DOWNLOAD_SECONDS = 60.0
+"""The shortest deadline a download gets, however small the video."""
 
 
 class _Broken(Exception):
     """The body stopped early; the partial file may be resumed."""
 
 
+class _Budget:
+    """The size cap and the deadline of one download; the deadline tightens once the server
+    announces the size."""
+
+    def __init__(self, url: str, *, max_bytes: int, min_speed: float, min_seconds: float) -> None:
+        self.where = redact_url(url)
+        self.url = url
+        self.max_bytes = max_bytes
+        self.min_speed = min_speed
+        self.min_seconds = min_seconds
+        self.started = anyio.current_time()
+        self.seconds = self._seconds_for(max_bytes)
+        self.scope = anyio.CancelScope(deadline=self.started + self.seconds)
+
+    def _seconds_for(self, size: int) -> float:
+        return max(self.min_seconds, size / self.min_speed)
+
+    def announce(self, total: int) -> None:
+        """The server says the video has ``total`` bytes."""
+        if total > self.max_bytes:
+            raise self.error(
+                f"{self.where} announces {total} bytes, over the limit of {self.max_bytes} "
+                "(EMOCLIENT_DOWNLOAD_MAX_MB)"
+            )
+        self.seconds = min(self.seconds, self._seconds_for(total))
+        self.scope.deadline = self.started + self.seconds
+
+    def check(self, position: int, total: int | None) -> None:
+        """Refuse a body that runs past its announced size or the cap."""
+        if total is not None and position > total:
+            raise self.error(f"{self.where} sent more than the {total} bytes it announced")
+        if position > self.max_bytes:
+            raise self.error(
+                f"{self.where} sent more than {self.max_bytes} bytes "
+                "(EMOCLIENT_DOWNLOAD_MAX_MB) and did not stop"
+            )
+
+    def too_slow(self) -> DownloadError:
+        return self.error(
+            f"Downloading {self.where} did not finish within {self.seconds:.0f} s (slower than "
+            f"{self.min_speed / 1024:g} KiB/s, EMOCLIENT_DOWNLOAD_MIN_KBPS)"
+        )
+
+    def error(self, what: str) -> DownloadError:
+        return DownloadError(f"{what}; nothing was saved. {_RETRY_HINT}", url=self.url)
+
+
 async def download_file(
-    transport: Transport, url: str, path: str | os.PathLike[str], *, max_restarts: int = 3
+    transport: Transport,
+    url: str,
+    path: str | os.PathLike[str],
+    *,
+    max_restarts: int = 3,
+    max_bytes: int | None = None,
+    min_speed: float | None = None,
+    min_seconds: float = MIN_DOWNLOAD_SECONDS,
 ) -> Path:
-    """Download ``url`` to ``path`` atomically; return the final path."""
+    """Download ``url`` to ``path`` atomically; return the final path.
+
+    ``max_bytes`` and ``min_speed`` (bytes per second) default to the transport's
+    (``EMOCLIENT_DOWNLOAD_MAX_MB``, ``EMOCLIENT_DOWNLOAD_MIN_KBPS``).
+    """
     if not url.startswith(("http://", "https://")):
         # aiohttp's own error would be just the URL; oss:// inputs cannot be downloaded at all.
         raise ValueError(f"cannot download {redact_url(url)!r}: pass a task's http(s) video_url")
+    budget = _Budget(
+        url,
+        max_bytes=max_bytes or transport.max_download_bytes,
+        min_speed=min_speed or transport.min_speed,
+        min_seconds=min_seconds,
+    )
     target = Path(path)
     await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.part")
     try:
-        async with aiofiles.open(tmp, "wb") as out:
-            await _fetch_with_resume(transport, url, out, max_restarts=max_restarts)
+        async with aiofiles.open(tmp, "w+b") as out:
+            with budget.scope:
+                await _fetch_with_resume(transport, budget, out, max_restarts=max_restarts)
+            if budget.scope.cancelled_caught:
+                raise budget.too_slow()
+            await _check_mp4(out, budget)
             await out.flush()
             await anyio.to_thread.run_sync(os.fsync, out.fileno())
         await anyio.to_thread.run_sync(os.replace, tmp, target)
@@ -64,40 +139,70 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+async def _check_mp4(out: AsyncBufferedIOBase, budget: _Budget) -> None:
+    # An ISO-BMFF file opens with its ``ftyp`` box: 4 bytes of size, then the type.
+    await out.seek(0)
+    head = await out.read(16)
+    if head[4:8] != b"ftyp":
+        raise budget.error(
+            f"The answer from {budget.where} is not an MP4 video (it starts with {head!r}; "
+            "an error page served as a success?)"
+        )
+
+
 async def _fetch_with_resume(
-    transport: Transport, url: str, out: AsyncBufferedIOBase, *, max_restarts: int
+    transport: Transport, budget: _Budget, out: AsyncBufferedIOBase, *, max_restarts: int
 ) -> int:
     # Give up only after ``max_restarts`` attempts in a row that brought no new byte.
     held, stalled = 0, 0
     while True:
         try:
-            return await _fetch_once(transport, url, out, written=held)
+            return await _fetch_once(transport, budget, out, written=held)
         except (_Broken, TransportError, aiohttp.ClientPayloadError) as exc:
             now_held = await out.tell()
             stalled = 0 if now_held > held else stalled + 1
             held = now_held
             if stalled > max_restarts:
+                logger.warning("download of %s: giving up, no progress", budget.where)
                 raise DownloadError(
-                    f"Download of {redact_url(url)} kept breaking ({type(exc).__name__}) without "
+                    f"Download of {budget.where} kept breaking ({type(exc).__name__}) without "
                     "progress; nothing was written to the target. Retry later, or query the "
                     "task for a fresh video_url.",
-                    url=url,
+                    url=budget.url,
                 ) from exc
+            logger.info(
+                "download of %s broke after %d bytes (%s); resuming (no progress %d of %d)",
+                budget.where,
+                held,
+                type(exc).__name__,
+                stalled,
+                max_restarts,
+            )
 
 
 async def _fetch_once(
-    transport: Transport, url: str, out: AsyncBufferedIOBase, *, written: int
+    transport: Transport, budget: _Budget, out: AsyncBufferedIOBase, *, written: int
 ) -> int:
     headers = {"Range": f"bytes={written}-"} if written else {}
     try:
-        async with transport.stream(url, headers=headers) as resp:
-            total = await _position_for(resp, url, out, written=written)
+        async with transport.stream(budget.url, headers=headers) as resp:
+            position, total = await _position_for(resp, budget, out, written=written)
+            if total is not None:
+                budget.announce(total)
             try:
                 async for chunk in resp.content.iter_chunked(_CHUNK):
+                    position += len(chunk)
+                    budget.check(position, total)
                     await out.write(chunk)
             except aiohttp.ClientPayloadError as exc:
                 await out.write(_already_buffered(resp.content))
                 raise _Broken(str(exc)) from exc
+    except aiohttp.ClientResponseError as exc:
+        # aiohttp's parser met bytes that are not HTTP, e.g. a body longer than announced.
+        raise budget.error(
+            f"The answer from {budget.where} is not valid HTTP "
+            f"({scrub_urls(exc.message)[:60]!r}; more bytes than its Content-Length?)"
+        ) from exc
     except aiohttp.ClientConnectionError as exc:
         raise _Broken(str(exc)) from exc
     done = await out.tell()
@@ -124,30 +229,32 @@ def _already_buffered(content: aiohttp.StreamReader) -> bytes:
 
 
 async def _position_for(
-    resp: aiohttp.ClientResponse, url: str, out: AsyncBufferedIOBase, *, written: int
-) -> int | None:
-    """Check the status; seek/truncate ``out`` so the body continues it; return the full size."""
+    resp: aiohttp.ClientResponse, budget: _Budget, out: AsyncBufferedIOBase, *, written: int
+) -> tuple[int, int | None]:
+    """Check the status; seek/truncate ``out`` so the body continues it; return where the
+    body starts and the full size."""
     if resp.status == 206:
         match = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
         if match is None or int(match[1]) != written:
             raise _Broken("server resumed at an unexpected offset")
-        return None if match[3] == "*" else int(match[3])
+        await out.seek(written)
+        return written, None if match[3] == "*" else int(match[3])
     if resp.status == 200:
         # The server ignored Range (or this is the first request): start from scratch.
         await out.seek(0)
         await out.truncate()
-        return resp.content_length
-    text = await resp.text(errors="replace")
+        return 0, resp.content_length
+    text = (await resp.content.read(64 * 1024)).decode("utf-8", errors="replace")
     error = error_from_response(resp.status, text, resp.headers, operation="download")
-    where = redact_url(url)
+    where = budget.where
     if resp.status == 403:
         raise ResultURLExpiredError(
             f"The result URL {where} was refused ({error.code}: {error.message}); it has "
             "probably expired (24 h after success). Query the task for a fresh video_url.",
-            url=url,
+            url=budget.url,
         )
     raise DownloadError(
         f"Downloading {where} failed: HTTP {resp.status} {error.code}: "
-        f"{error.message.rstrip('.')}. Query the task for a fresh video_url and retry.",
-        url=url,
+        f"{error.message.rstrip('.')}. {_RETRY_HINT}",
+        url=budget.url,
     ) from error

@@ -13,6 +13,7 @@ EmoError
 │   ├── NotFoundError           404
 │   ├── RateLimitError          429 (``retry_after``)
 │   └── ServerError             5xx
+│       └── InvalidResponseError  an answer not in the documented shape (even a 200)
 ├── SubmitOutcomeUnknownError   a submit may or may not have created a task
 ├── DetectionFailedError        the image did not pass emo-detect / emoji-detect
 ├── TaskError                   a task ended without a video
@@ -25,6 +26,7 @@ EmoError
 ├── UploadError                 a file could not be put into temporary storage
 ├── JournalError                a batch journal cannot be used
 │   └── BatchBusyError          another batch holds the output folder or the journal
+├── ConfigurationError          a malformed API key or base URL (also a ValueError)
 └── StoreError                  the account store failed (emoclient._store)
     └── StoreUnavailableError   the shared store stayed unreachable past its deadline
 ```
@@ -41,10 +43,12 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchBusyError",
+    "ConfigurationError",
     "ConnectError",
     "DetectionFailedError",
     "DownloadError",
     "EmoError",
+    "InvalidResponseError",
     "JournalError",
     "MissingAPIKeyError",
     "NotFoundError",
@@ -297,3 +301,19 @@ class JournalError(EmoError):
 
 class BatchBusyError(JournalError):
     """Another batch (``pid`` when known) holds the output folder or the journal."""
+
+
+class InvalidResponseError(ServerError):
+    """The service answered, but not in the documented shape.
+
+    An empty, non-JSON, oversized or incomplete body (``{}``, a missing or mistyped field).
+    ``status`` is the HTTP status of that answer (usually 200) and ``code`` is
+    ``"InvalidResponse"``; ``operation`` and ``request_id`` name the call. Not retried: a proxy
+    in the way or a change of the service is the likely cause.
+    """
+
+    _hint = "Retry later; if it persists, quote the request id to support."
+
+
+class ConfigurationError(EmoError, ValueError):
+    """The API key or the base URL cannot be used; the message names the setting to fix."""

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 
+from emoclient import _answers as wire
 from emoclient._exceptions import DetectionFailedError
 
 __all__ = [
@@ -242,8 +243,11 @@ def parse_task_time(value: object) -> datetime | None:
     """Parse the service's ``"YYYY-MM-DD HH:mm:ss.SSS"`` (Beijing) or epoch milliseconds."""
     if value is None or value == "":
         return None
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value / 1000, tz=UTC)
+        except (OverflowError, OSError, ValueError) as exc:  # out of datetime's range, NaN
+            raise ValueError(f"not a task time: {value!r}") from exc
     if isinstance(value, str):
         parsed = datetime.fromisoformat(value)
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=SERVICE_TZ)
@@ -284,30 +288,37 @@ def _bbox(value: Any) -> BBoxTuple | None:
     return None if value is None else parse_bbox(value)
 
 
-def parse_detection(body: dict[str, Any], *, model: Model, ratio: Ratio) -> Detection:
+def parse_detection(
+    body: dict[str, Any], *, model: Model, ratio: Ratio, operation: str | None = None
+) -> Detection:
     """Turn either detect model's HTTP-200 body into a :class:`Detection`.
 
     EMO says ``check_pass`` with ``face_bbox``/``ext_bbox``; Emoji has no flag and signals a
-    pass by ``bbox_face``/``ext_bbox_face`` and a failure by ``code``.
+    pass by ``bbox_face``/``ext_bbox_face`` and a failure by ``code``. Any other shape is an
+    :class:`InvalidResponseError` (so is every parser's here).
     """
-    out: dict[str, Any] = body.get("output") or {}
-    face = _bbox(out.get("face_bbox", out.get("bbox_face")))
-    ext = _bbox(out.get("ext_bbox", out.get("ext_bbox_face")))
-    if "check_pass" in out:
-        passed = bool(out["check_pass"])
-    else:
-        passed = face is not None and ext is not None and not out.get("code")
-    return Detection(
-        model=model,
-        passed=passed,
-        face_bbox=face,
-        ext_bbox=ext,
-        humanoid=out.get("humanoid"),
-        code=out.get("code"),
-        message=out.get("message"),
-        ratio=ratio,
-        request_id=body.get("request_id"),
-    )
+    with wire.parsing(body, operation or f"{model} detection") as answer:
+        out = wire.member_object(answer, "output", "")
+        face = _bbox(out.get("face_bbox", out.get("bbox_face")))
+        ext = _bbox(out.get("ext_bbox", out.get("ext_bbox_face")))
+        passed = out.get("check_pass", wire.MISSING)
+        if passed is wire.MISSING:
+            if not out.get("code") and (face is None or ext is None):
+                raise wire.Malformed("output has neither both boxes nor a code")
+            passed = not out.get("code")
+        if not isinstance(passed, bool) or (passed and (face is None or ext is None)):
+            raise wire.Malformed("output.check_pass is not a boolean, or true without boxes")
+        return Detection(
+            model=model,
+            passed=passed,
+            face_bbox=face,
+            ext_bbox=ext,
+            humanoid=out.get("humanoid"),
+            code=out.get("code"),
+            message=out.get("message"),
+            ratio=ratio,
+            request_id=wire.request_id_of(answer),
+        )
 
 
 class SubmittedTask(_Model):
@@ -319,15 +330,19 @@ class SubmittedTask(_Model):
     request_id: str | None = None
 
     @classmethod
-    def from_response(cls, body: dict[str, Any], *, model: Model) -> SubmittedTask:
+    def from_response(
+        cls, body: dict[str, Any], *, model: Model, operation: str | None = None
+    ) -> SubmittedTask:
         """Parse ``{"output": {"task_id", "task_status"}, "request_id"}``."""
-        out = body["output"]
-        return cls(
-            task_id=out["task_id"],
-            status=out["task_status"],
-            model=model,
-            request_id=body.get("request_id"),
-        )
+        operation = operation or f"submitting a {model} task"
+        with wire.parsing(body, operation, note=wire.MAY_EXIST) as answer:
+            out = wire.member_object(answer, "output", "")
+            return cls(
+                task_id=wire.member_text(out, "task_id", "output."),
+                status=out.get("task_status"),
+                model=model,
+                request_id=wire.request_id_of(answer),
+            )
 
 
 class Task(_Model):
@@ -365,25 +380,29 @@ class Task(_Model):
         return end.timestamp() + _RESULT_URL_TTL
 
     @classmethod
-    def from_response(cls, body: dict[str, Any]) -> Task:
+    def from_response(cls, body: dict[str, Any], *, operation: str | None = None) -> Task:
         """Parse a task-query body of either model (EMO ``results`` or Emoji top-level URL)."""
-        out: dict[str, Any] = body["output"]
-        usage: dict[str, Any] = body.get("usage") or {}
-        results = out.get("results")
-        url = results.get("video_url") if isinstance(results, dict) else None
-        return cls(
-            task_id=out["task_id"],
-            status=out["task_status"],
-            submit_time=parse_task_time(out.get("submit_time")),
-            scheduled_time=parse_task_time(out.get("scheduled_time")),
-            end_time=parse_task_time(out.get("end_time")),
-            video_url=url or out.get("video_url") or None,
-            video_duration=usage.get("video_duration"),
-            video_ratio=usage.get("video_ratio"),
-            code=out.get("code"),
-            message=out.get("message"),
-            request_id=body.get("request_id"),
-        )
+        with wire.parsing(body, operation or "querying a task") as answer:
+            out = wire.member_object(answer, "output", "")
+            usage = wire.member_object(answer, "usage", "", optional=True)
+            results = out.get("results")
+            url = results.get("video_url") if isinstance(results, dict) else None
+            task = cls(
+                task_id=wire.member_text(out, "task_id", "output."),
+                status=out.get("task_status"),
+                submit_time=parse_task_time(out.get("submit_time")),
+                scheduled_time=parse_task_time(out.get("scheduled_time")),
+                end_time=parse_task_time(out.get("end_time")),
+                video_url=url or out.get("video_url") or None,
+                video_duration=usage.get("video_duration"),
+                video_ratio=usage.get("video_ratio"),
+                code=out.get("code"),
+                message=out.get("message"),
+                request_id=wire.request_id_of(answer),
+            )
+            if task.status is TaskStatus.SUCCEEDED and not task.video_url:
+                raise wire.Malformed("output says SUCCEEDED but has no video_url")
+            return task
 
 
 class TaskSummary(_Model):
@@ -401,7 +420,7 @@ class TaskSummary(_Model):
     def from_row(cls, row: dict[str, Any]) -> TaskSummary:
         """Parse one element of the list API's ``data``."""
         return cls(
-            task_id=row["task_id"],
+            task_id=wire.member_text(row, "task_id", "data[]."),
             status=row["status"],
             model_name=row.get("model_name"),
             created_at=parse_task_time(row.get("gmt_create")),
@@ -422,17 +441,19 @@ class TaskPage(_Model):
     request_id: str | None = None
 
     @classmethod
-    def from_response(cls, body: dict[str, Any]) -> TaskPage:
-        """Parse ``{"total", "data": [...], "total_page", "page_no", "page_size", ...}``."""
-        rows: list[dict[str, Any]] = body.get("data") or []
-        return cls(
-            tasks=[TaskSummary.from_row(r) for r in rows],
-            total=body.get("total", len(rows)),
-            total_page=body.get("total_page", 1),
-            page_no=body.get("page_no", 1),
-            page_size=body.get("page_size", len(rows)),
-            request_id=body.get("request_id"),
-        )
+    def from_response(cls, body: dict[str, Any], *, operation: str | None = None) -> TaskPage:
+        """Parse ``{"total", "data": [...], "total_page", ...}``; no ``data`` is an error, not
+        an empty page (finding the task of a lost submit depends on telling them apart)."""
+        with wire.parsing(body, operation or "listing tasks") as answer:
+            rows = wire.member_list(answer, "data", "")
+            return cls(
+                tasks=[TaskSummary.from_row(wire.as_object(row, "a row of data")) for row in rows],
+                total=answer.get("total", len(rows)),
+                total_page=answer.get("total_page", wire.MISSING),
+                page_no=answer.get("page_no", 1),
+                page_size=answer.get("page_size", len(rows)),
+                request_id=wire.request_id_of(answer),
+            )
 
 
 class UploadPolicy(_Model):
@@ -455,13 +476,15 @@ class UploadPolicy(_Model):
 
     @classmethod
     def from_response(
-        cls, body: dict[str, Any], *, model: str, issued_at: datetime
+        cls, body: dict[str, Any], *, model: str, issued_at: datetime, operation: str | None = None
     ) -> UploadPolicy:
         """Parse the policy answer, which is wrapped in ``data`` (not ``output``)."""
-        data: dict[str, Any] = body["data"]
-        ttl = float(data["expire_in_seconds"])
-        fields = {k: data[k] for k in cls.model_fields if k in data and k not in _LOCAL_FIELDS}
-        return cls(**fields, model=model, expires_at=issued_at + timedelta(seconds=ttl))
+        with wire.parsing(body, operation or f"getting an upload policy for {model}") as answer:
+            data = wire.member_object(answer, "data", "")
+            ttl = wire.member_seconds(data, "expire_in_seconds", "data.")
+            wire.member_url(data, "upload_host", "data.")
+            fields = {k: data[k] for k in cls.model_fields if k in data and k not in _LOCAL_FIELDS}
+            return cls(**fields, model=model, expires_at=issued_at + timedelta(seconds=ttl))
 
 
 _LOCAL_FIELDS = frozenset({"model", "expires_at"})

@@ -1,29 +1,34 @@
 """The only user of ``aiohttp.ClientSession``: auth, limits, retries and error mapping.
 
 ``Authorization`` goes only to API calls under the base URL; uploads and result downloads go
-out without it. Every aiohttp/asyncio failure becomes an :mod:`emoclient` error here.
+out without it. Every aiohttp/asyncio failure becomes an :mod:`emoclient` error here, and
+every HTTP retry happens in :meth:`Transport._request`, the one retry loop.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import re
+import math
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import anyio
 
+from emoclient._answers import (
+    decode,
+    error_from_response,
+    json_object,
+    redact_url,
+    request_id_of,
+    scrub_urls,
+)
 from emoclient._exceptions import (
     APIStatusError,
-    AuthenticationError,
-    BadRequestError,
+    ConfigurationError,
     ConnectError,
-    NotFoundError,
-    PermissionDeniedError,
     RateLimitError,
     RequestTimeoutError,
     ServerError,
@@ -31,56 +36,36 @@ from emoclient._exceptions import (
     TransportError,
 )
 from emoclient._limits import RateLimiter
-from emoclient._retry import RetryPolicy, is_retryable_status, parse_retry_after
+from emoclient._log import logger, switch_on_from_env
+from emoclient._retry import RetryPolicy, is_retryable_status
 
-__all__ = ["Transport", "error_from_response", "map_client_error", "redact_url"]
+__all__ = [
+    "Transport",
+    "error_from_response",
+    "map_client_error",
+    "redact_url",
+    "scrub_urls",
+]
 
-logger = logging.getLogger("emoclient")
-
-_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    429: RateLimitError,
-}
-_XML_FIELD = re.compile(r"<(Code|Message|RequestId)>(.*?)</\1>", re.S)
+_KIB = 1024
+_MIB = 1024 * 1024
+#: JSON answers above this are refused unread (``EMOCLIENT_MAX_JSON_MB``); the largest
+#: documented answer, a 100-row task page, is a few tens of KiB.
+DEFAULT_MAX_JSON_BYTES = 4 * _MIB
+#: Result videos above this are refused (``EMOCLIENT_DOWNLOAD_MAX_MB``); the longest EMO
+#: video (60 s of 512x704 H.264) is a few tens of MiB.
+DEFAULT_MAX_DOWNLOAD_BYTES = 1024 * _MIB
+#: A transfer slower than this on average misses its deadline (``EMOCLIENT_DOWNLOAD_MIN_KBPS``
+#: for downloads, in KiB/s); uploads get the same allowance.
+DEFAULT_MIN_SPEED = 64 * _KIB
+# Of an error answer only the start is read: its code and message are at the top.
+_ERROR_BYTES = 64 * _KIB
+_CHUNK = 64 * _KIB
+# OSS's answers to a form POST whose key exists and may not be overwritten.
+_ALREADY_STORED = frozenset({"FileAlreadyExists", "ObjectAlreadyExists"})
+_T = TypeVar("_T")
+Classifier = Callable[[APIStatusError | TransportError], tuple[bool, float | None]]
 Sleep = Callable[[float], Awaitable[None]]
-
-
-def _error_fields(status: int, text: str) -> tuple[str, str, str | None]:
-    """``(code, message, request_id)`` from a JSON or OSS-XML error body."""
-    try:
-        body = json.loads(text)
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        code = str(body.get("code") or f"HTTP{status}")
-        message = str(body.get("message") or "no message")
-        return code, message, body.get("request_id")
-    xml = dict(_XML_FIELD.findall(text))
-    if xml:
-        return xml.get("Code", f"HTTP{status}"), xml.get("Message", ""), xml.get("RequestId")
-    return f"HTTP{status}", text[:200] or "empty response body", None
-
-
-def error_from_response(
-    status: int, text: str, headers: Mapping[str, str], *, operation: str
-) -> APIStatusError:
-    """The typed error for an HTTP error answer (JSON envelope or OSS XML)."""
-    code, message, request_id = _error_fields(status, text)
-    request_id = request_id or headers.get("X-Request-ID")
-    if status == 429:
-        return RateLimitError(
-            status,
-            code=code,
-            message=message,
-            request_id=request_id,
-            operation=operation,
-            retry_after=parse_retry_after(headers.get("Retry-After")),
-        )
-    cls = ServerError if status >= 500 else _STATUS_ERRORS.get(status, BadRequestError)
-    return cls(status, code=code, message=message, request_id=request_id, operation=operation)
 
 
 def map_client_error(exc: BaseException, *, method: str, url: str) -> TransportError:
@@ -98,20 +83,47 @@ def map_client_error(exc: BaseException, *, method: str, url: str) -> TransportE
             method=method,
             url=url,
         )
+    # aiohttp's own text may quote the URL (with its signature) or the bytes it choked on.
+    detail = scrub_urls(str(exc))[:200]
     return TransportError(
-        f"The connection broke during {where}: {type(exc).__name__}: {exc}. Retry later.",
+        f"The connection broke during {where}: {type(exc).__name__}: {detail}. Retry later.",
         method=method,
         url=url,
     )
 
 
-def redact_url(url: str) -> str:
-    # Signed result URLs carry credentials in the query string; keep them out of messages.
-    return url.split("?", 1)[0]
+def bytes_from_env(name: str, default: int, *, unit: int) -> int:
+    """A size or speed from environment variable ``name`` (in ``unit`` bytes), else ``default``."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf):
+        unit_name = "MiB" if unit == _MIB else "KiB/s"
+        raise ConfigurationError(f"{name}={raw!r} is not a positive number of {unit_name}.")
+    return max(1, round(value * unit))
+
+
+async def _read_at_most(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """Up to ``limit`` bytes of the body, and whether that was all; the rest is never read."""
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(_CHUNK):
+        body += chunk
+        if len(body) > limit:
+            return bytes(body[:limit]), False
+    return bytes(body), True
 
 
 class Transport:
-    """HTTP for one client: API calls with auth, limits and retries; bare uploads/downloads."""
+    """HTTP for one client: API calls with auth, limits and retries; bare uploads/downloads.
+
+    ``max_json_bytes``, ``max_download_bytes`` and ``min_speed`` default to
+    ``EMOCLIENT_MAX_JSON_MB``, ``EMOCLIENT_DOWNLOAD_MAX_MB`` and
+    ``EMOCLIENT_DOWNLOAD_MIN_KBPS`` when those are set.
+    """
 
     def __init__(
         self,
@@ -123,7 +135,11 @@ class Transport:
         session: aiohttp.ClientSession | None,
         retry: RetryPolicy,
         sleep: Sleep = anyio.sleep,
+        max_json_bytes: int | None = None,
+        max_download_bytes: int | None = None,
+        min_speed: float | None = None,
     ) -> None:
+        switch_on_from_env()
         self._api_key = api_key
         self.base_url = base_url.rstrip("/")
         self._workspace = workspace
@@ -132,6 +148,15 @@ class Transport:
         self._owns_session = session is None
         self.retry = retry
         self._sleep = sleep
+        self.max_json_bytes = max_json_bytes or bytes_from_env(
+            "EMOCLIENT_MAX_JSON_MB", DEFAULT_MAX_JSON_BYTES, unit=_MIB
+        )
+        self.max_download_bytes = max_download_bytes or bytes_from_env(
+            "EMOCLIENT_DOWNLOAD_MAX_MB", DEFAULT_MAX_DOWNLOAD_BYTES, unit=_MIB
+        )
+        self.min_speed = min_speed or bytes_from_env(
+            "EMOCLIENT_DOWNLOAD_MIN_KBPS", DEFAULT_MIN_SPEED, unit=_KIB
+        )
 
     def __repr__(self) -> str:
         return f"Transport(base_url={self.base_url!r})"
@@ -166,6 +191,8 @@ class Transport:
         params: Mapping[str, str] | None,
         json_body: Any,
     ) -> dict[str, Any]:
+        logger.debug("%s %s (%s)", method, redact_url(url), operation)
+        started = anyio.current_time()
         try:
             async with self.session.request(
                 method,
@@ -176,31 +203,49 @@ class Transport:
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as resp:
-                text = await resp.text(errors="replace")
-                status, resp_headers = resp.status, resp.headers
+                status, resp_headers, charset = resp.status, resp.headers, resp.charset
+                limit = self.max_json_bytes if status < 400 else _ERROR_BYTES
+                if status < 400 and (resp.content_length or 0) > limit:
+                    raw, complete = b"", False  # refused unread
+                else:
+                    raw, complete = await _read_at_most(resp, limit)
+                # A proxy may echo the Authorization header in its page.
+                raw = raw.replace(self._api_key.encode(), b"<api key>")
         except (aiohttp.ClientError, TimeoutError) as exc:
+            logger.debug("%s %s failed: %s", method, redact_url(url), type(exc).__name__)
             raise map_client_error(exc, method=method, url=url) from exc
-        logger.debug("%s %s -> %s", method, redact_url(url), status)
-        if status >= 400:
-            raise error_from_response(status, text, resp_headers, operation=operation)
         try:
-            body = json.loads(text) if text else {}
-        except ValueError as exc:
-            raise ServerError(
-                status,
-                code="InvalidResponse",
-                message=f"answer is not JSON: {text[:120]!r}",
-                request_id=resp_headers.get("X-Request-ID"),
-                operation=operation,
-            ) from exc
-        if not isinstance(body, dict):
-            raise ServerError(
-                status,
-                code="InvalidResponse",
-                message="answer is not a JSON object",
-                request_id=None,
-                operation=operation,
-            )
+            body = self._answer(status, raw, complete, charset, resp_headers, operation=operation)
+        except APIStatusError as exc:
+            _log_answer(method, url, status, started, exc.request_id)
+            raise
+        _log_answer(method, url, status, started, request_id_of(body))
+        return body
+
+    def _answer(
+        self,
+        status: int,
+        raw: bytes,
+        complete: bool,
+        charset: str | None,
+        headers: Mapping[str, str],
+        *,
+        operation: str,
+    ) -> dict[str, Any]:
+        """The JSON object of a success, or the error an error answer stands for."""
+        if status >= 400:
+            raise error_from_response(status, decode(raw, charset), headers, operation=operation)
+        rid = headers.get("X-Request-ID")
+        body = json_object(
+            raw,
+            complete=complete,
+            limit=self.max_json_bytes,
+            status=status,
+            operation=operation,
+            request_id=rid,
+        )
+        if rid and request_id_of(body) is None:
+            body["request_id"] = rid  # so that a parse error can name it too
         return body
 
     async def call(
@@ -215,7 +260,7 @@ class Transport:
         headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """One API read (or idempotent call), retried on 429/5xx/transport errors."""
-        return await self._request(
+        return await self._api(
             method,
             path,
             operation=operation,
@@ -238,8 +283,8 @@ class Transport:
     ) -> dict[str, Any]:
         """POST a task; retried only when no task can have been created.
 
-        A 429 or a refused connection is retried; a 5xx, a timeout or a dropped connection
-        after sending raises :class:`SubmitOutcomeUnknownError` instead.
+        A 429 or a refused connection is retried; a 5xx, a timeout, a dropped connection
+        after sending or a garbled answer raises :class:`SubmitOutcomeUnknownError` instead.
         """
         started = datetime.now(UTC)
 
@@ -252,7 +297,7 @@ class Transport:
                 return is_retryable_status(429, exc.code), exc.retry_after  # no task was made
             return False, None
 
-        return await self._request(
+        return await self._api(
             "POST",
             path,
             operation=operation,
@@ -263,7 +308,7 @@ class Transport:
             classify=classify,
         )
 
-    async def _request(
+    async def _api(
         self,
         method: str,
         path: str,
@@ -273,30 +318,61 @@ class Transport:
         params: Mapping[str, str] | None,
         json_body: Any,
         headers: Mapping[str, str] | None,
-        classify: Callable[[APIStatusError | TransportError], tuple[bool, float | None]],
+        classify: Classifier,
     ) -> dict[str, Any]:
-        """The one retry loop: ``classify`` says whether a failure may be sent again (and the
-        server's Retry-After), or raises the error that replaces it."""
         url = f"{self.base_url}/{path.lstrip('/')}"
         all_headers = self._api_headers(headers)
+        # Operations may quote an input URL, whose query string can be a signature.
+        operation = scrub_urls(operation)
+
+        async def send(attempt: int) -> dict[str, Any]:
+            return await self._send_once(
+                method,
+                url,
+                operation=operation,
+                headers=all_headers,
+                params=params,
+                json_body=json_body,
+            )
+
+        return await self._request(send, operation=operation, limiter=limiter, classify=classify)
+
+    async def _request(
+        self,
+        send: Callable[[int], Awaitable[_T]],
+        *,
+        operation: str,
+        limiter: RateLimiter | None,
+        classify: Classifier,
+    ) -> _T:
+        """The one retry loop: ``send(attempt)`` makes one attempt; ``classify`` says whether
+        a failure may be sent again (and the server's Retry-After), or raises the error that
+        replaces it."""
+        attempts = self.retry.max_attempts
         attempt = 0
         while True:
             if limiter is not None:
                 await limiter.acquire()
             try:
-                return await self._send_once(
-                    method,
-                    url,
-                    operation=operation,
-                    headers=all_headers,
-                    params=params,
-                    json_body=json_body,
-                )
+                return await send(attempt)
             except (APIStatusError, TransportError) as exc:
                 retryable, retry_after = classify(exc)
                 if not retryable or not self.retry.should_retry(attempt):
+                    if retryable:
+                        logger.warning(
+                            "%s: giving up after %d attempts: %s", operation, attempt + 1, exc
+                        )
                     raise
-            await self._sleep(self.retry.delay(attempt, retry_after=retry_after))
+                delay = self.retry.delay(attempt, retry_after=retry_after)
+                logger.info(
+                    "%s: attempt %d of %d failed (%s); retrying in %.2f s",
+                    operation,
+                    attempt + 1,
+                    attempts,
+                    _brief(exc),
+                    delay,
+                )
+            await self._sleep(delay)
             attempt += 1
 
     @asynccontextmanager
@@ -305,21 +381,95 @@ class Transport:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """GET a result URL without credentials; the caller reads and checks the response."""
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30.0, sock_read=read_timeout)
+        where = redact_url(url)
+        logger.debug("GET %s %s", where, dict(headers) if headers else "(download)")
         try:
             async with self.session.get(url, headers=dict(headers or {}), timeout=timeout) as resp:
+                rid = resp.headers.get("x-oss-request-id") or resp.headers.get("X-Request-ID")
+                logger.debug(
+                    "GET %s -> %d (%s bytes) [request_id=%s]",
+                    where,
+                    resp.status,
+                    resp.content_length,
+                    rid,
+                )
                 yield resp
         except (aiohttp.ClientConnectorError, TimeoutError) as exc:
             raise map_client_error(exc, method="GET", url=url) from exc
 
-    async def post_form(self, url: str, data: aiohttp.FormData, *, operation: str) -> None:
-        """POST a multipart form (temporary-storage upload) without credentials."""
+    async def post_form(
+        self,
+        url: str,
+        form: Callable[[], AbstractAsyncContextManager[aiohttp.FormData]],
+        *,
+        operation: str,
+        size: int,
+    ) -> None:
+        """POST a multipart form (temporary-storage upload) without credentials, retried
+        like a read.
+
+        ``form`` makes a fresh form for each attempt (a sent form cannot be sent again). A
+        retry that finds its object already stored (409 ``FileAlreadyExists``) succeeded: an
+        earlier attempt landed but its answer was lost. ``size`` bytes get at least
+        ``min_speed`` bytes per second besides the usual timeout.
+        """
+        usual = self._timeout.total or 60.0
+        timeout = aiohttp.ClientTimeout(total=usual + size / self.min_speed)
+
+        async def send(attempt: int) -> None:
+            try:
+                async with form() as data:
+                    await self._post_once(url, data, operation=operation, client_timeout=timeout)
+            except APIStatusError as exc:
+                if attempt == 0 or exc.status != 409 or exc.code not in _ALREADY_STORED:
+                    raise
+                logger.info(
+                    "%s: already stored (HTTP 409 %s), so an earlier attempt landed",
+                    operation,
+                    exc.code,
+                )
+
+        await self._request(send, operation=operation, limiter=None, classify=_read_retry)
+
+    async def _post_once(
+        self,
+        url: str,
+        data: aiohttp.FormData,
+        *,
+        operation: str,
+        client_timeout: aiohttp.ClientTimeout,
+    ) -> None:
+        where = redact_url(url)
+        logger.debug("POST %s (%s)", where, operation)
         try:
-            async with self.session.post(url, data=data, timeout=self._timeout) as resp:
-                text = await resp.text(errors="replace")
-                if resp.status >= 300:
-                    raise error_from_response(resp.status, text, resp.headers, operation=operation)
+            async with self.session.post(
+                url, data=data, timeout=client_timeout, allow_redirects=False
+            ) as resp:
+                status, resp_headers, charset = resp.status, resp.headers, resp.charset
+                raw, _ = await _read_at_most(resp, _ERROR_BYTES)
         except (aiohttp.ClientError, TimeoutError) as exc:
+            logger.debug("POST %s failed: %s", where, type(exc).__name__)
             raise map_client_error(exc, method="POST", url=url) from exc
+        rid = resp_headers.get("x-oss-request-id")
+        logger.debug("POST %s -> %d [request_id=%s]", where, status, rid)
+        if status >= 300:
+            raise error_from_response(
+                status, decode(raw, charset), resp_headers, operation=operation
+            )
+
+
+def _log_answer(method: str, url: str, status: int, started: float, rid: str | None) -> None:
+    elapsed = anyio.current_time() - started
+    logger.debug(
+        "%s %s -> %d in %.3f s [request_id=%s]", method, redact_url(url), status, elapsed, rid
+    )
+
+
+def _brief(exc: APIStatusError | TransportError) -> str:
+    if isinstance(exc, APIStatusError):
+        return f"HTTP {exc.status} {exc.code}, request_id={exc.request_id}"
+    cause = exc.__cause__
+    return type(exc).__name__ + (f": {type(cause).__name__}" if cause is not None else "")
 
 
 def _read_retry(exc: APIStatusError | TransportError) -> tuple[bool, float | None]:
@@ -335,6 +485,7 @@ def _unknown(
     exc: ServerError | TransportError, *, model: str, started: datetime
 ) -> SubmitOutcomeUnknownError:
     reason = f"HTTP {exc.status} {exc.code}" if isinstance(exc, ServerError) else type(exc).__name__
+    logger.warning("submitting a %s task: outcome unknown (%s); a task may exist", model, reason)
     return SubmitOutcomeUnknownError(
         model=model, started_at=started, ended_at=datetime.now(UTC), reason=reason
     )

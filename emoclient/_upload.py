@@ -3,6 +3,7 @@
 A policy (upload credential) is fetched once per model and reused for every file while it is
 valid; each file gets its own directory under the policy's ``upload_dir`` so equal basenames
 never collide (the policy allows any key starting with ``upload_dir``, and forbids overwrite).
+Both the policy call and the storage POST are retried by the transport like any read.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import mimetypes
 import os
 import stat as stat_module
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
@@ -84,12 +86,13 @@ class Uploader:
             )
         try:
             try:
-                key = await self._post(source, policy)
+                key = await self._post(source, policy, size=size)
             except APIStatusError as exc:
                 if exc.status != 403:
                     raise
                 # The policy expired in flight (clock skew, slow upload): renew it, once.
-                key = await self._post(source, await self.policy(model, fresh=True))
+                fresh = await self.policy(model, fresh=True)
+                key = await self._post(source, fresh, size=size)
         except (APIStatusError, TransportError) as exc:
             raise self._failed(source, exc) from exc
         return UploadedFile(
@@ -103,31 +106,44 @@ class Uploader:
             path=str(source),
         )
 
-    async def _post(self, source: Path, policy: UploadPolicy) -> str:
+    async def _post(self, source: Path, policy: UploadPolicy, *, size: int = 0) -> str:
         key = f"{policy.upload_dir}/{uuid.uuid4().hex}/{source.name}"
         mime = mimetypes.guess_type(source.name)[0] or "application/octet-stream"
-        handle: BinaryIO = await anyio.to_thread.run_sync(source.open, "rb")
-        try:
-            form = aiohttp.FormData()
-            # Field order as the official SDK sends it; OSS wants ``file`` last.
-            form.add_field("OSSAccessKeyId", policy.oss_access_key_id)
-            form.add_field("Signature", policy.signature)
-            form.add_field("policy", policy.policy)
-            form.add_field("key", key)
-            form.add_field("x-oss-object-acl", policy.x_oss_object_acl)
-            form.add_field("x-oss-forbid-overwrite", policy.x_oss_forbid_overwrite)
-            form.add_field("success_action_status", "200")
-            form.add_field("x-oss-content-type", mime)
-            # aiohttp reads file payloads in a worker thread, so the loop never blocks on I/O.
-            form.add_field("file", handle, filename=source.name, content_type=mime)
-            await self._transport.post_form(
-                policy.upload_host, form, operation=f"uploading {source.name}"
-            )
-        finally:
-            # Shielded: a cancelled upload still closes its file (the thread call would not run).
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(handle.close)
+
+        @asynccontextmanager
+        async def form() -> AsyncIterator[aiohttp.FormData]:
+            # A fresh form and file handle per attempt: a sent form cannot be sent again.
+            handle: BinaryIO = await anyio.to_thread.run_sync(source.open, "rb")
+            try:
+                yield _form(policy, key, mime, source.name, handle)
+            finally:
+                # Shielded: a cancelled upload still closes its file (the thread call would not
+                # run).
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(handle.close)
+
+        await self._transport.post_form(
+            policy.upload_host, form, operation=f"uploading {source.name}", size=size
+        )
         return key
+
+
+def _form(
+    policy: UploadPolicy, key: str, mime: str, name: str, handle: BinaryIO
+) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    # Field order as the official SDK sends it; OSS wants ``file`` last.
+    form.add_field("OSSAccessKeyId", policy.oss_access_key_id)
+    form.add_field("Signature", policy.signature)
+    form.add_field("policy", policy.policy)
+    form.add_field("key", key)
+    form.add_field("x-oss-object-acl", policy.x_oss_object_acl)
+    form.add_field("x-oss-forbid-overwrite", policy.x_oss_forbid_overwrite)
+    form.add_field("success_action_status", "200")
+    form.add_field("x-oss-content-type", mime)
+    # aiohttp reads file payloads in a worker thread, so the loop never blocks on I/O.
+    form.add_field("file", handle, filename=name, content_type=mime)
+    return form
 
 
 async def _file_size(source: Path) -> int:

@@ -100,7 +100,9 @@ def test_key_never_in_repr() -> None:
 
 
 async def test_headers_per_call(recorder: Recorder) -> None:
-    recorder.reply = {"output": {"task_id": "t", "task_status": "PENDING"}, "request_id": "r"}
+    # One answer that both a detection and a submit can read.
+    output = {"task_id": "t", "task_status": "PENDING", "check_pass": False}
+    recorder.reply = {"output": output, "request_id": "r"}
     async with _client(recorder, workspace="ws-42") as client:
         await client.detect_emo("https://example.com/a.png")
         await client.detect_emo("oss://dashscope-instant/x/a.png")
@@ -122,12 +124,12 @@ async def test_headers_per_call(recorder: Recorder) -> None:
 
 
 async def test_no_credentials_to_other_hosts(recorder: Recorder, tmp_path: Any) -> None:
-    recorder.raw = "video-bytes"
+    recorder.raw = "\0\0\0\x14ftypisom video-bytes"  # an MP4 opens with its ftyp box
     async with _client(recorder) as client:
         await client.download(f"{recorder.url}/results/x.mp4?Expires=1", tmp_path / "x.mp4")
     ((_, _, headers),) = recorder.seen
     assert "Authorization" not in headers
-    assert (tmp_path / "x.mp4").read_text() == "video-bytes"
+    assert (tmp_path / "x.mp4").read_text() == recorder.raw
 
 
 async def test_callers_session_stays_open(recorder: Recorder) -> None:

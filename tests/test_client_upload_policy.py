@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -105,8 +107,11 @@ async def test_cancelled_upload_closes_its_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class HangingTransport:
-        async def post_form(self, *args: object, **kwargs: object) -> None:
-            await anyio.sleep_forever()
+        async def post_form(
+            self, url: str, form: Callable[[], AbstractAsyncContextManager[object]], **kw: object
+        ) -> None:
+            async with form():
+                await anyio.sleep_forever()
 
     handles: list[BinaryIO] = []
     real_open = Path.open

@@ -100,6 +100,27 @@ async def test_overwrite_is_refused_with_oss_xml(api: Api) -> None:
     assert "<Code>FileAlreadyExists</Code>" in text
 
 
+async def test_an_upload_whose_answer_is_lost_is_stored(api: Api) -> None:
+    policy = await upload_policy(api)
+    api.emulator.set_faults(drop_after_rate={"oss_upload": 1.0})
+    with pytest.raises(aiohttp.ClientError):
+        await upload_file(api, policy, "lost.wav", b"RIFF1")
+    api.emulator.set_faults(drop_after_rate={})
+    # The object landed: sending it again meets the overwrite guard.
+    status, text = await upload_file(api, policy, "lost.wav", b"RIFF1")
+    assert status == 409
+    assert "<Code>FileAlreadyExists</Code>" in text
+
+
+async def test_a_dropped_upload_is_not_stored(api: Api) -> None:
+    policy = await upload_policy(api)
+    api.emulator.set_faults(drop_rate={"oss_upload": 1.0})
+    with pytest.raises(aiohttp.ClientError):
+        await upload_file(api, policy, "dropped.wav", b"RIFF1")
+    api.emulator.set_faults(drop_rate={})
+    assert (await upload_file(api, policy, "dropped.wav", b"RIFF1"))[0] == 200
+
+
 @pytest.mark.parametrize(
     ("overrides", "status", "code"),
     [

@@ -55,6 +55,8 @@ CLIENT_NAMES = {
     "ResultURLExpiredError",
     "UploadError",
     "MissingAPIKeyError",
+    "ConfigurationError",
+    "InvalidResponseError",
 }
 
 

@@ -19,7 +19,7 @@ from ._config import EmulatorConfig
 from ._core import EmulatorState
 from ._driver import Driver
 from ._errors import ApiError
-from ._faults import drop_connection, injected_error, should_drop, should_drop_after
+from ._faults import drop_connection, garbled, injected_error, should_drop, should_drop_after
 from ._files import create_files_app
 from ._keys import ACCOUNT, KEY_ID, STATE
 from ._model_names import DETECT_MODELS, SYNTHESIS_MODELS
@@ -101,7 +101,7 @@ async def _serve(
     response: web.StreamResponse = await handler(request)
     if should_drop_after(faults, route, state.rng):
         return drop_connection(request)
-    return response
+    return await garbled(faults, route, request, response)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -34,6 +34,12 @@ class ErrorSpec(BaseModel):
 
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+DownloadFault = Literal["html", "longer", "endless", "stall"]
+#: A malformed answer: "empty" (no body), "html" (a proxy's page), "array" (JSON, not an
+#: object), "empty_object" (``{}``), "wrong_types" (the real answer with every value of
+#: another type), "huge" (a JSON object of 8 MiB, Content-Length announced), "endless" (a
+#: chunked JSON body that never ends).
+MalformedKind = Literal["empty", "html", "array", "empty_object", "wrong_types", "huge", "endless"]
 
 
 class Faults(BaseModel):
@@ -57,6 +63,13 @@ class Faults(BaseModel):
     stall_rate: Probability = 0.0
     #: When set, a result download stops after this many body bytes and the connection closes.
     download_cut_bytes: int | None = Field(default=None, ge=0)
+    #: When set, every result download misbehaves: "html" answers 200 with an HTML page
+    #: instead of the video, "longer" sends bytes beyond its Content-Length, "endless" streams
+    #: a body that never ends, "stall" sends half of the video and then nothing.
+    download_fault: DownloadFault | None = None
+    #: ``{route: kind}``: the route's successful answers are replaced, after the request took
+    #: effect, by a malformed 200 of that kind (see ``MalformedKind``).
+    malformed: dict[str, MalformedKind] = Field(default_factory=dict)
     #: Seed of the random generator deciding which requests and tasks misbehave.
     seed: int | None = None
 

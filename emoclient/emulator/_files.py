@@ -8,7 +8,13 @@ import anyio
 from aiohttp import web
 
 from ._core import EmulatorState
-from ._faults import drop_connection, injected_error, should_drop
+from ._faults import (
+    bad_download,
+    drop_connection,
+    injected_error,
+    should_drop,
+    should_drop_after,
+)
 from ._keys import STATE
 from ._results import parse_range, placeholder_video
 from ._state import Task
@@ -26,20 +32,28 @@ async def count_foreign_auth(request: web.Request, handler: Any) -> web.StreamRe
 
 @web.middleware
 async def files_faults(request: web.Request, handler: Any) -> web.StreamResponse:
-    """The error, drop and latency faults of the upload and result routes, OSS-style."""
+    """The error, drop and latency faults of the upload and result routes, OSS-style.
+
+    An upload's answer can also be lost after it was stored (``drop_after_rate``); a result
+    download has sent its body by then, so only its earlier faults apply.
+    """
     route = _ROUTES.get(request.match_info.handler)
-    if route is not None:
-        state = request.app[STATE]
-        faults = state.faults
-        if faults.latency > 0:
-            await anyio.sleep(faults.latency)
-        if should_drop(faults, route, state.rng):
-            return drop_connection(request)
-        failure = injected_error(faults, route, state.rng)
-        if failure is not None:
-            code = "InternalError" if failure.status == 500 else "ServiceUnavailable"
-            return oss_error(failure.status, code, "Please try again later.")
+    if route is None:
+        passed: web.StreamResponse = await handler(request)
+        return passed
+    state = request.app[STATE]
+    faults = state.faults
+    if faults.latency > 0:
+        await anyio.sleep(faults.latency)
+    if should_drop(faults, route, state.rng):
+        return drop_connection(request)
+    failure = injected_error(faults, route, state.rng)
+    if failure is not None:
+        code = "InternalError" if failure.status == 500 else "ServiceUnavailable"
+        return oss_error(failure.status, code, "Please try again later.")
     result: web.StreamResponse = await handler(request)
+    if not result.prepared and should_drop_after(faults, route, state.rng):
+        return drop_connection(request)
     return result
 
 
@@ -88,6 +102,8 @@ async def result_download(request: web.Request) -> web.StreamResponse:
     data, task = found
     account = state.account(task.account)
     state.count(account, "result_download", task.model)
+    if state.faults.download_fault is not None:
+        return await bad_download(state.faults.download_fault, request, data)
     wanted = parse_range(request.headers.get("Range"), len(data))
     if wanted is False:
         return web.Response(status=416, headers={"Content-Range": f"bytes */{len(data)}"})
