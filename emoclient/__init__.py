@@ -86,6 +86,7 @@ if TYPE_CHECKING:
     from emoclient._batch.batch import (
         EventHandler,
     )
+    from emoclient._blocking import BlockingEmoClient
     from emoclient._store import (
         AccountStore,
         Intent,
@@ -100,6 +101,7 @@ if TYPE_CHECKING:
 # The batch half (SQLite journal, scheduler, manifests) loads on first use, so that one API
 # call does not pay for it: ``import emoclient`` stays as light as the client needs.
 _LAZY = {
+    "BlockingEmoClient": "emoclient._blocking",
     "QueueFullError": "emoclient._batch",
     "JobState": "emoclient._batch",
     "JobQueue": "emoclient._batch",
@@ -173,6 +175,7 @@ __all__ = [
     "BatchEvent",
     "BatchFinished",
     "BatchSummary",
+    "BlockingEmoClient",
     "ConfigurationError",
     "ConnectError",
     "Detection",

@@ -11,6 +11,7 @@ import emoclient
 
 CLIENT_NAMES = {
     "EmoClient",
+    "BlockingEmoClient",
     "Detection",
     "DrivenId",
     "Model",
