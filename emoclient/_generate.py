@@ -6,6 +6,7 @@ uploaded once for the detect model and once for the synthesis model.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
@@ -25,6 +26,10 @@ from emoclient._models import (
 )
 
 __all__ = ["Client", "generate_emo", "generate_emoji"]
+
+logger = logging.getLogger("emoclient")
+# How long a cancelled call may still take to cancel its task at the service.
+_CANCEL_GRACE = 10.0
 
 
 class _Limits(Protocol):
@@ -65,6 +70,8 @@ class Client(Protocol):
     async def wait(self, task_id: str, *, timeout: float | None = ...) -> Task: ...  # noqa: ASYNC109
 
     async def download(self, url: str, path: str | os.PathLike[str]) -> Path: ...
+
+    async def cancel(self, task_id: str) -> None: ...
 
 
 async def _resolve_all(client: Client, *pairs: tuple[str | os.PathLike[str], Model]) -> list[str]:
@@ -107,9 +114,30 @@ async def generate_emo(
         submitted = await client.submit_emo(
             image_url, audio_url, face_bbox=face, ext_bbox=ext, style_level=style_level
         )
-        task = await client.wait(submitted.task_id, timeout=wait_timeout)
+        task = await _wait_or_cancel(client, submitted.task_id, wait_timeout)
     assert task.video_url is not None  # a SUCCEEDED task always carries its URL
     return await client.download(task.video_url, out)
+
+
+async def _wait_or_cancel(client: Client, task_id: str, timeout: float | None) -> Task:  # noqa: ASYNC109
+    """Wait for the task; when the caller is cancelled meanwhile (a closed HTTP request, a
+    timeout around the call), cancel the task at the service too while it is PENDING, so
+    nothing is billed for a video nobody waits for."""
+    try:
+        return await client.wait(task_id, timeout=timeout)
+    except anyio.get_cancelled_exc_class():
+        with anyio.move_on_after(_CANCEL_GRACE, shield=True):
+            try:
+                await client.cancel(task_id)
+                logger.info("generate_*: cancelled task %s at the service (not billed)", task_id)
+            except Exception as exc:  # it runs already: the service cannot stop it
+                logger.warning(
+                    "generate_* was cancelled, but task %s could not be (%s): it is billed; "
+                    "its video can still be fetched with wait() and download()",
+                    task_id,
+                    exc,
+                )
+        raise
 
 
 async def generate_emoji(
@@ -130,6 +158,6 @@ async def generate_emoji(
         submitted = await client.submit_emoji(
             image_url, driven_id=driven_id, face_bbox=face, ext_bbox=ext
         )
-        task = await client.wait(submitted.task_id, timeout=wait_timeout)
+        task = await _wait_or_cancel(client, submitted.task_id, wait_timeout)
     assert task.video_url is not None  # a SUCCEEDED task always carries its URL
     return await client.download(task.video_url, out)

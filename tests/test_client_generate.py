@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -99,3 +100,33 @@ async def test_generate_with_a_missing_file_raises_upload_error(tmp_path: Path) 
                 tmp_path / "missing.jpg", speech(tmp_path), out=tmp_path / "x.mp4"
             )
     assert "missing.jpg" in str(caught.value)
+
+
+@pytest.mark.parametrize("model", ["emo", "emoji"])
+async def test_cancelling_generate_cancels_its_pending_task(tmp_path: Path, model: str) -> None:
+    image, voice = portrait(tmp_path), speech(tmp_path)
+    async with serve(EmulatorConfig.fast(speed=0.0)) as emulator, make_client(emulator) as client:
+        # Another task holds the model's running slot: ours will wait, PENDING.
+        blocker = await client.upload(image, model=f"{model}-v1")
+        if model == "emo":
+            audio = await client.upload(voice, model="emo-v1")
+            await client.submit_emo(blocker.url, audio.url, face_bbox=BOX, ext_bbox=EXT)
+        else:
+            await client.submit_emoji(
+                blocker.url, driven_id="mengwa_kaixin", face_bbox=BOX, ext_bbox=EXT
+            )
+        async with anyio.create_task_group() as tg:
+            out = tmp_path / "out.mp4"
+            if model == "emo":
+                tg.start_soon(partial(client.generate_emo, image, voice, out=out))
+            else:
+                tg.start_soon(partial(client.generate_emoji, image, "mengwa_kaixin", out=out))
+            with anyio.fail_after(10):  # a deadline; the server's state is polled
+                while account_stats(await emulator.stats())["submissions"] < 2:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()  # the caller gives up (say, its HTTP client left)
+        tasks = account_stats(await emulator.stats())["tasks"]
+    assert tasks == {"RUNNING": 1, "CANCELED": 1}  # nothing billed for the abandoned call
+
+
+BOX, EXT = (100, 100, 300, 300), (0, 0, 400, 400)
