@@ -98,7 +98,8 @@ class PollSchedule:
         if expected is not None and p.started_at is not None:
             early = p.started_at + self.early * expected
             if now + self.min_interval < early:
-                p.next_poll = early
+                # Every wait is bounded: a wrong guess of the length costs a query, not the slot.
+                p.next_poll = min(early, now + self.max_interval)
                 return started
             step, growth = max(self.min_interval, self.step * expected), self.growth
         else:
@@ -112,7 +113,10 @@ class PollSchedule:
         p.status = TaskStatus.RUNNING
         p.started_at = max(p.submitted_at, ended)
         p.interval = 0.0
-        p.next_poll = now if expected is None else p.started_at + self.early * expected
+        if expected is None:
+            p.next_poll = now
+        else:
+            p.next_poll = min(p.started_at + self.early * expected, now + self.max_interval)
 
     def _grow(self, interval: float, step: float, growth: float) -> float:
         return min(step if interval <= 0 else interval * growth, self.max_interval)
@@ -245,7 +249,14 @@ class AccountTiming:
         """Record how long a SUCCEEDED task of ``output_seconds`` took."""
         if not output_seconds:
             return
-        end = (p.last_running + now) / 2 if p.last_running is not None else now
-        # A task from an earlier run may have started long before we first saw it.
-        local = end - p.started_at if p.started_at is not None and not p.resumed else None
+        local = None
+        # A task from an earlier run may have started long before we first saw it; one never
+        # seen RUNNING gives no end worth learning from.
+        if p.started_at is not None and not p.resumed and p.last_running is not None:
+            # It ended after the last RUNNING answer. When that answer is old (we waited
+            # long), the middle of the gap would teach our own waiting as the task's length,
+            # and every next wait would grow: lean on the side we saw instead.
+            gap = now - p.last_running
+            end = p.last_running + min(gap, 2 * self.schedule.min_interval) / 2
+            local = end - p.started_at
         self.learned.observe(output_seconds, local, server_seconds)

@@ -30,8 +30,13 @@ def test_backs_off_to_the_cap_and_resets_on_change() -> None:
     assert _delays(s, [(P, 0.0)] * 5 + [(R, 100.0)]) == [2.0, 4.0, 8.0, 15.0, 15.0, 2.0]
 
 
-def test_running_task_polled_near_its_expected_end() -> None:
-    s = PollSchedule(min_interval=3.0, max_interval=15.0)
+def test_running_task_polled_near_its_expected_end_within_the_cap() -> None:
+    capped = PollSchedule(min_interval=3.0, max_interval=15.0)
+    q = Progress()
+    capped.pending(q, 0.0)
+    capped.running(q, 10.0, expected=100.0)
+    assert q.next_poll == 25.0  # every wait is bounded by max_interval, whatever the guess
+    s = PollSchedule(min_interval=3.0, max_interval=150.0)
     p = Progress()
     s.pending(p, 0.0)
     assert p.next_poll == 3.0

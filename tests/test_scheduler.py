@@ -372,3 +372,16 @@ def _collect(events: list[BatchEvent]) -> Callable[[BatchEvent], Awaitable[None]
         events.append(event)
 
     return emit
+
+
+def test_our_own_waiting_is_not_learned_as_the_task_s_length() -> None:
+    timing = _timing(poll_min=0.5, poll_max=30.0)
+    p = Progress()
+    timing.submitted(p, 0.0, alone=True)
+    timing.running(p, 1.0, output_seconds=5.0)  # started about 0.5
+    # The next answer came 19 s later (we were waiting for something else): the task ended
+    # somewhere in between, and the middle (10.5) would teach a length of 10 s.
+    timing.learn(p, output_seconds=5.0, now=20.0, server_seconds=None)
+    expected = timing.expected_length(5.0)
+    assert expected is not None
+    assert expected <= 1.0
