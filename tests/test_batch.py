@@ -131,3 +131,20 @@ async def test_a_failing_event_handler_surfaces_as_itself(
             Batch(client, out_dir=tmp_path / "out", options=options(), on_event=broken) as batch,
         ):
             await collect(batch, emo_jobs(*inputs, 2))
+
+
+async def test_a_cold_batch_uploads_and_detects_each_distinct_file_once(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    images, sounds = make_inputs(tmp_path / "in", portraits=2, audios=1)
+    jobs = emo_jobs(images, sounds, 8)  # 8 jobs over 2 portraits and 1 voice
+    async with (
+        make_client(emulator) as client,
+        Batch(client, out_dir=tmp_path / "out", options=options(), prepare_concurrency=4) as batch,
+    ):
+        results = await collect(batch, jobs)
+    assert Counter(r.status for r in results) == {"succeeded": 8}
+    routes = account_stats(await emulator.stats())["routes"]
+    # Each portrait once for emo-detect-v1 and once for emo-v1, the voice once: 5 uploads.
+    assert routes["oss_upload"]["requests"] == 5
+    assert routes["detect"]["requests"] == 2  # detection is billed per call: once per image

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import anyio
+
 from emoclient._batch.checks import estimate_seconds, inspect
 from emoclient._batch.jobs import Job, is_url, local_path
 from emoclient._batch.journal import CachedDetection
@@ -53,6 +55,12 @@ class Preparer:
         self._client = client
         self._ledger = ledger
         self._upload_margin = upload_margin
+        # Jobs sharing a file are prepared side by side: one upload and one (billed)
+        # detection per content, the others wait for it and take it from the journal.
+        self._locks: dict[tuple[str, ...], anyio.Lock] = {}
+
+    def _lock(self, *key: str) -> anyio.Lock:
+        return self._locks.setdefault(key, anyio.Lock())
 
     async def prepare(self, job: Job, ticket: Ticket, digests: dict[str, str]) -> Rejection | None:
         """Make ``ticket.submit`` ready for ``job``, or say why the job cannot be submitted."""
@@ -83,6 +91,18 @@ class Preparer:
         if job.face_bbox is not None and job.ext_bbox is not None:
             return job.face_bbox, job.ext_bbox
         model, ratio = job.detect_model, job.detect_ratio
+        async with self._lock("detect", digest, model, ratio):
+            cached = await self._detection(job, ticket, digest)
+        if not cached.passed or cached.face_bbox is None or cached.ext_bbox is None:
+            message = (
+                f"{model} rejected the portrait {job.image}: {cached.code or 'no code'}: "
+                f"{cached.message or 'no message'}. Use a portrait of one front-facing person"
+            )
+            return Rejection("failed", message, cached.code)
+        return cached.face_bbox, cached.ext_bbox
+
+    async def _detection(self, job: Job, ticket: Ticket, digest: str) -> CachedDetection:
+        model, ratio = job.detect_model, job.detect_ratio
         cached = await self._ledger.cached_detection(digest, model, ratio)
         if cached is None:
             url = await self._url(ticket, "image", job.image, digest, model)
@@ -97,19 +117,19 @@ class Preparer:
             await self._ledger.detected(ticket, cached, cache=(digest, model, ratio))
         else:
             await self._ledger.detected(ticket, cached, cache=None)
-        if not cached.passed or cached.face_bbox is None or cached.ext_bbox is None:
-            message = (
-                f"{model} rejected the portrait {job.image}: {cached.code or 'no code'}: "
-                f"{cached.message or 'no message'}. Use a portrait of one front-facing person"
-            )
-            return Rejection("failed", message, cached.code)
-        return cached.face_bbox, cached.ext_bbox
+        return cached
 
     async def _url(
         self, ticket: Ticket, name: str, source: str | Path, digest: str, model: str
     ) -> str:
         if is_url(source):
             return str(source)
+        async with self._lock("upload", digest, model):
+            return await self._upload(ticket, name, source, digest, model)
+
+    async def _upload(
+        self, ticket: Ticket, name: str, source: str | Path, digest: str, model: str
+    ) -> str:
         valid_after = time.time() + self._upload_margin
         cached = await self._ledger.cached_upload(ticket, digest, model, valid_after=valid_after)
         if cached is not None:
