@@ -4,7 +4,7 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from emoclient._client import EmoClient
+from emoclient._client import EmoClient, EmoClientWithRawResponse
 from emoclient._exceptions import (
     APIStatusError,
     AuthenticationError,
@@ -46,6 +46,8 @@ from emoclient._models import (
     TaskSummary,
     UploadedFile,
 )
+from emoclient._options import Timeout
+from emoclient._raw import RawResponse
 from emoclient._retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -68,6 +70,7 @@ if TYPE_CHECKING:
         JobQueue,
         JobQueued,
         JobReconciled,
+        JobResubmitted,
         JobResult,
         JobResumed,
         JobStarted,
@@ -86,7 +89,7 @@ if TYPE_CHECKING:
     from emoclient._batch.batch import (
         EventHandler,
     )
-    from emoclient._blocking import BlockingEmoClient
+    from emoclient._blocking import BlockingEmoClient, BlockingEmoClientWithRawResponse
     from emoclient._store import (
         AccountStore,
         Intent,
@@ -102,6 +105,7 @@ if TYPE_CHECKING:
 # call does not pay for it: ``import emoclient`` stays as light as the client needs.
 _LAZY = {
     "BlockingEmoClient": "emoclient._blocking",
+    "BlockingEmoClientWithRawResponse": "emoclient._blocking",
     "QueueFullError": "emoclient._batch",
     "JobState": "emoclient._batch",
     "JobQueue": "emoclient._batch",
@@ -131,6 +135,7 @@ _LAZY = {
     "JobPreflightFailed": "emoclient._batch",
     "JobQueued": "emoclient._batch",
     "JobReconciled": "emoclient._batch",
+    "JobResubmitted": "emoclient._batch",
     "JobResult": "emoclient._batch",
     "JobResumed": "emoclient._batch",
     "JobStarted": "emoclient._batch",
@@ -176,6 +181,7 @@ __all__ = [
     "BatchFinished",
     "BatchSummary",
     "BlockingEmoClient",
+    "BlockingEmoClientWithRawResponse",
     "ConfigurationError",
     "ConnectError",
     "Detection",
@@ -183,6 +189,7 @@ __all__ = [
     "DownloadError",
     "DrivenId",
     "EmoClient",
+    "EmoClientWithRawResponse",
     "EmoError",
     "EmoJob",
     "EmojiJob",
@@ -201,6 +208,7 @@ __all__ = [
     "JobQueue",
     "JobQueued",
     "JobReconciled",
+    "JobResubmitted",
     "JobResult",
     "JobResumed",
     "JobStarted",
@@ -221,6 +229,7 @@ __all__ = [
     "RateLimiter",
     "Rates",
     "Ratio",
+    "RawResponse",
     "RedisStore",
     "RequestTimeoutError",
     "ResultStatus",
@@ -241,6 +250,7 @@ __all__ = [
     "TaskFailedError",
     "TaskStatus",
     "TaskSummary",
+    "Timeout",
     "TransportError",
     "UploadError",
     "UploadedFile",

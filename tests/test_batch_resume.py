@@ -13,7 +13,7 @@ from batch_support import collect, emo_jobs, make_inputs, options
 from client_support import account_stats, make_client, new_key
 
 from emoclient._batch import Batch, JobResult
-from emoclient._batch.events import BatchEvent, JobReconciled, JobSubmitted
+from emoclient._batch.events import BatchEvent, JobReconciled, JobResubmitted, JobSubmitted
 from emoclient._batch.jobs import Job
 from emoclient._retry import RetryPolicy
 from emoclient.emulator import EmulatorConfig, RunningEmulator
@@ -271,3 +271,43 @@ async def test_partial_downloads_of_a_killed_run_are_removed(
     assert batch.summary.counts == {"succeeded": 1}
     assert not await anyio.Path(stale).exists()
     assert await anyio.Path(mine).exists()
+
+
+async def test_a_task_the_service_failed_itself_is_submitted_again(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    jobs = emo_jobs(*make_inputs(tmp_path / "in", portraits=1), 1)
+    emulator.set_faults(task_failure_rate=1.0)  # InternalError.Algo: billed nothing
+    events: list[BatchEvent] = []
+
+    def heal(event: BatchEvent) -> None:
+        events.append(event)
+        if isinstance(event, JobResubmitted):
+            emulator.set_faults(task_failure_rate=0.0)
+
+    async with (
+        make_client(emulator) as client,
+        Batch(client, out_dir=tmp_path / "out", options=options(), on_event=heal) as batch,
+    ):
+        results = [r async for r in batch.run(jobs)]
+    assert [r.status for r in results] == ["succeeded"]
+    (again,) = [e for e in events if isinstance(e, JobResubmitted)]
+    assert again.code == "InternalError.Algo"
+    assert again.attempt == 1
+    assert batch.summary.resubmitted == 1
+    assert account_stats(await emulator.stats())["submissions"] == 2
+
+
+async def test_resubmitting_after_the_service_s_failures_is_bounded(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    jobs = emo_jobs(*make_inputs(tmp_path / "in", portraits=1), 1)
+    emulator.set_faults(task_failure_rate=1.0)
+    async with (
+        make_client(emulator) as client,
+        Batch(client, out_dir=tmp_path / "out", options=options(resubmits=2)) as batch,
+    ):
+        results = [r async for r in batch.run(jobs)]
+    assert [(r.status, r.code) for r in results] == [("failed", "InternalError.Algo")]
+    assert batch.summary.resubmitted == 2
+    assert account_stats(await emulator.stats())["submissions"] == 3  # the first and 2 more

@@ -11,7 +11,11 @@ import emoclient
 
 CLIENT_NAMES = {
     "EmoClient",
+    "EmoClientWithRawResponse",
     "BlockingEmoClient",
+    "BlockingEmoClientWithRawResponse",
+    "RawResponse",
+    "Timeout",
     "Detection",
     "DrivenId",
     "Model",
@@ -117,6 +121,7 @@ EXPECTED_ALL = CLIENT_NAMES | {
     "JobPreflightFailed",
     "JobQueued",
     "JobReconciled",
+    "JobResubmitted",
     "JobResult",
     "JobResumed",
     "JobStarted",

@@ -23,6 +23,7 @@ __all__ = [
     "JobPreflightFailed",
     "JobQueued",
     "JobReconciled",
+    "JobResubmitted",
     "JobResumed",
     "JobStarted",
     "JobSubmitted",
@@ -158,6 +159,16 @@ class JobExpired(JobEvent):
     """The task or its result URL expired before the video could be fetched."""
 
     message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobResubmitted(JobEvent):
+    """The task failed with the service's own error (nothing billed); the job goes again
+    (``attempt`` of the scheduler's ``resubmits``). ``task_id`` is the failed task."""
+
+    code: str | None
+    message: str
+    attempt: int
 
 
 @dataclass(frozen=True, kw_only=True)

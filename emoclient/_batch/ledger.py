@@ -30,6 +30,7 @@ from emoclient._batch.events import (
     JobPreflightFailed,
     JobQueued,
     JobReconciled,
+    JobResubmitted,
     JobResumed,
     JobStarted,
     JobSubmitted,
@@ -72,6 +73,7 @@ class Ticket:
     base_url: str = ""
     errors: int = 0  # query failures in a row
     withdrawn: bool = False  # cancelled by the caller before its submit
+    resubmits: int = 0  # times submitted again after the service's own failure
     slot: anyio.Event | None = None  # set to give the account's window slot back
 
     @property
@@ -109,6 +111,8 @@ class BatchSummary:
     elapsed: float = 0.0
     interrupted: int = 0
     stopped: bool = False
+    #: Tasks submitted again after the service's own failure (billed nothing).
+    resubmitted: int = 0
 
     @property
     def total(self) -> int:
@@ -308,6 +312,18 @@ class Ledger:
         await self._emit(self._event(JobReconciled, ticket, task_id, found=task_id is not None))
 
     # --- running --------------------------------------------------------------------------
+
+    async def resubmitting(
+        self, ticket: Ticket, *, code: str | None, message: str | None, limit: int
+    ) -> None:
+        """The task FAILED with the service's own error (not billed): the job goes again."""
+        why = f"{code or 'no code'}: {message or 'no message'}"
+        note = f"task {ticket.task_id} failed ({why}); submitted again ({ticket.resubmits}/{limit})"
+        await self._journal.update(ticket.key, state=State.NEW, task_id=None, code=code, error=note)
+        self._summary.resubmitted += 1
+        await self._emit(
+            self._event(JobResubmitted, ticket, code=code, message=note, attempt=ticket.resubmits)
+        )
 
     async def started(self, ticket: Ticket) -> None:
         """The task holds the account's running slot."""

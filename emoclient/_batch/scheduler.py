@@ -26,9 +26,12 @@ from emoclient._client import EmoClient
 from emoclient._exceptions import APIStatusError, EmoError, NotFoundError, RateLimitError
 from emoclient._models import Model, Task, TaskStatus
 from emoclient._retry import RetryPolicy
-from emoclient._timing import AccountTiming, PollSchedule
+from emoclient._timing import AccountTiming, PollSchedule, Progress
 
 __all__ = ["Scheduler", "SchedulerOptions", "poll_schedule"]
+
+# Task failure codes of the service itself (API.md 3.4): nothing was billed, a retry may pass.
+_TRANSIENT_CODES = ("InternalError", "SystemError", "ModelServiceFailed")
 
 
 @dataclass
@@ -49,6 +52,9 @@ class SchedulerOptions:
     task_ttl: float = 24 * 3600.0
     expiry_margin: float = 4 * 3600.0
     download_workers: int = 2
+    #: A task that FAILED with the service's own error (``InternalError...``, billed nothing)
+    #: is submitted again this many times; content errors never are.
+    resubmits: int = 2
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=4))
     query_retry: RetryPolicy = field(
         default_factory=lambda: RetryPolicy(max_attempts=8, base_delay=1.0, max_delay=30.0)
@@ -391,7 +397,10 @@ class Scheduler:
             await self._ledger.succeeded(ticket, task, url_expires_at=task.url_expires_at())
             await self._lane.put(ticket)
         elif task.status is TaskStatus.FAILED:
-            await self._ledger.failed(ticket, task.code, task.message or "the task failed")
+            if self._may_resubmit(ticket, task.code):
+                await self._resubmit(ticket, task)
+            else:
+                await self._ledger.failed(ticket, task.code, task.message or "the task failed")
         elif task.status is TaskStatus.CANCELED:
             await self._ledger.canceled(ticket, "the task was cancelled; rerun to redo")
         else:
@@ -400,6 +409,34 @@ class Scheduler:
                 "ran out. Rerun with retry to submit it again"
             )
             await self._ledger.expired(ticket, message)
+
+    def _may_resubmit(self, ticket: Ticket, code: str | None) -> bool:
+        # The service's own failures bill nothing and may pass; content errors never will.
+        transient = code is not None and code.startswith(_TRANSIENT_CODES)
+        return (
+            transient
+            and ticket.submit is not None
+            and ticket.resubmits < self._opt.resubmits
+            and not self._held_back(ticket)
+        )
+
+    async def _resubmit(self, ticket: Ticket, task: Task) -> None:
+        ticket.resubmits += 1
+        await self._ledger.resubmitting(
+            ticket, code=task.code, message=task.message, limit=self._opt.resubmits
+        )
+        ticket.task_id, ticket.progress = None, Progress()
+        assert self._tg is not None
+        self._submitting += 1  # the poller waits for it (see drain())
+        self._tg.start_soon(self._submit_again, ticket)
+
+    async def _submit_again(self, ticket: Ticket) -> None:
+        try:
+            if not await self._submit(ticket, intent_at=None):
+                await self._ledger.held_back(ticket, "the batch was stopped")
+        finally:
+            self._submitting -= 1
+            await self._notify()
 
     async def _cancel_pending(self) -> None:
         for ticket in list(self._live.values()):

@@ -340,6 +340,12 @@ async def _key_refused(client: EmoClient) -> str | None:
     return None
 
 
+def _retried(summary: BatchSummary) -> list[str]:
+    if not summary.resubmitted:
+        return []
+    return [f"{summary.resubmitted} task(s) failed on the service's side and were submitted again"]
+
+
 def _read_keys(options: BatchOptions) -> list[tuple[str | None, str | None, str]]:
     """``(key, account, where)`` per key: ``--api-key-file``'s lines, else the one key.
 
@@ -468,6 +474,7 @@ def _report(
             billed_seconds=batch_summary.billed_seconds,
             estimated_cost_cny=batch_summary.estimated_cost_cny,
             elapsed=elapsed,
+            extra=_retried(batch_summary),
         )
         + "\n"
     )

@@ -31,6 +31,7 @@ from emoclient._batch.events import (
     JobPreflightFailed,
     JobQueued,
     JobReconciled,
+    JobResubmitted,
     JobResumed,
     JobStarted,
     JobSubmitted,
@@ -52,6 +53,7 @@ _STATE_OF: dict[type[JobEvent], str] = {
     JobDetected: "preparing",
     JobSubmitted: "pending",
     JobReconciled: "pending",
+    JobResubmitted: "queued",
     JobStarted: "running",
     JobSucceeded: "downloading",
     JobDownloaded: "done",
@@ -275,6 +277,8 @@ def _describe(event: JobEvent) -> str:
         return f"detection {verdict}{' (cached)' if event.cached else ''}"
     if isinstance(event, JobReconciled):
         return "lost submit matched a task" if event.found else "lost submit: no task was made"
+    if isinstance(event, JobResubmitted):
+        return event.message
     if isinstance(event, JobSucceeded):
         return f"succeeded, {event.video_duration:g} s of video"
     if isinstance(event, JobDownloaded):
