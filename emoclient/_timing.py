@@ -209,6 +209,18 @@ class AccountTiming:
         """Predicted running time on our clock; None before the first task taught us."""
         return self.learned.local.predict(output_seconds)
 
+    def service_per_local(self, output_seconds: float) -> float:
+        """Service seconds per second of our clock, as both fits tell (1 until they do).
+
+        The real service's clock runs at ours; the emulator's may run faster. Task lifetimes
+        are service time, so a wait on our clock is scaled by this before it is compared.
+        """
+        server = self.learned.server.predict(output_seconds)
+        local = self.learned.local.predict(output_seconds)
+        if server is None or local is None or local <= 0:
+            return 1.0
+        return server / local
+
     def admits(self, live: Iterable[float], new: float, *, budget: float) -> bool:
         """Whether a task of ``new`` output seconds, queued behind tasks of ``live`` output
         seconds, would end within ``budget`` service seconds (always, with nothing ahead)."""

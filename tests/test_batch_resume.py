@@ -13,7 +13,13 @@ from batch_support import collect, emo_jobs, make_inputs, options
 from client_support import account_stats, make_client, new_key
 
 from emoclient._batch import Batch, JobResult
-from emoclient._batch.events import BatchEvent, JobReconciled, JobResubmitted, JobSubmitted
+from emoclient._batch.events import (
+    BatchEvent,
+    JobReconciled,
+    JobResubmitted,
+    JobStalled,
+    JobSubmitted,
+)
 from emoclient._batch.jobs import Job
 from emoclient._retry import RetryPolicy
 from emoclient.emulator import EmulatorConfig, RunningEmulator
@@ -311,3 +317,37 @@ async def test_resubmitting_after_the_service_s_failures_is_bounded(
     assert [(r.status, r.code) for r in results] == [("failed", "InternalError.Algo")]
     assert batch.summary.resubmitted == 2
     assert account_stats(await emulator.stats())["submissions"] == 3  # the first and 2 more
+
+
+async def test_a_stalled_task_is_reported_and_the_task_behind_it_never_expires(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    jobs = emo_jobs(*make_inputs(tmp_path / "in", portraits=3), 3)
+    events: list[BatchEvent] = []
+
+    def watch(event: BatchEvent) -> None:
+        events.append(event)
+        if isinstance(event, JobSubmitted) and event.label == "row 2":
+            emulator.set_faults(stall_rate=1.0)  # every later task stays RUNNING for good
+        if isinstance(event, JobResubmitted) and event.code == "Requeued":
+            batch.stop()
+
+    # A task life of 100 service seconds: the one queued behind the stalled task would
+    # expire in the queue long before the stall ends.
+    settings = options(stall_min=0.0, stall_repeat=0.2, task_ttl=100.0, expiry_margin=0.0)
+    with anyio.fail_after(30):  # a deadline, not a synchronisation
+        async with (
+            make_client(emulator) as client,
+            Batch(client, out_dir=tmp_path / "out", options=settings, on_event=watch) as batch,
+        ):
+            results = [r async for r in batch.run(jobs)]
+    stalled = [e for e in events if isinstance(e, JobStalled)]
+    assert stalled
+    assert "RUNNING for" in stalled[0].message
+    requeued = [e for e in events if isinstance(e, JobResubmitted) and e.code == "Requeued"]
+    assert requeued
+    assert "stalled task" in requeued[0].message
+    assert Counter(r.status for r in results)["succeeded"] == 1
+    tasks = account_stats(await emulator.stats())["tasks"]
+    assert tasks.get("CANCELED", 0) >= 1  # the queued one, before its life ran out
+    assert tasks.get("UNKNOWN", 0) == 0  # nothing expired in the queue

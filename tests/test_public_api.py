@@ -124,6 +124,7 @@ EXPECTED_ALL = CLIENT_NAMES | {
     "JobResubmitted",
     "JobResult",
     "JobResumed",
+    "JobStalled",
     "JobStarted",
     "JobSubmitted",
     "JobSucceeded",

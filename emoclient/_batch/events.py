@@ -25,6 +25,7 @@ __all__ = [
     "JobReconciled",
     "JobResubmitted",
     "JobResumed",
+    "JobStalled",
     "JobStarted",
     "JobSubmitted",
     "JobSucceeded",
@@ -169,6 +170,15 @@ class JobResubmitted(JobEvent):
     code: str | None
     message: str
     attempt: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobStalled(JobEvent):
+    """The task has been RUNNING for ``running_for`` seconds, far past its ``expected``."""
+
+    running_for: float
+    expected: float
+    message: str
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,6 +9,7 @@ writes job rows or builds job events; the rest of the batch reads the journal th
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from emoclient._batch.events import (
     JobReconciled,
     JobResubmitted,
     JobResumed,
+    JobStalled,
     JobStarted,
     JobSubmitted,
     JobSucceeded,
@@ -47,6 +49,7 @@ __all__ = ["BatchSummary", "JobResult", "Ledger", "ResultStatus", "Ticket"]
 ResultStatus = Literal["succeeded", "failed", "expired", "canceled", "invalid"]
 
 _E = TypeVar("_E", bound=JobEvent)
+logger = logging.getLogger("emoclient")
 
 # Output length assumed for a job whose length is not known locally (EMO audio by URL).
 _DEFAULT_OUTPUT_SECONDS = 10.0
@@ -74,6 +77,7 @@ class Ticket:
     errors: int = 0  # query failures in a row
     withdrawn: bool = False  # cancelled by the caller before its submit
     resubmits: int = 0  # times submitted again after the service's own failure
+    stall_warned_at: float | None = None  # when it was last reported as stalled
     slot: anyio.Event | None = None  # set to give the account's window slot back
 
     @property
@@ -323,6 +327,18 @@ class Ledger:
         self._summary.resubmitted += 1
         await self._emit(
             self._event(JobResubmitted, ticket, code=code, message=note, attempt=ticket.resubmits)
+        )
+
+    async def stalled(self, ticket: Ticket, *, running: float, expected: float) -> None:
+        """The task runs far past its expected length (reported again while it lasts)."""
+        message = (
+            f"task {ticket.task_id} has been RUNNING for {running:.0f} s, about "
+            f"{running / expected:.0f}x its expected {expected:.0f} s; the service holds the "
+            "account's slot for it. Tasks queued behind it are kept from expiring"
+        )
+        logger.warning("%s: %s", ticket.label, message)
+        await self._emit(
+            self._event(JobStalled, ticket, running_for=running, expected=expected, message=message)
         )
 
     async def started(self, ticket: Ticket) -> None:

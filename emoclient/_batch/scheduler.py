@@ -55,6 +55,11 @@ class SchedulerOptions:
     #: A task that FAILED with the service's own error (``InternalError...``, billed nothing)
     #: is submitted again this many times; content errors never are.
     resubmits: int = 2
+    #: A task RUNNING ``stall_factor`` times its expected length (and at least ``stall_min``
+    #: seconds) is reported as stalled, again every ``stall_repeat`` seconds.
+    stall_factor: float = 3.0
+    stall_min: float = 600.0
+    stall_repeat: float = 600.0
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=4))
     query_retry: RetryPolicy = field(
         default_factory=lambda: RetryPolicy(max_attempts=8, base_delay=1.0, max_delay=30.0)
@@ -358,6 +363,7 @@ class Scheduler:
         if task.status is TaskStatus.RUNNING:
             if timing.running(ticket.progress, now, output_seconds=ticket.expected_seconds):
                 await self._ledger.started(ticket)
+            await self._check_stall(ticket, now)
         elif not task.is_terminal:
             ours_running = any(
                 t.progress.status is TaskStatus.RUNNING for t in self._live_of(ticket.model)
@@ -410,6 +416,43 @@ class Scheduler:
             )
             await self._ledger.expired(ticket, message)
 
+    async def _check_stall(self, ticket: Ticket, now: float) -> None:
+        """Say so when a task runs far past its expected length, and save the tasks queued
+        behind it from expiring: each whose 24 h life runs short is cancelled (it never ran,
+        so nothing is billed) and submitted again, to wait for the slot afresh."""
+        expected = self.timing(ticket.model).expected_length(ticket.expected_seconds)
+        started = ticket.progress.started_at
+        if expected is None or started is None:
+            return
+        running = now - started
+        if running < max(self._opt.stall_factor * expected, self._opt.stall_min):
+            return
+        last = ticket.stall_warned_at
+        if last is not None and now - last < self._opt.stall_repeat:
+            return
+        ticket.stall_warned_at = now
+        await self._ledger.stalled(ticket, running=running, expected=expected)
+        budget = self._opt.task_ttl - self._opt.expiry_margin
+        scale = self.timing(ticket.model).service_per_local(ticket.expected_seconds)
+        for queued in self._live_of(ticket.model):
+            waited = (now - queued.progress.submitted_at) * scale  # in service seconds
+            if queued.progress.status is TaskStatus.RUNNING or waited < budget:
+                continue
+            if queued.submit is None or not await self._try_cancel(queued.task_id or ""):
+                continue
+            self._live.pop(queued.task_id or "", None)
+            self._give_slot_back(queued)
+            await self._ledger.resubmitting(
+                queued,
+                code="Requeued",
+                message=f"queued behind stalled task {ticket.task_id} for {waited:.0f} s",
+                limit=self._opt.resubmits,
+            )
+            queued.task_id, queued.progress = None, Progress()
+            self._submitting += 1
+            assert self._tg is not None
+            self._tg.start_soon(self._submit_again, queued, ticket)
+
     def _may_resubmit(self, ticket: Ticket, code: str | None) -> bool:
         # The service's own failures bill nothing and may pass; content errors never will.
         transient = code is not None and code.startswith(_TRANSIENT_CODES)
@@ -430,8 +473,12 @@ class Scheduler:
         self._submitting += 1  # the poller waits for it (see drain())
         self._tg.start_soon(self._submit_again, ticket)
 
-    async def _submit_again(self, ticket: Ticket) -> None:
+    async def _submit_again(self, ticket: Ticket, behind: Ticket | None = None) -> None:
         try:
+            if behind is not None:  # once the stalled task has freed the slot
+                async with self._changed:
+                    while behind.task_id in self._live and not self._held_back(ticket):
+                        await self._changed.wait()
             if not await self._submit(ticket, intent_at=None):
                 await self._ledger.held_back(ticket, "the batch was stopped")
         finally:

@@ -33,6 +33,7 @@ from emoclient._batch.events import (
     JobReconciled,
     JobResubmitted,
     JobResumed,
+    JobStalled,
     JobStarted,
     JobSubmitted,
     JobSucceeded,
@@ -277,7 +278,7 @@ def _describe(event: JobEvent) -> str:
         return f"detection {verdict}{' (cached)' if event.cached else ''}"
     if isinstance(event, JobReconciled):
         return "lost submit matched a task" if event.found else "lost submit: no task was made"
-    if isinstance(event, JobResubmitted):
+    if isinstance(event, JobResubmitted | JobStalled):
         return event.message
     if isinstance(event, JobSucceeded):
         return f"succeeded, {event.video_duration:g} s of video"
