@@ -1,7 +1,6 @@
 """emoclient: the asyncio-native client for DashScope's EMO and Emoji portrait-video models."""
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from emoclient._client import EmoClient, EmoClientWithRawResponse
@@ -51,6 +50,7 @@ from emoclient._raw import RawResponse
 from emoclient._retry import RetryPolicy
 
 if TYPE_CHECKING:
+    __version__: str
     from emoclient._batch import (
         Batch,
         BatchEvent,
@@ -153,7 +153,20 @@ _LAZY = {
 }
 
 
+def _version() -> str:
+    # importlib.metadata alone costs more than a tenth of the import: only on demand.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("emoclient")
+    except PackageNotFoundError:  # pragma: no cover - a source tree without install
+        return "0.0.0"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'emoclient' has no attribute {name!r}")
@@ -165,11 +178,6 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(__all__)
 
-
-try:
-    __version__ = version("emoclient")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0"
 
 __all__ = [
     "APIStatusError",

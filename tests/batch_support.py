@@ -7,7 +7,7 @@ from typing import Any
 
 from emoclient._batch import Batch, JobResult
 from emoclient._batch.jobs import EmojiJob, EmoJob, Job
-from emoclient._batch.scheduler import SchedulerOptions
+from emoclient._batch.options import SchedulerOptions
 from emoclient._retry import RetryPolicy
 from emoclient.emulator.samples import make_portrait, make_speech
 

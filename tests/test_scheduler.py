@@ -19,7 +19,7 @@ from emoclient._batch.events import BatchEvent, JobQueued, JobReconciled, JobSub
 from emoclient._batch.jobs import EmoJob
 from emoclient._batch.journal import Journal, State
 from emoclient._batch.ledger import Ledger
-from emoclient._batch.scheduler import poll_schedule
+from emoclient._batch.options import poll_schedule
 from emoclient._models import Task, TaskStatus
 from emoclient._retry import RetryPolicy
 from emoclient._timing import AccountTiming, Learned, Progress

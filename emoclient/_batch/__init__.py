@@ -42,8 +42,8 @@ from emoclient._batch.events import (
 )
 from emoclient._batch.jobs import EmojiJob, EmoJob, Job
 from emoclient._batch.ledger import BatchSummary, JobResult, ResultStatus
+from emoclient._batch.options import SchedulerOptions
 from emoclient._batch.queue import JobHandle, JobQueue, JobState, QueueFullError
-from emoclient._batch.scheduler import SchedulerOptions
 
 __all__ = [
     "JOURNAL_NAME",

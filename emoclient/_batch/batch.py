@@ -30,9 +30,10 @@ from emoclient._batch.events import BatchEvent, BatchFinished
 from emoclient._batch.jobs import Job, aiterate, input_digests, key_from, output_name
 from emoclient._batch.journal import JobRecord, Journal, State
 from emoclient._batch.ledger import BatchSummary, JobResult, Ledger, Ticket
+from emoclient._batch.options import SchedulerOptions
 from emoclient._batch.prepare import Preparer
 from emoclient._batch.run_lock import RunLock
-from emoclient._batch.scheduler import Scheduler, SchedulerOptions
+from emoclient._batch.scheduler import Scheduler
 from emoclient._batch.submit import Owner, release_job
 from emoclient._client import EmoClient
 from emoclient._exceptions import JournalError

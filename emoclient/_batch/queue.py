@@ -39,7 +39,7 @@ from emoclient._batch.events import (
 from emoclient._batch.jobs import Job, input_digests, key_from
 from emoclient._batch.journal import JobRecord, State
 from emoclient._batch.ledger import JobResult
-from emoclient._batch.scheduler import SchedulerOptions
+from emoclient._batch.options import SchedulerOptions
 from emoclient._client import EmoClient
 from emoclient._exceptions import EmoError, WaitTimeoutError
 

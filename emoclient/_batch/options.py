@@ -1,0 +1,56 @@
+"""The scheduler's tuning knobs, and the poll schedule they describe."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from emoclient._retry import RetryPolicy
+from emoclient._timing import PollSchedule
+
+__all__ = ["SchedulerOptions", "poll_schedule"]
+
+
+@dataclass
+class SchedulerOptions:
+    """Tuning knobs; the defaults suit the real service and the emulator alike.
+
+    ``retry`` paces the batch's own second tries, after the transport's HTTP retries gave up:
+    sending a submit again once its lost answer was looked for, and downloading again;
+    ``query_retry`` the poller's queries of one task. A persistent 429 on a submit therefore
+    costs the transport's ``RetryPolicy.max_attempts`` POSTs (5 by default), never more.
+    """
+
+    window: int = 2
+    poll_min: float = 0.05
+    poll_max: float = 30.0
+    pending_poll: float = 60.0
+    queries_per_second: float = 5.0
+    task_ttl: float = 24 * 3600.0
+    expiry_margin: float = 4 * 3600.0
+    download_workers: int = 2
+    #: A task that FAILED with the service's own error (``InternalError...``, billed nothing)
+    #: is submitted again this many times; content errors never are.
+    resubmits: int = 2
+    #: A task RUNNING ``stall_factor`` times its expected length (and at least ``stall_min``
+    #: seconds) is reported as stalled, again every ``stall_repeat`` seconds.
+    stall_factor: float = 3.0
+    stall_min: float = 600.0
+    stall_repeat: float = 600.0
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=4))
+    query_retry: RetryPolicy = field(
+        default_factory=lambda: RetryPolicy(max_attempts=8, base_delay=1.0, max_delay=30.0)
+    )
+    clock: Callable[[], float] = field(default=time.monotonic)
+
+
+def poll_schedule(options: SchedulerOptions) -> PollSchedule:
+    """The poll schedule ``options`` describe."""
+    return PollSchedule(
+        min_interval=options.poll_min,
+        max_interval=options.poll_max,
+        growth=1.5,
+        probe_growth=2.0,  # nothing learned yet: find the scale fast
+        queued_interval=options.pending_poll,
+    )
