@@ -103,3 +103,20 @@ async def test_submit_of_a_rejected_portrait_reports_the_detection(
     assert error["error"] == "DetectionFailedError"
     assert "InvalidFile.FullFace" in error["message"]
     assert image in error["message"]
+
+
+def test_the_emulator_without_its_extra_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    from emoclient._cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "av" else real(name, *a)
+    )
+    assert main(["emulator", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "PyAV is missing" in err
+    assert "emoclient[emulator]" in err

@@ -185,6 +185,14 @@ async def _serve_until_signalled(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT (Ctrl-C) or SIGTERM; return the shell's exit code for it."""
+    missing = missing_extra()
+    if missing is not None:
+        print(
+            f"emoclient emulator: it renders videos with PyAV, Pillow and numpy ({missing} is "
+            "missing); install the extra: pip install 'emoclient[emulator]'",
+            file=sys.stderr,
+        )
+        return 2
     try:
         return anyio.run(_serve_until_signalled, args)
     except OSError as exc:
@@ -194,3 +202,13 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def missing_extra() -> str | None:
+    """The first package of the ``emulator`` extra that cannot be found, if any."""
+    from importlib.util import find_spec
+
+    for module, name in (("av", "PyAV"), ("PIL", "Pillow"), ("numpy", "numpy")):
+        if find_spec(module) is None:
+            return name
+    return None
