@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self
 
 import aiohttp
-import anyio
 
-from emoclient import _generate
+from emoclient import _generate, _requests
 from emoclient._download import download_file
-from emoclient._exceptions import (
-    APIStatusError,
-    MissingAPIKeyError,
-    TaskCanceledError,
-    TaskExpiredError,
-    TaskFailedError,
-    TransportError,
-    WaitTimeoutError,
-)
+from emoclient._exceptions import MissingAPIKeyError
+from emoclient._inputs import InputCache
 from emoclient._limits import AccountLimits, Rates, account_id, limits_for, shared_store
 from emoclient._models import (
-    SERVICE_TZ,
     Detection,
     DrivenId,
     Model,
@@ -37,52 +29,21 @@ from emoclient._models import (
     TaskStatus,
     TaskSummary,
     UploadedFile,
-    parse_bbox,
     parse_detection,
 )
-from emoclient._retry import RetryPolicy, is_retryable_status
+from emoclient._options import RequestOptions, Timeout, as_timeout, call_options, retry_with
+from emoclient._raw import raw_call
+from emoclient._retry import RetryPolicy
 from emoclient._settings import DEFAULT_BASE_URL, checked_base_url, checked_key
-from emoclient._timing import PollSchedule, Progress
+from emoclient._timing import PollSchedule
 from emoclient._transport import Transport
 from emoclient._upload import Uploader
+from emoclient._wait import wait_for
 
 if TYPE_CHECKING:
     from emoclient._store import AccountStore
 
-__all__ = ["DEFAULT_BASE_URL", "EmoClient"]
-
-
-_DETECT_PATH = "services/aigc/image2video/face-detect"
-_SYNTHESIS_PATH = "services/aigc/image2video/video-synthesis"
-_OSS_RESOLVE = {"X-DashScope-OssResourceResolve": "enable"}
-_LAST_POLL_GRACE = 5.0
-# An upload cached for generate_* is reused only while it has this much life left.
-_UPLOAD_REUSE_MARGIN = timedelta(hours=1)
-
-
-_E = TypeVar("_E", StyleLevel, DrivenId, Ratio)
-
-
-def _enum(cls: type[_E], name: str, value: str) -> _E:
-    try:
-        return cls(value)
-    except ValueError:
-        allowed = ", ".join(m.value for m in cls)
-        raise ValueError(f"{name}={value!r} is not one of: {allowed}") from None
-
-
-def _oss_headers(*urls: str) -> dict[str, str]:
-    return dict(_OSS_RESOLVE) if any(u.startswith("oss://") for u in urls) else {}
-
-
-def _list_time(value: datetime, *, round_up: bool = False) -> str:
-    # The list API takes Beijing wall-clock time as YYYYMMDDhhmmss (API.md §2.2); an end
-    # time is rounded up to the whole second so that the window still covers it.
-    if value.tzinfo is not None:
-        value = value.astimezone(SERVICE_TZ)
-    if round_up and value.microsecond:
-        value = value.replace(microsecond=0) + timedelta(seconds=1)
-    return value.strftime("%Y%m%d%H%M%S")
+__all__ = ["DEFAULT_BASE_URL", "EmoClient", "EmoClientWithRawResponse"]
 
 
 class EmoClient:
@@ -90,7 +51,7 @@ class EmoClient:
 
     ``api_key`` and ``base_url`` default to ``DASHSCOPE_API_KEY`` and
     ``DASHSCOPE_HTTP_BASE_URL``; ``workspace`` sets ``X-DashScope-WorkSpace``. ``timeout``
-    bounds each API request (seconds).
+    bounds each attempt at an API request: seconds in all, or a :class:`Timeout`.
 
     Every call goes through the account's limits (``rates``, per model as the service has
     them), kept in the account ``store`` that every client and process of the account shares:
@@ -98,10 +59,17 @@ class EmoClient:
     ``"memory"`` for this process only, or ``"redis://host:port/db"`` across hosts. So many
     concurrent calls, from any number of processes, never provoke a 429. An account is the
     key by default; keys of one Alibaba Cloud account share its limits when given the same
-    ``account`` name (or ``EMOCLIENT_ACCOUNT``). ``retry`` says how a request is retried.
+    ``account`` name (or ``EMOCLIENT_ACCOUNT``). ``retry`` says how a request is retried;
+    ``max_retries=n`` is short for ``RetryPolicy(max_attempts=n + 1)``, and given with
+    ``retry`` it replaces that policy's ``max_attempts`` (its delays stay).
     ``poll_interval``, ``max_poll_interval`` and ``wait_timeout`` are the defaults of
     :meth:`wait`. Pass ``session`` to reuse an aiohttp session; the client does not close a
     session it did not create.
+
+    The calls that make one API request (``detect_*``, ``submit_*``, ``get_task``, ``cancel``,
+    ``list_tasks``, ``iter_tasks``) also take ``timeout=`` and ``extra_headers=`` for that
+    request only; :meth:`with_options` changes them (and ``max_retries``) for every call of a
+    copy, and :attr:`with_raw_response` gives the HTTP answer's headers and request id.
     """
 
     def __init__(
@@ -110,9 +78,10 @@ class EmoClient:
         *,
         base_url: str | None = None,
         workspace: str | None = None,
-        timeout: float = 60.0,
+        timeout: float | Timeout = 60.0,
         session: aiohttp.ClientSession | None = None,
         retry: RetryPolicy | None = None,
+        max_retries: int | None = None,
         rates: Rates | None = None,
         account: str | None = None,
         store: AccountStore | str | os.PathLike[str] | None = None,
@@ -140,11 +109,10 @@ class EmoClient:
             workspace=workspace,
             timeout=timeout,
             session=session,
-            retry=retry or RetryPolicy(),
+            retry=retry_with(retry, max_retries),
         )
         self._uploader = Uploader(self._transport, self.limits.upload)
-        self._uploads: dict[tuple[str, str], UploadedFile] = {}
-        self._upload_locks: dict[tuple[str, str], anyio.Lock] = {}
+        self._inputs = InputCache()
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.wait_timeout = wait_timeout
@@ -170,31 +138,79 @@ class EmoClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP session if the client created it."""
+        """Close the HTTP session if the client created it (a copy leaves it open)."""
         await self._transport.aclose()
 
+    def with_options(
+        self,
+        *,
+        timeout: float | Timeout | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Self:
+        """A copy of this client with other defaults for every call: ``timeout`` per attempt,
+        ``max_retries`` (the retry policy's delays stay), ``extra_headers`` added to this
+        client's (``Authorization`` is refused).
+
+        The copy shares this client's HTTP session, account limits and uploads, so it costs
+        nothing to make one per call: ``await client.with_options(timeout=5).get_task(id)``.
+        Closing the copy leaves the session open; close the original when done.
+        """
+        transport = self._transport
+        clone = copy.copy(self)
+        clone._transport = transport.with_options(
+            timeout=None if timeout is None else as_timeout(timeout),
+            retry=None if max_retries is None else retry_with(transport.retry, max_retries),
+            extra_headers=extra_headers,
+        )
+        clone._uploader = Uploader(clone._transport, self.limits.upload)
+        return clone
+
+    @property
+    def with_raw_response(self) -> EmoClientWithRawResponse:
+        """The single-request calls, each returning a :class:`RawResponse`: the answer's
+        ``status``, ``headers`` and ``request_id``, and ``parse()`` for the usual value."""
+        return EmoClientWithRawResponse(self)
+
     # -- detection ------------------------------------------------------------------------
+    # ``timeout`` below is one request's limit (openai's and httpx's name), not a deadline on
+    # the caller's work: ASYNC109's advice, a cancel scope around the call, would not retry.
 
-    async def detect_emo(self, image_url: str, *, ratio: Ratio | str = Ratio.SQUARE) -> Detection:
+    async def detect_emo(
+        self,
+        image_url: str,
+        *,
+        ratio: Ratio | str = Ratio.SQUARE,
+        timeout: float | Timeout | None = None,  # noqa: ASYNC109
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Detection:
         """Check a portrait for emo-v1; ``ratio`` "1:1" (head) or "3:4" (half body)."""
-        return await self._detect(Model.EMO_DETECT, image_url, _enum(Ratio, "ratio", ratio))
+        ratio = _requests.checked_enum(Ratio, "ratio", ratio)
+        options = call_options(timeout, extra_headers)
+        return await self._detect(Model.EMO_DETECT, image_url, ratio, options)
 
-    async def detect_emoji(self, image_url: str) -> Detection:
+    async def detect_emoji(
+        self,
+        image_url: str,
+        *,
+        timeout: float | Timeout | None = None,  # noqa: ASYNC109
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Detection:
         """Check a portrait for emoji-v1 (always 1:1)."""
-        return await self._detect(Model.EMOJI_DETECT, image_url, Ratio.SQUARE)
+        options = call_options(timeout, extra_headers)
+        return await self._detect(Model.EMOJI_DETECT, image_url, Ratio.SQUARE, options)
 
-    async def _detect(self, model: Model, image_url: str, ratio: Ratio) -> Detection:
+    async def _detect(
+        self, model: Model, image_url: str, ratio: Ratio, options: RequestOptions
+    ) -> Detection:
         body = await self._transport.call(
             "POST",
-            _DETECT_PATH,
+            _requests.DETECT_PATH,
             operation=f"{model} detection of {image_url}",
             limiter=self.limits.detect(model),
-            json_body={
-                "model": model.value,
-                "input": {"image_url": image_url},
-                "parameters": {"ratio": ratio.value},
-            },
-            headers=_oss_headers(image_url),
+            json_body=_requests.detect_body(model, image_url, ratio),
+            headers=_requests.oss_headers(image_url),
+            options=options,
         )
         return parse_detection(body, model=model, ratio=ratio)
 
@@ -208,22 +224,18 @@ class EmoClient:
         face_bbox: Sequence[int],
         ext_bbox: Sequence[int],
         style_level: StyleLevel | str = StyleLevel.NORMAL,
+        timeout: float | Timeout | None = None,  # noqa: ASYNC109
+        extra_headers: Mapping[str, str] | None = None,
     ) -> SubmittedTask:
         """Start an emo-v1 task (portrait + voice → talking head); bboxes come from detect_emo.
 
         Raises :class:`SubmitOutcomeUnknownError` when the answer was lost and a task may exist.
         """
-        payload = {
-            "model": Model.EMO.value,
-            "input": {
-                "image_url": image_url,
-                "audio_url": audio_url,
-                "face_bbox": list(parse_bbox(face_bbox, name="face_bbox")),
-                "ext_bbox": list(parse_bbox(ext_bbox, name="ext_bbox")),
-            },
-            "parameters": {"style_level": _enum(StyleLevel, "style_level", style_level).value},
-        }
-        return await self._submit(Model.EMO, payload, image_url, audio_url)
+        body = _requests.emo_body(
+            image_url, audio_url, face_bbox=face_bbox, ext_bbox=ext_bbox, style_level=style_level
+        )
+        options = call_options(timeout, extra_headers)
+        return await self._submit(Model.EMO, body, (image_url, audio_url), options)
 
     async def submit_emoji(
         self,
@@ -232,49 +244,67 @@ class EmoClient:
         driven_id: DrivenId | str,
         face_bbox: Sequence[int],
         ext_bbox: Sequence[int],
+        timeout: float | Timeout | None = None,  # noqa: ASYNC109
+        extra_headers: Mapping[str, str] | None = None,
     ) -> SubmittedTask:
         """Start an emoji-v1 task (portrait + template → expression video)."""
-        payload = {
-            "model": Model.EMOJI.value,
-            "input": {
-                "image_url": image_url,
-                "driven_id": _enum(DrivenId, "driven_id", driven_id).value,
-                "face_bbox": list(parse_bbox(face_bbox, name="face_bbox")),
-                "ext_bbox": list(parse_bbox(ext_bbox, name="ext_bbox")),
-            },
-        }
-        return await self._submit(Model.EMOJI, payload, image_url)
+        body = _requests.emoji_body(
+            image_url, driven_id=driven_id, face_bbox=face_bbox, ext_bbox=ext_bbox
+        )
+        options = call_options(timeout, extra_headers)
+        return await self._submit(Model.EMOJI, body, (image_url,), options)
 
-    async def _submit(self, model: Model, payload: dict[str, Any], *urls: str) -> SubmittedTask:
+    async def _submit(
+        self,
+        model: Model,
+        payload: dict[str, Any],
+        urls: tuple[str, ...],
+        options: RequestOptions,
+    ) -> SubmittedTask:
         body = await self._transport.submit(
-            _SYNTHESIS_PATH,
+            _requests.SYNTHESIS_PATH,
             model=model.value,
             operation=f"submitting a {model} task",
             limiter=self.limits.submit(model),
             json_body=payload,
-            headers={"X-DashScope-Async": "enable", **_oss_headers(*urls)},
+            headers={"X-DashScope-Async": "enable", **_requests.oss_headers(*urls)},
+            options=options,
         )
         return SubmittedTask.from_response(body, model=model)
 
     # -- tasks ----------------------------------------------------------------------------
 
-    async def get_task(self, task_id: str) -> Task:
+    async def get_task(
+        self,
+        task_id: str,
+        *,
+        timeout: float | Timeout | None = None,  # noqa: ASYNC109
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Task:
         """The task's current state (UNKNOWN when expired or never created)."""
         body = await self._transport.call(
             "GET",
             f"tasks/{task_id}",
             operation=f"querying task {task_id}",
             limiter=self.limits.query,
+            options=call_options(timeout, extra_headers),
         )
         return Task.from_response(body)
 
-    async def cancel(self, task_id: str) -> None:
+    async def cancel(
+        self,
+        task_id: str,
+        *,
+        timeout: float | Timeout | None = None,  # noqa: ASYNC109
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> None:
         """Cancel a PENDING task; a task that already runs gives BadRequestError."""
         await self._transport.call(
             "POST",
             f"tasks/{task_id}/cancel",
             operation=f"canceling task {task_id}",
             limiter=self.limits.query,
+            options=call_options(timeout, extra_headers),
         )
 
     async def list_tasks(
@@ -285,35 +315,66 @@ class EmoClient:
         start_time: datetime | None = None,
         end_time: datetime | None = None,
         page_size: int = 100,
+        timeout: float | Timeout | None = None,  # noqa: ASYNC109
+        extra_headers: Mapping[str, str] | None = None,
     ) -> AsyncIterator[list[TaskSummary]]:
         """Iterate over pages of the account's tasks; the filters are applied by the service.
 
         ``start_time``/``end_time`` bound the submission time (aware datetimes are converted to
         the service's Beijing time). Rows are :class:`TaskSummary`; UNKNOWN tasks are not listed.
+        For the rows one by one, use :meth:`iter_tasks`.
         """
-        if not 1 <= page_size <= 100:
-            raise ValueError(f"page_size must be within 1..100, got {page_size}")
-        params = {"page_size": str(page_size)}
-        if status is not None:
-            params["status"] = TaskStatus(status).value
-        if model is not None:
-            params["model_name"] = str(model)
-        if start_time is not None:
-            params["start_time"] = _list_time(start_time)
-        if end_time is not None:
-            params["end_time"] = _list_time(end_time, round_up=True)
+        params = _requests.list_params(
+            status=status,
+            model=model,
+            start_time=start_time,
+            end_time=end_time,
+            page_size=page_size,
+        )
+        options = call_options(timeout, extra_headers)
         page_no = 1
         while True:
-            page = await self._list_page({**params, "page_no": str(page_no)})
+            page = await self._list_page({**params, "page_no": str(page_no)}, options)
             if page.tasks:
                 yield page.tasks
             if not page.tasks or page_no >= page.total_page:
                 return
             page_no += 1
 
-    async def _list_page(self, params: Mapping[str, str]) -> TaskPage:
+    async def iter_tasks(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        model: Model | str | None = None,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        page_size: int = 100,
+        timeout: float | Timeout | None = None,  # noqa: ASYNC109
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[TaskSummary]:
+        """The account's tasks one by one, each page read when the loop reaches it; the
+        arguments are those of :meth:`list_tasks`."""
+        pages = self.list_tasks(
+            status=status,
+            model=model,
+            start_time=start_time,
+            end_time=end_time,
+            page_size=page_size,
+            timeout=timeout,
+            extra_headers=extra_headers,
+        )
+        async for page in pages:
+            for row in page:
+                yield row
+
+    async def _list_page(self, params: Mapping[str, str], options: RequestOptions) -> TaskPage:
         body = await self._transport.call(
-            "GET", "tasks", operation="listing tasks", limiter=self.limits.query, params=params
+            "GET",
+            "tasks",
+            operation="listing tasks",
+            limiter=self.limits.query,
+            params=params,
+            options=options,
         )
         return TaskPage.from_response(body)
 
@@ -342,41 +403,7 @@ class EmoClient:
             # A first interval above the cap (e.g. EmoClient(poll_interval=20)) lifts the cap.
             max_interval=max(max_poll_interval or self.max_poll_interval, first),
         )
-        start = anyio.current_time()
-        deadline = start + limit
-        progress = Progress(submitted_at=start)
-        last: TaskStatus | None = None
-        while True:
-            task = await self._poll_once(task_id, deadline)
-            if task is not None:
-                _raise_if_unsuccessful(task)
-                if task.status is TaskStatus.SUCCEEDED:
-                    return task
-                last = task.status
-            now = anyio.current_time()
-            remaining = deadline - now
-            if remaining <= 0:
-                raise WaitTimeoutError(task_id=task_id, timeout=limit, last_status=last)
-            if last is TaskStatus.RUNNING:
-                schedule.running(progress, now, expected=expected_seconds)
-            else:
-                schedule.pending(progress, now)
-            await anyio.sleep(min(progress.next_poll - now, remaining))
-
-    async def _poll_once(self, task_id: str, deadline: float) -> Task | None:
-        """One query; a transient failure (after the transport's retries) returns None."""
-        try:
-            # The poll at the deadline still gets a moment to answer.
-            with anyio.fail_after(max(_LAST_POLL_GRACE, deadline - anyio.current_time())):
-                return await self.get_task(task_id)
-        except TimeoutError:
-            return None
-        except TransportError:
-            return None
-        except APIStatusError as exc:
-            if is_retryable_status(exc.status, exc.code):
-                return None
-            raise
+        return await wait_for(self.get_task, task_id, limit, schedule, expected_seconds)
 
     # -- files ----------------------------------------------------------------------------
 
@@ -434,27 +461,22 @@ class EmoClient:
         A local file is uploaded once per model and reused while it has an hour left, even
         when many calls ask for it at the same time.
         """
-        text = os.fspath(source)
-        if text.startswith(("http://", "https://", "oss://")):
-            return text
-        key = (_absolute(text), Model(model).value)
-        async with self._upload_locks.setdefault(key, anyio.Lock()):
-            cached = self._uploads.get(key)
-            if cached is None or cached.expires_at - _UPLOAD_REUSE_MARGIN <= datetime.now(UTC):
-                cached = await self.upload(text, model=model)
-                self._uploads[key] = cached
-        return cached.url
+        return await self._inputs.resolve(source, Model(model), self._upload)
+
+    async def _upload(self, path: str, model: Model) -> UploadedFile:
+        return await self.upload(path, model=model)
 
 
-def _absolute(path: str) -> str:
-    # getcwd() only, no file-system walk; cheap enough to call on the loop.
-    return os.path.abspath(path)
+class EmoClientWithRawResponse:
+    """The calls of an :class:`EmoClient` that make one API request, with the same arguments,
+    each returning a :class:`RawResponse` (``status``, ``headers``, ``request_id``,
+    ``parse()``) instead of the parsed value. Get it as ``client.with_raw_response``.
+    """
 
-
-def _raise_if_unsuccessful(task: Task) -> None:
-    if task.status is TaskStatus.FAILED:
-        raise TaskFailedError(task_id=task.task_id, code=task.code, message=task.message)
-    if task.status is TaskStatus.CANCELED:
-        raise TaskCanceledError(task_id=task.task_id)
-    if task.status is TaskStatus.UNKNOWN:
-        raise TaskExpiredError(task_id=task.task_id)
+    def __init__(self, client: EmoClient) -> None:
+        self.detect_emo = raw_call(client.detect_emo)
+        self.detect_emoji = raw_call(client.detect_emoji)
+        self.submit_emo = raw_call(client.submit_emo)
+        self.submit_emoji = raw_call(client.submit_emoji)
+        self.get_task = raw_call(client.get_task)
+        self.cancel = raw_call(client.cancel)

@@ -1,21 +1,23 @@
 """The only user of ``aiohttp.ClientSession``: auth, limits, retries and error mapping.
 
-``Authorization`` goes only to API calls under the base URL; uploads and result downloads go
-out without it. Every aiohttp/asyncio failure becomes an :mod:`emoclient` error here, and
-every HTTP retry happens in :meth:`Transport._request`, the one retry loop.
+``Authorization`` and extra headers go only to API calls under the base URL; uploads and
+result downloads go out without them. Every aiohttp/asyncio failure becomes an
+:mod:`emoclient` error here (by :mod:`emoclient._failures`), and every HTTP retry happens in
+:meth:`Transport._request`, the one retry loop.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiohttp
 import anyio
+from multidict import CIMultiDict
 
 from emoclient._answers import (
     decode,
@@ -25,19 +27,13 @@ from emoclient._answers import (
     request_id_of,
     scrub_urls,
 )
-from emoclient._exceptions import (
-    APIStatusError,
-    ConfigurationError,
-    ConnectError,
-    RateLimitError,
-    RequestTimeoutError,
-    ServerError,
-    SubmitOutcomeUnknownError,
-    TransportError,
-)
+from emoclient._exceptions import APIStatusError, ConfigurationError, TransportError
+from emoclient._failures import Classifier, brief, map_client_error, read_retry, submit_retry
 from emoclient._limits import RateLimiter
 from emoclient._log import logger, switch_on_from_env
-from emoclient._retry import RetryPolicy, is_retryable_status
+from emoclient._options import NO_OPTIONS, RequestOptions, Timeout, as_timeout, checked_headers
+from emoclient._raw import note_answer
+from emoclient._retry import RetryPolicy
 
 __all__ = [
     "Transport",
@@ -64,32 +60,7 @@ _CHUNK = 64 * _KIB
 # OSS's answers to a form POST whose key exists and may not be overwritten.
 _ALREADY_STORED = frozenset({"FileAlreadyExists", "ObjectAlreadyExists"})
 _T = TypeVar("_T")
-Classifier = Callable[[APIStatusError | TransportError], tuple[bool, float | None]]
 Sleep = Callable[[float], Awaitable[None]]
-
-
-def map_client_error(exc: BaseException, *, method: str, url: str) -> TransportError:
-    """The typed error for an aiohttp/asyncio failure that produced no HTTP answer."""
-    where = f"{method} {redact_url(url)}"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return ConnectError(
-            f"Could not connect for {where}: {exc.os_error}. Check the base URL and network.",
-            method=method,
-            url=url,
-        )
-    if isinstance(exc, TimeoutError):  # asyncio.TimeoutError is TimeoutError since 3.11
-        return RequestTimeoutError(
-            f"No complete answer to {where} in time; raise the client's timeout or retry later.",
-            method=method,
-            url=url,
-        )
-    # aiohttp's own text may quote the URL (with its signature) or the bytes it choked on.
-    detail = scrub_urls(str(exc))[:200]
-    return TransportError(
-        f"The connection broke during {where}: {type(exc).__name__}: {detail}. Retry later.",
-        method=method,
-        url=url,
-    )
 
 
 def bytes_from_env(name: str, default: int, *, unit: int) -> int:
@@ -117,12 +88,27 @@ async def _read_at_most(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes
     return bytes(body), True
 
 
+def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(
+        total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.read
+    )
+
+
+class _SharedSession:
+    """The aiohttp session of a transport and its copies, made on first use."""
+
+    def __init__(self, session: aiohttp.ClientSession | None) -> None:
+        self.session = session
+        self.owned = session is None
+
+
 class Transport:
     """HTTP for one client: API calls with auth, limits and retries; bare uploads/downloads.
 
     ``max_json_bytes``, ``max_download_bytes`` and ``min_speed`` default to
     ``EMOCLIENT_MAX_JSON_MB``, ``EMOCLIENT_DOWNLOAD_MAX_MB`` and
-    ``EMOCLIENT_DOWNLOAD_MIN_KBPS`` when those are set.
+    ``EMOCLIENT_DOWNLOAD_MIN_KBPS`` when those are set. ``timeout`` bounds each attempt at an
+    API request; ``extra_headers`` go with every API request (never to other hosts).
     """
 
     def __init__(
@@ -131,9 +117,10 @@ class Transport:
         api_key: str,
         base_url: str,
         workspace: str | None,
-        timeout: float,
+        timeout: float | Timeout,
         session: aiohttp.ClientSession | None,
         retry: RetryPolicy,
+        extra_headers: Mapping[str, str] | None = None,
         sleep: Sleep = anyio.sleep,
         max_json_bytes: int | None = None,
         max_download_bytes: int | None = None,
@@ -143,10 +130,11 @@ class Transport:
         self._api_key = api_key
         self.base_url = base_url.rstrip("/")
         self._workspace = workspace
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._session = session
-        self._owns_session = session is None
+        self.timeout = as_timeout(timeout)
+        self._shared = _SharedSession(session)
+        self._is_copy = False
         self.retry = retry
+        self._extra_headers = CIMultiDict(checked_headers(extra_headers))
         self._sleep = sleep
         self.max_json_bytes = max_json_bytes or bytes_from_env(
             "EMOCLIENT_MAX_JSON_MB", DEFAULT_MAX_JSON_BYTES, unit=_MIB
@@ -164,21 +152,47 @@ class Transport:
     @property
     def session(self) -> aiohttp.ClientSession:
         """The session, created on first use when the caller passed none."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        return self._session
+        shared = self._shared
+        if shared.session is None:
+            shared.session = aiohttp.ClientSession()
+        return shared.session
 
     async def aclose(self) -> None:
-        """Close the session if this transport created it; a caller's session stays open."""
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the session if this transport created it; a caller's session stays open, and
+        so does the session a copy shares with its original."""
+        shared = self._shared
+        if shared.owned and not self._is_copy and shared.session is not None:
+            await shared.session.close()
+            shared.session = None
 
-    def _api_headers(self, extra: Mapping[str, str] | None) -> dict[str, str]:
-        headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
+    def with_options(
+        self,
+        *,
+        timeout: Timeout | None = None,
+        retry: RetryPolicy | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Transport:
+        """A copy with other defaults that shares this transport's session (and never closes
+        it); ``extra_headers`` add to (and replace) this one's."""
+        clone = copy.copy(self)
+        clone._is_copy = True
+        clone.timeout = self.timeout if timeout is None else timeout
+        clone.retry = self.retry if retry is None else retry
+        clone._extra_headers = CIMultiDict(self._extra_headers)
+        clone._extra_headers.update(checked_headers(extra_headers))
+        return clone
+
+    def _api_headers(
+        self, call: Mapping[str, str] | None, extra: Mapping[str, str]
+    ) -> CIMultiDict[str]:
+        # Later layers replace earlier ones whatever the case of the name; the key goes last,
+        # so nothing replaces it (extra headers with Authorization are refused before this).
+        headers = CIMultiDict({"Accept": "application/json"})
         if self._workspace:
             headers["X-DashScope-WorkSpace"] = self._workspace
-        headers.update(extra or {})
+        for layer in (call or {}, self._extra_headers, extra):
+            headers.update(layer)
+        headers["Authorization"] = f"Bearer {self._api_key}"
         return headers
 
     async def _send_once(
@@ -187,9 +201,10 @@ class Transport:
         url: str,
         *,
         operation: str,
-        headers: dict[str, str],
+        headers: Mapping[str, str],
         params: Mapping[str, str] | None,
         json_body: Any,
+        client_timeout: aiohttp.ClientTimeout,
     ) -> dict[str, Any]:
         logger.debug("%s %s (%s)", method, redact_url(url), operation)
         started = anyio.current_time()
@@ -200,7 +215,7 @@ class Transport:
                 headers=headers,
                 params=params,
                 json=json_body,
-                timeout=self._timeout,
+                timeout=client_timeout,
                 allow_redirects=False,
             ) as resp:
                 status, resp_headers, charset = resp.status, resp.headers, resp.charset
@@ -219,7 +234,9 @@ class Transport:
         except APIStatusError as exc:
             _log_answer(method, url, status, started, exc.request_id)
             raise
-        _log_answer(method, url, status, started, request_id_of(body))
+        rid = request_id_of(body)
+        _log_answer(method, url, status, started, rid)
+        note_answer(status, resp_headers, rid)
         return body
 
     def _answer(
@@ -258,6 +275,7 @@ class Transport:
         params: Mapping[str, str] | None = None,
         json_body: Any = None,
         headers: Mapping[str, str] | None = None,
+        options: RequestOptions = NO_OPTIONS,
     ) -> dict[str, Any]:
         """One API read (or idempotent call), retried on 429/5xx/transport errors."""
         return await self._api(
@@ -268,7 +286,8 @@ class Transport:
             params=params,
             json_body=json_body,
             headers=headers,
-            classify=_read_retry,
+            options=options,
+            classify=read_retry,
         )
 
     async def submit(
@@ -280,23 +299,13 @@ class Transport:
         limiter: RateLimiter | None,
         json_body: Any,
         headers: Mapping[str, str] | None = None,
+        options: RequestOptions = NO_OPTIONS,
     ) -> dict[str, Any]:
         """POST a task; retried only when no task can have been created.
 
         A 429 or a refused connection is retried; a 5xx, a timeout, a dropped connection
         after sending or a garbled answer raises :class:`SubmitOutcomeUnknownError` instead.
         """
-        started = datetime.now(UTC)
-
-        def classify(exc: APIStatusError | TransportError) -> tuple[bool, float | None]:
-            if isinstance(exc, ConnectError):
-                return True, None  # the connection never opened: nothing was sent
-            if isinstance(exc, ServerError | TransportError):
-                raise _unknown(exc, model=model, started=started) from exc
-            if isinstance(exc, RateLimitError):
-                return is_retryable_status(429, exc.code), exc.retry_after  # no task was made
-            return False, None
-
         return await self._api(
             "POST",
             path,
@@ -305,7 +314,8 @@ class Transport:
             params=None,
             json_body=json_body,
             headers=headers,
-            classify=classify,
+            options=options,
+            classify=submit_retry(model),
         )
 
     async def _api(
@@ -318,10 +328,12 @@ class Transport:
         params: Mapping[str, str] | None,
         json_body: Any,
         headers: Mapping[str, str] | None,
+        options: RequestOptions,
         classify: Classifier,
     ) -> dict[str, Any]:
         url = f"{self.base_url}/{path.lstrip('/')}"
-        all_headers = self._api_headers(headers)
+        all_headers = self._api_headers(headers, options.headers)
+        timeout = _client_timeout(options.timeout or self.timeout)
         # Operations may quote an input URL, whose query string can be a signature.
         operation = scrub_urls(operation)
 
@@ -333,6 +345,7 @@ class Transport:
                 headers=all_headers,
                 params=params,
                 json_body=json_body,
+                client_timeout=timeout,
             )
 
         return await self._request(send, operation=operation, limiter=limiter, classify=classify)
@@ -369,7 +382,7 @@ class Transport:
                     operation,
                     attempt + 1,
                     attempts,
-                    _brief(exc),
+                    brief(exc),
                     delay,
                 )
             await self._sleep(delay)
@@ -413,8 +426,11 @@ class Transport:
         earlier attempt landed but its answer was lost. ``size`` bytes get at least
         ``min_speed`` bytes per second besides the usual timeout.
         """
-        usual = self._timeout.total or 60.0
-        timeout = aiohttp.ClientTimeout(total=usual + size / self.min_speed)
+        usual = self.timeout.total or 60.0
+        # No read limit: the answer only starts once the whole file is sent.
+        timeout = aiohttp.ClientTimeout(
+            total=usual + size / self.min_speed, sock_connect=self.timeout.connect
+        )
 
         async def send(attempt: int) -> None:
             try:
@@ -429,7 +445,7 @@ class Transport:
                     exc.code,
                 )
 
-        await self._request(send, operation=operation, limiter=None, classify=_read_retry)
+        await self._request(send, operation=operation, limiter=None, classify=read_retry)
 
     async def _post_once(
         self,
@@ -462,30 +478,4 @@ def _log_answer(method: str, url: str, status: int, started: float, rid: str | N
     elapsed = anyio.current_time() - started
     logger.debug(
         "%s %s -> %d in %.3f s [request_id=%s]", method, redact_url(url), status, elapsed, rid
-    )
-
-
-def _brief(exc: APIStatusError | TransportError) -> str:
-    if isinstance(exc, APIStatusError):
-        return f"HTTP {exc.status} {exc.code}, request_id={exc.request_id}"
-    cause = exc.__cause__
-    return type(exc).__name__ + (f": {type(cause).__name__}" if cause is not None else "")
-
-
-def _read_retry(exc: APIStatusError | TransportError) -> tuple[bool, float | None]:
-    """Whether a read may be retried, and the server's Retry-After seconds if it gave one."""
-    if isinstance(exc, TransportError):
-        return True, None
-    if not is_retryable_status(exc.status, exc.code):
-        return False, None
-    return True, exc.retry_after if isinstance(exc, RateLimitError) else None
-
-
-def _unknown(
-    exc: ServerError | TransportError, *, model: str, started: datetime
-) -> SubmitOutcomeUnknownError:
-    reason = f"HTTP {exc.status} {exc.code}" if isinstance(exc, ServerError) else type(exc).__name__
-    logger.warning("submitting a %s task: outcome unknown (%s); a task may exist", model, reason)
-    return SubmitOutcomeUnknownError(
-        model=model, started_at=started, ended_at=datetime.now(UTC), reason=reason
     )
