@@ -111,9 +111,12 @@ async def generate_emo(
     detection = await client.detect_emo(detect_url, ratio=ratio)
     face, ext = detection.boxes(image=os.fspath(image))
     async with client.limits.task_slot(Model.EMO):
-        submitted = await client.submit_emo(
-            image_url, audio_url, face_bbox=face, ext_bbox=ext, style_level=style_level
-        )
+        # A cancel during the POST would lose the new task's id, and the task would run
+        # billed: the submit finishes (shielded, briefly), then the cancel reaches the wait.
+        with anyio.CancelScope(shield=True):
+            submitted = await client.submit_emo(
+                image_url, audio_url, face_bbox=face, ext_bbox=ext, style_level=style_level
+            )
         task = await _wait_or_cancel(client, submitted.task_id, wait_timeout)
     assert task.video_url is not None  # a SUCCEEDED task always carries its URL
     return await client.download(task.video_url, out)
@@ -155,9 +158,10 @@ async def generate_emoji(
     detection = await client.detect_emoji(detect_url)
     face, ext = detection.boxes(image=os.fspath(image))
     async with client.limits.task_slot(Model.EMOJI):
-        submitted = await client.submit_emoji(
-            image_url, driven_id=driven_id, face_bbox=face, ext_bbox=ext
-        )
+        with anyio.CancelScope(shield=True):  # see generate_emo
+            submitted = await client.submit_emoji(
+                image_url, driven_id=driven_id, face_bbox=face, ext_bbox=ext
+            )
         task = await _wait_or_cancel(client, submitted.task_id, wait_timeout)
     assert task.video_url is not None  # a SUCCEEDED task always carries its URL
     return await client.download(task.video_url, out)
