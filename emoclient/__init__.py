@@ -3,52 +3,6 @@
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from emoclient._client import EmoClient, EmoClientWithRawResponse
-from emoclient._exceptions import (
-    APIStatusError,
-    AuthenticationError,
-    BadRequestError,
-    BatchBusyError,
-    ConfigurationError,
-    ConnectError,
-    DetectionFailedError,
-    DownloadError,
-    EmoError,
-    InvalidResponseError,
-    JournalError,
-    MissingAPIKeyError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
-    RequestTimeoutError,
-    ResultURLExpiredError,
-    ServerError,
-    SubmitOutcomeUnknownError,
-    TaskCanceledError,
-    TaskError,
-    TaskExpiredError,
-    TaskFailedError,
-    TransportError,
-    UploadError,
-    WaitTimeoutError,
-)
-from emoclient._limits import AccountLimits, RateLimiter, Rates
-from emoclient._models import (
-    Detection,
-    DrivenId,
-    Model,
-    Ratio,
-    StyleLevel,
-    SubmittedTask,
-    Task,
-    TaskStatus,
-    TaskSummary,
-    UploadedFile,
-)
-from emoclient._options import Timeout
-from emoclient._raw import RawResponse
-from emoclient._retry import RetryPolicy
-
 if TYPE_CHECKING:
     __version__: str
     from emoclient._batch import (
@@ -91,6 +45,51 @@ if TYPE_CHECKING:
         EventHandler,
     )
     from emoclient._blocking import BlockingEmoClient, BlockingEmoClientWithRawResponse
+    from emoclient._client import EmoClient, EmoClientWithRawResponse
+    from emoclient._exceptions import (
+        APIStatusError,
+        AuthenticationError,
+        BadRequestError,
+        BatchBusyError,
+        ConfigurationError,
+        ConnectError,
+        DetectionFailedError,
+        DownloadError,
+        EmoError,
+        InvalidResponseError,
+        JournalError,
+        MissingAPIKeyError,
+        NotFoundError,
+        PermissionDeniedError,
+        RateLimitError,
+        RequestTimeoutError,
+        ResultURLExpiredError,
+        ServerError,
+        SubmitOutcomeUnknownError,
+        TaskCanceledError,
+        TaskError,
+        TaskExpiredError,
+        TaskFailedError,
+        TransportError,
+        UploadError,
+        WaitTimeoutError,
+    )
+    from emoclient._limits import AccountLimits, RateLimiter, Rates
+    from emoclient._models import (
+        Detection,
+        DrivenId,
+        Model,
+        Ratio,
+        StyleLevel,
+        SubmittedTask,
+        Task,
+        TaskStatus,
+        TaskSummary,
+        UploadedFile,
+    )
+    from emoclient._options import Timeout
+    from emoclient._raw import RawResponse
+    from emoclient._retry import RetryPolicy
     from emoclient._store import (
         AccountStore,
         Intent,
@@ -102,9 +101,54 @@ if TYPE_CHECKING:
         open_store,
     )
 
-# The batch half (SQLite journal, scheduler, manifests) loads on first use, so that one API
-# call does not pay for it: ``import emoclient`` stays as light as the client needs.
+# Every name loads on first use (PEP 562): ``import emoclient`` costs next to nothing, the
+# client (aiohttp, pydantic) loads with ``EmoClient`` and the batch half (SQLite journal,
+# scheduler, manifests) only with a batch name, so one API call never pays for a batch.
 _LAZY = {
+    "EmoClient": "emoclient._client",
+    "EmoClientWithRawResponse": "emoclient._client",
+    "APIStatusError": "emoclient._exceptions",
+    "AuthenticationError": "emoclient._exceptions",
+    "BadRequestError": "emoclient._exceptions",
+    "BatchBusyError": "emoclient._exceptions",
+    "ConfigurationError": "emoclient._exceptions",
+    "ConnectError": "emoclient._exceptions",
+    "DetectionFailedError": "emoclient._exceptions",
+    "DownloadError": "emoclient._exceptions",
+    "EmoError": "emoclient._exceptions",
+    "InvalidResponseError": "emoclient._exceptions",
+    "JournalError": "emoclient._exceptions",
+    "MissingAPIKeyError": "emoclient._exceptions",
+    "NotFoundError": "emoclient._exceptions",
+    "PermissionDeniedError": "emoclient._exceptions",
+    "RateLimitError": "emoclient._exceptions",
+    "RequestTimeoutError": "emoclient._exceptions",
+    "ResultURLExpiredError": "emoclient._exceptions",
+    "ServerError": "emoclient._exceptions",
+    "SubmitOutcomeUnknownError": "emoclient._exceptions",
+    "TaskCanceledError": "emoclient._exceptions",
+    "TaskError": "emoclient._exceptions",
+    "TaskExpiredError": "emoclient._exceptions",
+    "TaskFailedError": "emoclient._exceptions",
+    "TransportError": "emoclient._exceptions",
+    "UploadError": "emoclient._exceptions",
+    "WaitTimeoutError": "emoclient._exceptions",
+    "AccountLimits": "emoclient._limits",
+    "RateLimiter": "emoclient._limits",
+    "Rates": "emoclient._limits",
+    "Detection": "emoclient._models",
+    "DrivenId": "emoclient._models",
+    "Model": "emoclient._models",
+    "Ratio": "emoclient._models",
+    "StyleLevel": "emoclient._models",
+    "SubmittedTask": "emoclient._models",
+    "Task": "emoclient._models",
+    "TaskStatus": "emoclient._models",
+    "TaskSummary": "emoclient._models",
+    "UploadedFile": "emoclient._models",
+    "Timeout": "emoclient._options",
+    "RawResponse": "emoclient._raw",
+    "RetryPolicy": "emoclient._retry",
     "BlockingEmoClient": "emoclient._blocking",
     "BlockingEmoClientWithRawResponse": "emoclient._blocking",
     "QueueFullError": "emoclient._batch",
