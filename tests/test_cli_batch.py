@@ -93,3 +93,14 @@ def test_a_bad_window_is_a_usage_error_naming_the_flag(
     done = _cli("batch", str(tmp_path / "m.csv"), "--out", str(tmp_path), "--window", window)
     assert done.returncode == 2
     assert f"argument --window: {message}" in done.stderr
+
+
+def test_errors_inside_a_group_are_each_a_message_not_a_traceback() -> None:
+    from emoclient import JournalError, StoreUnavailableError
+    from emoclient._cli._batch import expected_failures
+
+    group = ExceptionGroup(
+        "two", [JournalError("journal broke"), ExceptionGroup("one", [StoreUnavailableError("x")])]
+    )
+    assert [str(e) for e in expected_failures(group)] == ["journal broke", "x"]
+    assert expected_failures(ExceptionGroup("bug", [KeyError("k"), OSError("disk")])) == []

@@ -158,10 +158,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"emoclient batch: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        cause = expected_failure(exc)
-        if cause is None:
+        causes = expected_failures(exc)
+        if not causes:
             raise
-        print(f"emoclient batch: {cause}", file=sys.stderr)
+        for cause in causes:  # every error's own message, never a group's traceback
+            print(f"emoclient batch: {cause}", file=sys.stderr)
         print(
             "The journal keeps what was done: fix that, then run the same command to resume.",
             file=sys.stderr,
@@ -171,11 +172,25 @@ def main(args: argparse.Namespace) -> int:
 
 def expected_failure(exc: BaseException) -> BaseException | None:
     """The error inside ``exc`` worth a message rather than a traceback (file, journal)."""
-    from emoclient._exceptions import JournalError
+    causes = expected_failures(exc)
+    return causes[0] if len(causes) == 1 else None
 
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc if isinstance(exc, OSError | JournalError | ManifestError) else None
+
+def expected_failures(exc: BaseException) -> list[BaseException]:
+    """The errors inside ``exc`` (a group's leaves) when each is worth a message rather
+    than a traceback: files, the journal, the store, the service; else none."""
+    from emoclient._exceptions import EmoError
+
+    leaves = _leaves(exc)
+    if all(isinstance(e, OSError | EmoError | ManifestError) for e in leaves):
+        return leaves
+    return []
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
 
 
 # -- dry run ----------------------------------------------------------------------------------
