@@ -11,9 +11,9 @@ listed. Candidates are tasks created after the newest task this journal claimed 
 intent, not CANCELED, and claimed by no one. When no other process has a submit of the
 model open, the oldest candidate is the lost one. When others do, the match must not be a
 guess: live intents of others are waited for (they usually resolve within a second);
-intents and candidates that then pair up one to one are matched in order (creation order
-follows submission order); anything else is reported as needing attention and the intent is
-kept, so a rerun looks again. Only one job of a content key is submitted per account, also
+what still overlaps (two answers lost at once, or a dead process's submit) is reported as
+needing attention and the intent is kept, so a rerun looks again; nothing is matched by
+guesswork. Only one job of a content key is submitted per account, also
 across journals: the job is claimed in the store first.
 
 HTTP-level retries (429, refused connections) happen in the transport; this module only
@@ -23,6 +23,7 @@ decides what to do after a submit whose outcome is unknown: look, then send agai
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,9 +41,11 @@ from emoclient._exceptions import (
 )
 from emoclient._models import TaskStatus, TaskSummary
 from emoclient._retry import RetryPolicy
-from emoclient._store import AccountStore, Intent
+from emoclient._store import AccountStore
 
 __all__ = ["JobTakenError", "Owner", "UndecidedError", "find_lost_task", "submit_once"]
+
+logger = logging.getLogger("emoclient")
 
 # How far before the intent to look, for clock skew between us and the service.
 _SKEW = timedelta(hours=1)
@@ -91,7 +94,7 @@ async def find_lost_task(
     model: str,
     intent_at: float,
     owner: str,
-    settle: float = 60.0,
+    settle: float = 30.0,
 ) -> str | None:
     """The id of the task a lost submit of ``model`` at ``intent_at`` created (claimed for
     ``owner``), or None when there is none. Raises :class:`UndecidedError` when other
@@ -102,18 +105,14 @@ async def find_lost_task(
         candidates = await _candidates(client, ledger, store, model=model, intent_at=intent_at)
         if not candidates:
             return None
-        intents = await store.open_intents(account, model)
-        if not any(i.owner == owner for i in intents):  # a store that forgot it (memory)
-            intents.append(Intent(owner=owner, at=intent_at, expires_at=0.0, abandoned=True))
-        others = [i for i in intents if i.owner != owner]
+        others = [i for i in await store.open_intents(account, model) if i.owner != owner]
         if not others:
             choice = candidates[0].task_id
-        elif len(candidates) == len(intents):
-            ranked = sorted(intents, key=lambda i: i.at)
-            mine = next(n for n, i in enumerate(ranked) if i.owner == owner)
-            choice = candidates[mine].task_id
         elif any(not i.abandoned for i in others) and anyio.current_time() < deadline:
-            await anyio.sleep(0.25)  # another process is between its POST and its claim
+            # Another process is between its POST and its claim: once it has claimed its
+            # task, the candidates left are ours. Its order cannot tell which task is whose
+            # (intents are written before the rate grant), so nothing is matched by order.
+            await anyio.sleep(0.25)
             continue
         else:
             raise UndecidedError(
@@ -224,7 +223,14 @@ async def submit_once(
             # Refused (4xx, or a 429 the transport gave up on): no task was created.
             await store.close_intent(account, model, owner=job_owner)
             raise
-        await store.claim_task(account, model, task_id=submitted.task_id, owner=job_owner)
+        holder = await store.claim_task(account, model, task_id=submitted.task_id, owner=job_owner)
+        if holder != job_owner:  # the service's answer says it is ours, whatever was claimed
+            logger.error(
+                "task %s was claimed by %s before its own submit's answer arrived; this job "
+                "keeps it (its journal has the answer)",
+                submitted.task_id,
+                holder,
+            )
         await ledger.submitted(ticket, submitted.task_id)
         return submitted.task_id
 

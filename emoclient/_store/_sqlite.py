@@ -93,7 +93,7 @@ class SQLiteStore:
             ) from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._wal(conn)
             # WAL with NORMAL survives any process crash; only a power cut may lose the last
             # grants, and those are seconds old by the time the host is back.
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -115,6 +115,21 @@ class SQLiteStore:
             conn.close()
             raise
         return conn
+
+    def _wal(self, conn: sqlite3.Connection) -> None:
+        # Switching a new file to WAL answers "locked" at once, without the busy timeout,
+        # while another process is creating the same file: wait for it, as the timeout would.
+        deadline = time.monotonic() + self._busy_ms / 1000
+        delay = 0.005
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay)  # in the store's worker thread, never on the event loop
+            delay = min(delay * 2, 0.1)
 
     def _transaction(self, work: _Work[_T], write: bool) -> _T:
         if self._closed:
