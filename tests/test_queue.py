@@ -154,7 +154,8 @@ async def test_wait_has_a_deadline(frozen: RunningEmulator, tmp_path: Path) -> N
         with pytest.raises(WaitTimeoutError):
             await handle.wait(timeout=0.05)
         frozen.state.clock.set_speed(1000.0)  # closing the queue waits for a running task
-    assert handle.state is JobState.SUCCEEDED
+    # Closing ended it: cancelled if it had not run yet, else finished and downloaded.
+    assert handle.state in {JobState.SUCCEEDED, JobState.CANCELED}
 
 
 async def test_a_restarted_app_takes_its_jobs_up_again(

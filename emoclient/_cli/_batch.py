@@ -27,6 +27,7 @@ from emoclient._batch.checks import Problem, plan_batch
 from emoclient._batch.jobs import EmoJob, Job
 from emoclient._batch.manifest import ManifestError, ManifestJob, ManifestProblem, aread_manifest
 from emoclient._batch.manifest import read_manifest as _read_manifest
+from emoclient._cli._keys import read_keys
 from emoclient._cli._progress import Failure, Mode, ProgressView, render_failures, render_summary
 
 if TYPE_CHECKING:
@@ -294,7 +295,7 @@ async def run_batch(options: BatchOptions) -> int:
     from emoclient._exceptions import JournalError, MissingAPIKeyError
 
     try:
-        keys = await anyio.to_thread.run_sync(_read_keys, options)
+        keys = await anyio.to_thread.run_sync(read_keys, options.api_key, options.api_key_file)
         clients = [
             EmoClient(api_key=key, base_url=options.base_url, store=options.store, account=account)
             for key, account, _ in keys
@@ -359,37 +360,6 @@ def _retried(summary: BatchSummary) -> list[str]:
     if not summary.resubmitted:
         return []
     return [f"{summary.resubmitted} task(s) failed on the service's side and were submitted again"]
-
-
-def _read_keys(options: BatchOptions) -> list[tuple[str | None, str | None, str]]:
-    """``(key, account, where)`` per key: ``--api-key-file``'s lines, else the one key.
-
-    ``where`` names a key in messages without showing it.
-    """
-    if options.api_key_file is None:
-        return [(options.api_key, None, "DASHSCOPE_API_KEY")]
-    path = options.api_key_file
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read the --api-key-file {path}: {exc}") from None
-    keys: list[tuple[str | None, str | None, str]] = []
-    for number, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        key, sep, account = (part.strip() for part in text.partition("="))
-        where = f"the key on line {number} of {path}"
-        if not key or (sep and not account) or any(c.isspace() for c in key):
-            raise ValueError(
-                f"the --api-key-file line {number} of {path} is not KEY or KEY=ACCOUNT"
-            )
-        keys.append((key, account or None, where))
-    if not keys:
-        raise ValueError(
-            f"the --api-key-file {path} holds no key (one per line: KEY or KEY=ACCOUNT)"
-        )
-    return keys
 
 
 async def _run(
