@@ -28,6 +28,7 @@ types: $(STAMP)
 # The Redis store's tests need redis-server; the script installs it where it is missing.
 unit: $(STAMP)
 	sh scripts/ensure-redis.sh
+	sh scripts/ensure-chromium.sh
 	$(BIN)/pytest --cov --cov-report=term -q
 
 emulator: $(STAMP)
