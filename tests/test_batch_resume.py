@@ -6,6 +6,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -351,3 +352,33 @@ async def test_a_stalled_task_is_reported_and_the_task_behind_it_never_expires(
     tasks = account_stats(await emulator.stats())["tasks"]
     assert tasks.get("CANCELED", 0) >= 1  # the queued one, before its life ran out
     assert tasks.get("UNKNOWN", 0) == 0  # nothing expired in the queue
+
+
+async def test_a_claimed_task_the_journal_missed_is_found_not_paid_again(
+    emulator: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from emoclient import JournalError, MemoryStore
+    from emoclient._batch.ledger import Ledger
+
+    jobs = emo_jobs(*make_inputs(tmp_path / "in", portraits=1), 1)
+    key, store, out = new_key(), MemoryStore(), tmp_path / "out"
+    real = Ledger.submitted
+
+    async def lost(self: Ledger, ticket: Any, task_id: str) -> None:
+        raise JournalError("the disk went away")  # after the POST and the store's claim
+
+    monkeypatch.setattr(Ledger, "submitted", lost)
+    async with (
+        make_client(emulator, api_key=key, store=store) as client,
+        Batch(client, out_dir=out, options=options()) as batch,
+    ):
+        first = [r.status async for r in batch.run(jobs)]
+    assert first == ["failed"]
+    monkeypatch.setattr(Ledger, "submitted", real)
+    async with (
+        make_client(emulator, api_key=key, store=store) as client,
+        Batch(client, out_dir=out, options=options()) as batch,
+    ):
+        again = [r.status async for r in batch.run(jobs)]
+    assert again == ["succeeded"]
+    assert account_stats(await emulator.stats())["submissions"] == 1  # paid once

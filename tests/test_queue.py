@@ -213,3 +213,16 @@ async def test_closing_cancels_pending_and_finishes_running(
     assert first.path.exists()
     assert second.state is JobState.CANCELED
     assert account_stats(await frozen.stats())["tasks"] == {"SUCCEEDED": 1, "CANCELED": 1}
+
+
+async def test_an_ended_job_can_be_started_again(frozen: RunningEmulator, tmp_path: Path) -> None:
+    (job,) = _jobs(tmp_path, 1)
+    async with make_client(frozen) as client, _queue(client, tmp_path) as queue:
+        first = await queue.start(job)
+        await _until(first, JobState.SUBMITTED, JobState.RUNNING)
+        frozen.state.clock.set_speed(1000.0)
+        assert (await first.wait(timeout=DEADLINE)).status == "succeeded"
+        first.path.unlink() if first.path else None
+        again = await queue.start(job)  # the same job once more (say, its file was lost)
+        assert again is not first
+        assert (await again.wait(timeout=DEADLINE)).status == "succeeded"

@@ -100,6 +100,9 @@ class Batch:
         self._lock = RunLock(out_dir=self.out_dir, journal=self.journal_path)
         self._accounts: list[_Account] = []
         self._tickets: dict[str, tuple[Ticket, _Account]] = {}
+        self._seen_keys: dict[str, str] = {}
+        self._seen_outputs: dict[str, str] = {}
+        self._output_of: dict[str, str] = {}
         self._tg: TaskGroup | None = None
         self._stop_requested = False
         self._running = False
@@ -244,8 +247,9 @@ class Batch:
         return send
 
     async def _feed(self, jobs: Iterable[Job] | AsyncIterable[Job], ledger: Ledger) -> None:
-        seen_keys: dict[str, str] = {}
-        seen_outputs: dict[str, str] = {}
+        # Jobs under way, by key and by output name: a second one of either would clash.
+        self._seen_keys, self._seen_outputs = {}, {}
+        seen_keys, seen_outputs = self._seen_keys, self._seen_outputs
         async for job in aiterate(jobs):
             if self._stop_requested:
                 break
@@ -258,6 +262,7 @@ class Batch:
                 await ledger.refused(job, message, key=key)
                 continue
             seen_keys[key] = seen_outputs[name] = job.display_label
+            self._output_of[key] = name
             ticket, record = await ledger.open(job, key=key, output=name, path=self.out_dir / name)
             account = self._account_for(record)
             account.take(ticket)
@@ -297,7 +302,10 @@ class Batch:
             await account.scheduler.drain()
 
     async def _ended(self, ticket: Ticket, final: bool) -> None:
+        # An ended job may come again (a long-lived JobQueue retries it).
         self._tickets.pop(ticket.key, None)
+        self._seen_keys.pop(ticket.key, None)
+        self._seen_outputs.pop(self._output_of.pop(ticket.key, ""), None)
         for account in self._accounts:
             if account.client.account_label == ticket.account:
                 await account.ended(ticket, final=final)

@@ -375,7 +375,8 @@ class Ledger:
     async def failed(self, ticket: Ticket, code: str | None, message: str) -> None:
         """The job failed for good (the service refused it, or its task FAILED)."""
         await self._journal.update(ticket.key, state=State.FAILED, code=code, error=message)
-        await self.failed_this_run(ticket, message, code=code)
+        await self._emit(self._event(JobFailed, ticket, code=code, message=message))
+        await self._end(ticket, "failed", message, code)
 
     async def failed_this_run(
         self, ticket: Ticket, message: str, *, code: str | None = None, billed: float = 0.0
@@ -424,7 +425,9 @@ class Ledger:
     ) -> None:
         """Deliver the job's result; ``final`` when the job is done for good (its journal row
         is not live any more)."""
-        job = self._jobs.pop(ticket.key)
+        job = self._jobs.pop(ticket.key, None)
+        if job is None:  # already ended (a race of two ends must not crash the batch)
+            return
         if self._on_end is not None:
             await self._on_end(ticket, final)
         await self._deliver(

@@ -20,7 +20,13 @@ from emoclient._batch.ledger import Ledger, Ticket
 from emoclient._batch.options import SchedulerOptions, poll_schedule
 from emoclient._batch.submit import JobTakenError, Owner, UndecidedError, submit_once
 from emoclient._client import EmoClient
-from emoclient._exceptions import APIStatusError, EmoError, NotFoundError, RateLimitError
+from emoclient._exceptions import (
+    APIStatusError,
+    EmoError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+)
 from emoclient._models import Model, Task, TaskStatus
 from emoclient._timing import AccountTiming, Progress
 
@@ -111,7 +117,8 @@ class Scheduler:
             ticket.task_id
         ):
             return False
-        self._live.pop(ticket.task_id, None)
+        if self._live.pop(ticket.task_id, None) is None:
+            return True  # the poller saw it CANCELED meanwhile and ended the job
         self._give_slot_back(ticket)
         await self._ledger.canceled(ticket, "cancelled before it ran (not billed)")
         await self._notify()
@@ -155,7 +162,12 @@ class Scheduler:
             )
         except APIStatusError as exc:
             self._give_slot_back(ticket)
-            await self._ledger.failed(ticket, exc.code, f"the service refused the submit: {exc}")
+            if isinstance(exc, ServerError):  # the service's trouble, not a refusal
+                message = f"submitting failed: {exc}; rerun to retry"
+                await self._ledger.failed_this_run(ticket, message, code=exc.code)
+            else:
+                message = f"the service refused the submit: {exc}"
+                await self._ledger.failed(ticket, exc.code, message)
             return True
         except EmoError as exc:
             self._give_slot_back(ticket)

@@ -102,6 +102,9 @@ async def find_lost_task(
     store, account = client.limits.store, client.limits.account
     deadline = anyio.current_time() + settle
     while True:
+        mine = await _claimed_but_not_journalled(client, ledger, model, intent_at, owner)
+        if mine is not None:
+            return mine  # the answer arrived and was claimed, then the process died
         candidates = await _candidates(client, ledger, store, model=model, intent_at=intent_at)
         if not candidates:
             return None
@@ -124,6 +127,16 @@ async def find_lost_task(
         if await store.claim_task(account, model, task_id=choice, owner=owner) == owner:
             return choice
         # Another process claimed it a moment ago: look again.
+
+
+async def _claimed_but_not_journalled(
+    client: EmoClient, ledger: Ledger, model: str, intent_at: float, owner: str
+) -> str | None:
+    since = (datetime.fromtimestamp(intent_at, UTC) - _SKEW).timestamp()
+    owned = await client.limits.store.task_owners(client.limits.account, model, since=since)
+    journalled = await ledger.claimed_tasks(model)
+    mine = [task for task, holder in owned.items() if holder == owner and task not in journalled]
+    return mine[-1] if len(mine) == 1 else None
 
 
 async def _candidates(
