@@ -252,7 +252,7 @@ async def test_stop_does_not_wait_for_a_slot_held_elsewhere(tmp_path: Path) -> N
             # The second batch reaches admission after journal writes in worker threads,
             # which wait_all_tasks_blocked() does not wait for: look until it is there.
             with anyio.fail_after(10):
-                while not second._accounts or second._accounts[0].scheduler._admission is None:
+                while not second._accounts or not second._accounts[0].scheduler._admissions:
                     await anyio.wait_all_tasks_blocked()
             second.stop()
             with anyio.fail_after(10):  # a deadline, not a synchronisation

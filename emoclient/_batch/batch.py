@@ -103,6 +103,7 @@ class Batch:
         self._seen_keys: dict[str, str] = {}
         self._seen_outputs: dict[str, str] = {}
         self._output_of: dict[str, str] = {}
+        self._withdraw_on_arrival: set[str] = set()
         self._tg: TaskGroup | None = None
         self._stop_requested = False
         self._running = False
@@ -267,6 +268,9 @@ class Batch:
             account = self._account_for(record)
             account.take(ticket)
             self._tickets[key] = (ticket, account)
+            if key in self._withdraw_on_arrival:  # cancelled while it was on its way in
+                self._withdraw_on_arrival.discard(key)
+                ticket.withdrawn = True
             await self._route(_Work(job, ticket, record, digests), account, ledger)
 
     def _account_for(self, record: JobRecord) -> _Account:
@@ -277,12 +281,17 @@ class Batch:
                     return account
         return min(self._accounts, key=lambda a: a.outstanding)
 
-    async def cancel(self, key: str) -> bool | None:
+    async def cancel(self, key: str, *, coming: bool = False) -> bool | None:
         """Cancel the job with content key ``key``: True when it was withdrawn before its
         submit or its PENDING task was cancelled (nothing billed); False when its task
-        already runs (billed, and still downloaded); None when the batch does not have it."""
+        already runs (billed, and still downloaded); None when the batch does not have it.
+        ``coming``: the job was handed to the batch and is on its way in; it is withdrawn
+        as soon as it arrives (True)."""
         found = self._tickets.get(key)
         if found is None:
+            if coming:
+                self._withdraw_on_arrival.add(key)
+                return True
             return None
         ticket, account = found
         return await account.scheduler.cancel(ticket)

@@ -325,7 +325,7 @@ class JobQueue:
             waiting.remove(handle)
             await self._withdraw(handle)
             return True
-        done = await self._batch.cancel(handle.id)
+        done = await self._batch.cancel(handle.id, coming=handle.taken_at is not None)
         if done is False:
             handle.billed_anyway = True
         return bool(done)

@@ -58,7 +58,8 @@ class Scheduler:
         self._submitting = 0
         self._next_query = 0.0
         self._tg: TaskGroup | None = None
-        self._admission: anyio.CancelScope | None = None
+        # Tickets waiting for a slot of the account's window, each with its own scope.
+        self._admissions: dict[Ticket, anyio.CancelScope] = {}
         self._timing: dict[Model, AccountTiming] = {}
         self.queries = 0
         self.interrupted = 0
@@ -87,8 +88,8 @@ class Scheduler:
         """Stop gracefully: cancel PENDING tasks, leave RUNNING ones to a rerun, keep downloads."""
         self._stopping = True
         self._closing = True
-        if self._admission is not None:
-            self._admission.cancel()
+        for scope in self._admissions.values():
+            scope.cancel()
         await self._notify()
 
     async def drain(self) -> None:
@@ -96,8 +97,8 @@ class Scheduler:
         (they are billed anyway): nothing billed is left undownloaded."""
         self._draining = True
         self._closing = True
-        if self._admission is not None:
-            self._admission.cancel()
+        for scope in self._admissions.values():
+            scope.cancel()
         for ticket in list(self._live.values()):
             if ticket.progress.status is not TaskStatus.RUNNING:
                 await self.cancel(ticket)
@@ -109,8 +110,9 @@ class Scheduler:
         service cannot stop it, so it is billed, and its video is still downloaded."""
         if ticket.task_id is None or ticket.task_id not in self._live:
             ticket.withdrawn = True
-            if self._admission is not None and ticket.slot is not None:
-                self._admission.cancel()
+            scope = self._admissions.get(ticket)
+            if scope is not None:
+                scope.cancel()
             await self._notify()
             return ticket.task_id is None
         if ticket.progress.status is TaskStatus.RUNNING or not await self._try_cancel(
@@ -190,10 +192,13 @@ class Scheduler:
         if self._held_back(ticket):
             return False
         # Another client on the key may hold the shared slots for long: stop() must not wait.
-        with anyio.CancelScope() as self._admission:
-            await self._take_slot(ticket, wait=True)
-        self._admission = None
-        if self._held_back(ticket):
+        with anyio.CancelScope() as scope:
+            self._admissions[ticket] = scope
+            try:
+                await self._take_slot(ticket, wait=True)
+            finally:
+                del self._admissions[ticket]
+        if scope.cancelled_caught or self._held_back(ticket):
             self._give_slot_back(ticket)
             return False
         return True
