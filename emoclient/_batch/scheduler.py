@@ -373,7 +373,8 @@ class Scheduler:
             await self._lane.put(ticket)
         elif task.status is TaskStatus.FAILED:
             if self._may_resubmit(ticket, task.code):
-                await self._resubmit(ticket, task)
+                ticket.resubmits += 1
+                await self._resubmit(ticket, code=task.code, message=task.message)
             else:
                 await self._ledger.failed(ticket, task.code, task.message or "the task failed")
         elif task.status is TaskStatus.CANCELED:
@@ -411,16 +412,8 @@ class Scheduler:
                 continue
             self._live.pop(queued.task_id or "", None)
             self._give_slot_back(queued)
-            await self._ledger.resubmitting(
-                queued,
-                code="Requeued",
-                message=f"queued behind stalled task {ticket.task_id} for {waited:.0f} s",
-                limit=self._opt.resubmits,
-            )
-            queued.task_id, queued.progress = None, Progress()
-            self._submitting += 1
-            assert self._tg is not None
-            self._tg.start_soon(self._submit_again, queued, ticket)
+            why = f"queued behind stalled task {ticket.task_id} for {waited:.0f} s"
+            await self._resubmit(queued, code="Requeued", message=why, behind=ticket)
 
     def _may_resubmit(self, ticket: Ticket, code: str | None) -> bool:
         # The service's own failures bill nothing and may pass; content errors never will.
@@ -432,15 +425,17 @@ class Scheduler:
             and not self._held_back(ticket)
         )
 
-    async def _resubmit(self, ticket: Ticket, task: Task) -> None:
-        ticket.resubmits += 1
+    async def _resubmit(
+        self, ticket: Ticket, *, code: str | None, message: str | None, behind: Ticket | None = None
+    ) -> None:
+        """Record and start submitting ``ticket`` again (after ``behind`` frees the slot)."""
         await self._ledger.resubmitting(
-            ticket, code=task.code, message=task.message, limit=self._opt.resubmits
+            ticket, code=code, message=message, limit=self._opt.resubmits
         )
         ticket.task_id, ticket.progress = None, Progress()
         assert self._tg is not None
         self._submitting += 1  # the poller waits for it (see drain())
-        self._tg.start_soon(self._submit_again, ticket)
+        self._tg.start_soon(self._submit_again, ticket, behind)
 
     async def _submit_again(self, ticket: Ticket, behind: Ticket | None = None) -> None:
         try:
