@@ -169,6 +169,14 @@ class JobQueue:
         handle = JobHandle(job, id=key, owner=owner, cancel=self.cancel)
         self._handles[key] = handle
         self._enqueue(handle)
+        if self._board is not None:
+            # On the board before its id is handed out: the next request about it may
+            # reach another worker at once.
+            try:
+                await self._board.publish(handle, answers={})
+            except StoreError as exc:
+                logger.warning("job board not updated for job %s: %s", key[:12], exc)
+                self._changed(handle)
         return handle
 
     def _enqueue(self, handle: JobHandle) -> None:
