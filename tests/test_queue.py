@@ -82,8 +82,10 @@ async def test_cancel_in_each_state(frozen: RunningEmulator, tmp_path: Path) -> 
         await _until(third, JobState.PREPARING)
 
         assert await third.cancel()  # never submitted: nothing billed
+        assert third.state is JobState.CANCELED  # ended when cancel() returns
         assert (await third.wait(timeout=DEADLINE)).status == "canceled"
         assert await second.cancel()  # PENDING: cancelled at the service
+        assert second.state is JobState.CANCELED
         assert (await second.wait(timeout=DEADLINE)).status == "canceled"
         await _until(first, JobState.RUNNING)
         assert not await first.cancel()  # RUNNING: billed anyway, so still downloaded

@@ -45,6 +45,8 @@ from emoclient._store import StoreError
 __all__ = ["JobQueue", "QueueFullError"]
 
 logger = logging.getLogger("emoclient")
+# How long a successful cancel waits for the batch to end the job.
+_CANCEL_SETTLES = 10.0
 
 _JOB = TypeAdapter[Job](Job)
 
@@ -220,6 +222,10 @@ class JobQueue:
         done = await self._batch.cancel(handle.id, coming=handle.taken_at is not None)
         if done is False:
             handle.billed_anyway = True
+        elif done:
+            # The batch ends the job on its way out; the caller sees it ended on return.
+            with anyio.move_on_after(_CANCEL_SETTLES):
+                await handle._done.wait()
         self._changed(handle)
         return bool(done)
 
