@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from batch_support import make_inputs, options
+from batch_support import label_jobs, options, until_state
 from client_support import account_stats, make_client, new_key
 
 from emoclient import (
+    AccountStore,
     BatchEvent,
     EmoError,
-    EmoJob,
     JobBoard,
     JobHandle,
     JobQueue,
@@ -26,24 +27,10 @@ from emoclient import (
 )
 from emoclient._batch import events as event_module
 from emoclient._batch.events import event_from_json
-from emoclient.emulator import EmulatorConfig, RunningEmulator, serve
+from emoclient.emulator import RunningEmulator
 
 DEADLINE = 20.0
 FAST = {"poll": 0.02, "heartbeat": 0.2, "gone_after": 1.0, "cancel_timeout": 5.0}
-
-
-@pytest.fixture
-async def frozen() -> AsyncIterator[RunningEmulator]:
-    """An emulator whose clock moves only when told (``advance``)."""
-    async with serve(EmulatorConfig.fast(speed=0.0)) as emulator:
-        yield emulator
-
-
-def _jobs(tmp_path: Path, count: int) -> list[EmoJob]:
-    images, sounds = make_inputs(tmp_path / "in", portraits=count, audios=1)
-    return [
-        EmoJob(image=image, audio=sounds[0], label=f"job {n}") for n, image in enumerate(images)
-    ]
 
 
 def _queue(client: Any, folder: Path, **board: float) -> JobQueue:
@@ -57,12 +44,19 @@ def _queue(client: Any, folder: Path, **board: float) -> JobQueue:
     )
 
 
-async def _until(handle: JobHandle, *states: JobState) -> None:
-    with anyio.fail_after(DEADLINE):  # a deadline, not a synchronisation
-        async for _ in handle.events():
-            if handle.state in states:
-                return
-        assert handle.state in states
+@asynccontextmanager
+async def two_workers(
+    emulator: RunningEmulator, tmp_path: Path, store: AccountStore
+) -> AsyncIterator[tuple[JobQueue, JobQueue]]:
+    """The queues of two workers of one account, sharing ``store``."""
+    key = new_key()
+    async with (
+        make_client(emulator, api_key=key, store=store) as one,
+        make_client(emulator, api_key=key, store=store) as two,
+        _queue(one, tmp_path / "worker-1") as holder,
+        _queue(two, tmp_path / "worker-2") as other,
+    ):
+        yield holder, other
 
 
 async def _remote(queue: JobQueue, id: str) -> RemoteJobHandle:
@@ -78,13 +72,10 @@ async def _remote(queue: JobQueue, id: str) -> RemoteJobHandle:
 async def test_another_queue_follows_a_job_to_its_video(
     emulator: RunningEmulator, tmp_path: Path
 ) -> None:
-    (job,) = _jobs(tmp_path, 1)
-    store, key = SQLiteStore(tmp_path / "store.sqlite3"), new_key()
-    async with (
-        make_client(emulator, api_key=key, store=store) as one,
-        make_client(emulator, api_key=key, store=store) as two,
-        _queue(one, tmp_path / "worker-1") as holder,
-        _queue(two, tmp_path / "worker-2") as other,
+    (job,) = label_jobs(tmp_path / "in", 1)
+    async with two_workers(emulator, tmp_path, SQLiteStore(tmp_path / "store.sqlite3")) as (
+        holder,
+        other,
     ):
         local = await holder.start(job, owner="alice")
         remote = await _remote(other, local.id)
@@ -115,16 +106,10 @@ async def test_another_queue_follows_a_job_to_its_video(
 async def test_starting_a_job_another_queue_runs_returns_its_handle(
     frozen: RunningEmulator, tmp_path: Path
 ) -> None:
-    (job,) = _jobs(tmp_path, 1)
-    store, key = MemoryStore(), new_key()
-    async with (
-        make_client(frozen, api_key=key, store=store) as one,
-        make_client(frozen, api_key=key, store=store) as two,
-        _queue(one, tmp_path / "worker-1") as holder,
-        _queue(two, tmp_path / "worker-2") as other,
-    ):
+    (job,) = label_jobs(tmp_path / "in", 1)
+    async with two_workers(frozen, tmp_path, MemoryStore()) as (holder, other):
         local = await holder.start(job)
-        await _until(local, JobState.SUBMITTED, JobState.RUNNING)
+        await until_state(local, JobState.SUBMITTED, JobState.RUNNING)
         await _remote(other, local.id)
         again = await other.start(job)  # the same upload reached the other worker
         assert isinstance(again, RemoteJobHandle)
@@ -137,24 +122,18 @@ async def test_starting_a_job_another_queue_runs_returns_its_handle(
 async def test_a_cancel_through_another_queue_saves_a_pending_task(
     frozen: RunningEmulator, tmp_path: Path
 ) -> None:
-    running, pending, queued = _jobs(tmp_path, 3)
-    store, key = MemoryStore(), new_key()
-    async with (
-        make_client(frozen, api_key=key, store=store) as one,
-        make_client(frozen, api_key=key, store=store) as two,
-        _queue(one, tmp_path / "worker-1") as holder,
-        _queue(two, tmp_path / "worker-2") as other,
-    ):
+    running, pending, queued = label_jobs(tmp_path / "in", 3)
+    async with two_workers(frozen, tmp_path, MemoryStore()) as (holder, other):
         first = await holder.start(running)
-        await _until(first, JobState.SUBMITTED, JobState.RUNNING)
+        await until_state(first, JobState.SUBMITTED, JobState.RUNNING)
         second = await holder.start(pending)
-        await _until(second, JobState.SUBMITTED)
+        await until_state(second, JobState.SUBMITTED)
         third = await holder.start(queued)  # the window (2) is full: it waits its turn
-        await _until(third, JobState.PREPARING)
+        await until_state(third, JobState.PREPARING)
 
         assert await (await _remote(other, third.id)).cancel()  # never submitted
         assert await (await _remote(other, second.id)).cancel()  # PENDING: cancelled there
-        await _until(first, JobState.RUNNING)
+        await until_state(first, JobState.RUNNING)
         far = await _remote(other, first.id)
         assert not await far.cancel()  # RUNNING: billed anyway, still downloaded
         assert first.billed_anyway
@@ -171,7 +150,7 @@ async def test_a_cancel_through_another_queue_saves_a_pending_task(
 
 
 async def test_a_gone_holder_is_named_and_its_cancel_says_so(tmp_path: Path) -> None:
-    (job,) = _jobs(tmp_path, 1)
+    (job,) = label_jobs(tmp_path / "in", 1)
     store = MemoryStore()
     gone = JobBoard(store, "acct", **{**FAST, "cancel_timeout": 0.3})
     handle = JobHandle(job, id="job-1", owner="alice", cancel=_never)
@@ -195,7 +174,7 @@ async def _never(handle: JobHandle) -> bool:
 async def test_a_queue_without_a_board_publishes_nothing(
     emulator: RunningEmulator, tmp_path: Path
 ) -> None:
-    (job,) = _jobs(tmp_path, 1)
+    (job,) = label_jobs(tmp_path / "in", 1)
     store, key = MemoryStore(), new_key()
     async with (
         make_client(emulator, api_key=key, store=store) as one,
