@@ -15,6 +15,7 @@ __all__ = [
     "MAX_OUTPUT_BYTES",
     "check_count",
     "check_folder",
+    "check_optional_seconds",
     "check_output_name",
     "check_seconds",
 ]
@@ -68,18 +69,20 @@ def check_output_name(value: object) -> str:
     return value
 
 
-def check_seconds(name: str, value: object, *, none: bool = False) -> float:
-    """``value`` as a positive, finite number of seconds for the setting ``name``.
-
-    ``none=True`` lets ``None`` through (it then means "the default" or "no limit").
-    """
-    if value is None and none:
-        return value  # type: ignore[return-value]
+def check_seconds(name: str, value: object, *, zero: bool = False) -> float:
+    """``value`` as a positive (``zero=True``: or zero), finite number of seconds for the
+    setting ``name``; negative numbers, NaN and infinity are refused."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number of seconds, not {value!r}")
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        kind = "zero or more" if zero else "a positive number of"
+        raise ValueError(f"{name} must be {kind} seconds, not {value!r}")
     return float(value)
+
+
+def check_optional_seconds(name: str, value: object) -> float | None:
+    """`check_seconds`, letting ``None`` (the default) through."""
+    return None if value is None else check_seconds(name, value)
 
 
 def check_count(name: str, value: object, *, minimum: int = 1) -> int:

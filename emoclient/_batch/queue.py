@@ -42,6 +42,7 @@ from emoclient._batch.ledger import JobResult
 from emoclient._batch.options import SchedulerOptions
 from emoclient._client import EmoClient
 from emoclient._exceptions import EmoError, WaitTimeoutError
+from emoclient._validate import check_count, check_optional_seconds, check_output_name
 
 __all__ = ["JobHandle", "JobQueue", "JobState", "QueueFullError"]
 
@@ -160,6 +161,7 @@ class JobHandle:
 
     async def wait(self, timeout: float | None = None) -> JobResult:  # noqa: ASYNC109
         """The job's result once it ends; :class:`WaitTimeoutError` after ``timeout`` s."""
+        check_optional_seconds("timeout", timeout)
         with anyio.move_on_after(timeout):
             await self._done.wait()
         if self.result is None:
@@ -216,9 +218,7 @@ class JobQueue:
         max_queued: int = 100,
         options: SchedulerOptions | None = None,
     ) -> None:
-        if max_queued < 1:
-            raise ValueError(f"max_queued must be at least 1, got {max_queued}")
-        self.max_queued = max_queued
+        self.max_queued = check_count("max_queued", max_queued)
         self._batch = Batch(
             client, out_dir=out_dir, journal=journal, on_event=self._on_event, options=options
         )
@@ -279,6 +279,8 @@ class JobQueue:
         """
         if self._closed or self._tg is None:
             raise RuntimeError("the queue is closed; use it as `async with JobQueue(...)`")
+        if job.output is not None:  # checked again: a copy of a job skips its checks
+            check_output_name(job.output)
         key = key_from(job, await input_digests(job))
         known = self._handles.get(key)
         if known is not None and not known.state.is_final:

@@ -27,9 +27,9 @@ from emoclient._batch.jobs import Job
 from emoclient._batch.manifest import ManifestError, ManifestJob, ManifestProblem, aread_manifest
 from emoclient._batch.scan import ManifestScan, scan_manifest
 from emoclient._batch.space import FreeSpace, check_room, free_bytes
+from emoclient._cli._args import file_path, folder, positive_int
 from emoclient._cli._keys import read_keys
 from emoclient._cli._progress import Failure, Mode, ProgressView, render_failures, render_summary
-from emoclient._validate import check_folder
 
 if TYPE_CHECKING:
     from emoclient._batch import Batch, BatchSummary, JobResult
@@ -55,11 +55,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     parser.add_argument(
-        "manifest", type=_path_arg, metavar="MANIFEST", help="CSV or JSONL file, one video per row"
+        "manifest", type=file_path, metavar="MANIFEST", help="CSV or JSONL file, one video per row"
     )
-    parser.add_argument(
-        "--out", type=_folder_arg, required=True, metavar="DIR", help="output folder"
-    )
+    parser.add_argument("--out", type=folder, required=True, metavar="DIR", help="output folder")
     parser.add_argument(
         "--dry-run", action="store_true", help="check the rows and print the plan and its cost"
     )
@@ -68,14 +66,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--window",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="tasks in flight per account: the running one plus N-1 queued (default 2)",
     )
     parser.add_argument(
         "--journal",
-        type=_path_arg,
+        type=file_path,
         default=None,
         metavar="PATH",
         help="the resume journal (default DIR/emoclient-journal.sqlite3)",
@@ -106,32 +104,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="give jobs that failed or expired in an earlier run another go",
     )
     parser.set_defaults(func=main)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
-    return value
-
-
-def _folder_arg(text: str) -> Path:
-    # Path("") is ".": an empty --out would write into the current folder without a word.
-    try:
-        return Path(check_folder("the folder", text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"{exc}; give a folder's path, e.g. --out videos"
-        ) from None
-
-
-def _path_arg(text: str) -> Path:
-    if not text.strip() or "\0" in text:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a path; give a file's path")
-    return Path(text)
 
 
 @dataclass(slots=True)
