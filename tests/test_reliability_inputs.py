@@ -450,3 +450,17 @@ def test_bugs_inside_a_group_are_each_a_line_never_a_group_traceback(
     # One bug alone is raised as itself (its own traceback), not wrapped in a group.
     with pytest.raises(KeyError):
         _main_with(monkeypatch, capsys, ExceptionGroup("one", [KeyError("k")]))
+
+
+def test_a_full_disk_under_the_journal_or_a_file_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = JournalError("journal /v/emoclient-journal.sqlite3: database or disk is full")
+    lock = OSError(errno.ENOSPC, "No space left on device", "/v/.emoclient-batch.lock")
+    code, err = _main_with(monkeypatch, capsys, ExceptionGroup("full", [journal, lock]))
+    assert code == 1
+    assert (
+        "emoclient batch: disk full writing the journal /v/emoclient-journal.sqlite3: free "
+        "space and rerun the same command"
+    ) in err
+    assert "disk full writing /v/.emoclient-batch.lock: free space and rerun" in err

@@ -202,8 +202,9 @@ async def preflight(job: Job) -> list[Problem]:
 
 
 #: A conservative bitrate of the service's videos, for the disk space a plan needs: the
-#: emulator's 512x512 H.264 files carry about 85 KB per second; the real service's are of the
-#: same size and kind. Three times that, plus an MP4's headers, errs on the safe side.
+#: emulator's 512x512 H.264 files carry about 83 KB per second (250,410 bytes for a 3 s
+#: video); the real service's are of the same size and kind. Three times that, plus an
+#: MP4's headers, errs on the safe side.
 VIDEO_BYTES_PER_SECOND = 250_000
 VIDEO_BYTES_OVERHEAD = 64 * 1024
 

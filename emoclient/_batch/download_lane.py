@@ -5,8 +5,8 @@ rename). A URL the result host refuses with 403 makes the task be queried again:
 is used, an expired task is reported as expired. Other failures are retried with backoff;
 when they persist the job is reported failed but stays ``succeeded`` in the journal, so a
 rerun fetches it. A full disk stops the batch with one :class:`DiskFullError` (the journal
-keeps the task and its URL; the rerun downloads it). Second tries follow the batch's ``RetryPolicy`` (the transport's retries of
-one request come first).
+keeps the task and its URL; the rerun downloads it). Second tries follow the batch's
+``RetryPolicy`` (the transport's retries of one request come first).
 """
 
 from __future__ import annotations

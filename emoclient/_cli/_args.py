@@ -41,7 +41,7 @@ def folder(text: str) -> Path:
     try:
         return Path(check_folder("the folder", text))
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{exc}; e.g. --out videos") from None
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def file_path(text: str) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import functools
 import signal
 import sys
@@ -174,13 +175,26 @@ def main(args: argparse.Namespace) -> int:
             )
             return 1
         # Every error's own message, once (two downloads on one full disk say the same).
-        for message in dict.fromkeys(str(cause) for cause in causes):
+        for message in dict.fromkeys(_say(cause) for cause in causes):
             print(f"emoclient batch: {message}", file=sys.stderr)
         print(
             "The journal keeps what was done: fix that, then run the same command to resume.",
             file=sys.stderr,
         )
         return 1
+
+
+def _say(cause: BaseException) -> str:
+    """The line for an expected failure; a full disk says so, and what to do."""
+    text = str(cause)
+    if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"disk full writing {cause.filename or 'a file'}: free space and rerun the same command"
+        )
+    if text.startswith("journal ") and text.endswith(": database or disk is full"):
+        where = text.removeprefix("journal ").removesuffix(": database or disk is full")
+        return f"disk full writing the journal {where}: free space and rerun the same command"
+    return text
 
 
 def expected_failure(exc: BaseException) -> BaseException | None:
@@ -341,7 +355,7 @@ async def _no_room(options: BatchOptions, scan: ManifestScan) -> str | None:
                 options.out,
                 journal,
                 video_bytes=scan.plan.estimated_bytes,
-                jobs=scan.rows,
+                jobs=scan.jobs,
                 free=options.free_space,
             )
         )

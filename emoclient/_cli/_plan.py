@@ -27,6 +27,7 @@ async def dry_run(manifest: Path, *, as_json: bool, out: TextIO) -> int:
         "jobs": scan.jobs,
         "emo_jobs": scan.emo_jobs,
         "invalid_rows": len(scan.invalid_rows),
+        "column_problems": len(scan.columns),
         "problems": problems,
         "billed_seconds": round(plan.billed_seconds, 3),
         "estimated_cost_cny": plan.estimated_cost_cny,
@@ -50,7 +51,11 @@ def _plan_text(manifest: Path, sample: list[Job], summary: Mapping[str, Any]) ->
     lines += [f"  {_describe_job(job)}" for job in sample]
     if jobs > len(sample):
         lines.append(f"  ... and {jobs - len(sample)} more")
-    problems = summary["problems"]
+    columns = summary["problems"][: summary["column_problems"]]
+    problems = summary["problems"][summary["column_problems"] :]
+    if columns:
+        lines.append("Columns (their cells are ignored):")
+        lines += [f"  {problem}" for problem in columns]
     if problems:
         lines.append("Problems (these rows will not be rendered):")
         lines += [f"  {problem}" for problem in problems]
