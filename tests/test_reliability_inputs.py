@@ -18,7 +18,14 @@ import pytest
 from batch_support import make_inputs, options
 from client_support import make_client, new_key
 
-from emoclient import DiskFullError, EmoClient, JournalError, Rates, SchedulerOptions
+from emoclient import (
+    DiskFullError,
+    EmoClient,
+    JournalError,
+    Rates,
+    SchedulerOptions,
+    UploadError,
+)
 from emoclient._batch import Batch
 from emoclient._batch import space as space_module
 from emoclient._batch.checks import preflight
@@ -464,3 +471,14 @@ def test_a_full_disk_under_the_journal_or_a_file_says_what_to_do(
         "space and rerun the same command"
     ) in err
     assert "disk full writing /v/.emoclient-batch.lock: free space and rerun" in err
+
+
+async def test_an_empty_file_is_never_uploaded(emulator: RunningEmulator, tmp_path: Path) -> None:
+    empty = tmp_path / "face.jpg"
+    empty.touch()
+    async with make_client(emulator) as client:
+        with pytest.raises(UploadError, match=r"face.jpg is an empty file \(0 bytes\)"):
+            await client.upload(empty, model="emo-v1")
+        with pytest.raises(UploadError, match="is an empty file"):
+            await client.generate_emoji(empty, "mengwa_kaixin", out=tmp_path / "x.mp4")
+    assert _submissions(await emulator.stats()) == 0
