@@ -87,11 +87,12 @@ def check_optional_seconds(name: str, value: object) -> float | None:
 
 def check_count(name: str, value: object, *, minimum: int = 1) -> int:
     """``value`` as a whole number of at least ``minimum`` for the setting ``name``."""
+    if isinstance(value, float) and not isinstance(value, bool):
+        if not value.is_integer():  # 1.5, nan, inf: a number, but not a count
+            raise ValueError(f"{name} must be a whole number, not {value!r}")
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise TypeError(f"{name} must be a whole number, not {value!r}")
+        raise TypeError(f"{name} must be a whole number, not {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be {minimum} or more, not {value}")
     return value
