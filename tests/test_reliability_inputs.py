@@ -482,3 +482,28 @@ async def test_an_empty_file_is_never_uploaded(emulator: RunningEmulator, tmp_pa
         with pytest.raises(UploadError, match="is an empty file"):
             await client.generate_emoji(empty, "mengwa_kaixin", out=tmp_path / "x.mp4")
     assert _submissions(await emulator.stats()) == 0
+
+
+def test_a_long_manifest_probes_each_distinct_file_once(
+    inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from emoclient._batch import checks
+    from emoclient._batch.scan import scan_manifest
+
+    probed: list[str] = []
+    real = checks._probe_file
+
+    def counting(path: Path, kind: str, size: int) -> Any:
+        probed.append(path.name)
+        return real(path, kind, size)
+
+    monkeypatch.setattr(checks, "_probe_file", counting)
+    rows = "".join(f"face.png,voice.wav,,,,v{i}.mp4\n" for i in range(300))
+    manifest = inputs / "long.csv"
+    manifest.write_text(HEADER + rows + "tiny.png,voice.wav,,,,last.mp4\n")
+    scan = scan_manifest(manifest, sample=10)
+    assert sorted(probed) == ["face.png", "tiny.png", "voice.wav"]  # 301 rows, 3 files
+    assert (scan.jobs, scan.rows, len(scan.sample)) == (300, 301, 10)
+    assert [(row, p.field) for row, p in scan.problems] == [(302, "image")]
+    assert scan.plan.billed_seconds == pytest.approx(300.0, rel=0.01)  # 1 s clips
+    assert scan.plan.jobs == []  # a streaming plan keeps no jobs
