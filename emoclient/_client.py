@@ -38,6 +38,7 @@ from emoclient._settings import DEFAULT_BASE_URL, checked_base_url, checked_key
 from emoclient._timing import PollSchedule
 from emoclient._transport import Transport
 from emoclient._upload import Uploader
+from emoclient._validate import check_optional_seconds, check_seconds
 from emoclient._wait import wait_for
 
 if TYPE_CHECKING:
@@ -113,9 +114,9 @@ class EmoClient:
         )
         self._uploader = Uploader(self._transport, self.limits.upload)
         self._inputs = InputCache()
-        self.poll_interval = poll_interval
-        self.max_poll_interval = max_poll_interval
-        self.wait_timeout = wait_timeout
+        self.poll_interval = check_seconds("poll_interval", poll_interval)
+        self.max_poll_interval = check_seconds("max_poll_interval", max_poll_interval)
+        self.wait_timeout = check_seconds("wait_timeout", wait_timeout)
 
     def __repr__(self) -> str:
         return f"EmoClient(base_url={self.base_url!r}, account={self.account_label!r})"
@@ -396,8 +397,10 @@ class EmoClient:
         the first poll after it starts close to its expected end. Transient query failures
         are ridden out until the deadline; only the final query may run a few seconds past it.
         """
-        limit = self.wait_timeout if timeout is None else timeout
-        first = poll_interval or self.poll_interval
+        limit = self.wait_timeout if timeout is None else check_seconds("timeout", timeout)
+        first = check_optional_seconds("poll_interval", poll_interval) or self.poll_interval
+        check_optional_seconds("max_poll_interval", max_poll_interval)
+        check_optional_seconds("expected_seconds", expected_seconds)
         schedule = PollSchedule(
             min_interval=first,
             # A first interval above the cap (e.g. EmoClient(poll_interval=20)) lifts the cap.
@@ -432,6 +435,7 @@ class EmoClient:
         Uploads local files, detects (raising :class:`DetectionFailedError` when the portrait
         is rejected), submits, waits and downloads.
         """
+        check_optional_seconds("wait_timeout", wait_timeout)  # before anything is paid
         return await _generate.generate_emo(
             self,
             image,
@@ -451,6 +455,7 @@ class EmoClient:
         wait_timeout: float | None = None,
     ) -> Path:
         """Portrait (local path or URL) + template id → a finished emoji-v1 MP4 at ``out``."""
+        check_optional_seconds("wait_timeout", wait_timeout)  # before anything is paid
         return await _generate.generate_emoji(
             self, image, driven_id, out=out, wait_timeout=wait_timeout
         )

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from emoclient._models import VIDEO_MODELS, Model
+from emoclient._validate import check_count
 
 if TYPE_CHECKING:
     from emoclient._store import AccountStore
@@ -85,8 +86,7 @@ class Rates:
 
     def __post_init__(self) -> None:
         # A window below 1 would make every task_slot() wait forever.
-        if self.window < 1:
-            raise ValueError(f"window must be >= 1 task, got {self.window}")
+        object.__setattr__(self, "window", check_count("window", self.window))
         if self.headroom < 0:
             raise ValueError(f"headroom must be >= 0, got {self.headroom}")
         if not self.query > 0 or not self.upload > 0:

@@ -104,6 +104,7 @@ EXPECTED_ALL = CLIENT_NAMES | {
     "BatchEvent",
     "BatchFinished",
     "BatchSummary",
+    "DiskFullError",
     "EmoJob",
     "EmojiJob",
     "EventHandler",

@@ -38,6 +38,7 @@ from emoclient._batch.submit import Owner, release_job
 from emoclient._client import EmoClient
 from emoclient._exceptions import JournalError
 from emoclient._models import VIDEO_MODELS, Model
+from emoclient._validate import check_count, check_folder, check_output_name
 
 __all__ = ["JOURNAL_NAME", "Batch", "EventHandler"]
 
@@ -82,9 +83,13 @@ class Batch:
         options: SchedulerOptions | None = None,
     ) -> None:
         clients = _distinct_accounts([client] if isinstance(client, EmoClient) else list(client))
-        window = window if window is not None else clients[0].limits.rates.window
-        if window < 1:
-            raise ValueError(f"window must be at least 1, got {window}")
+        window = check_count(
+            "window", window if window is not None else clients[0].limits.rates.window
+        )
+        if isinstance(out_dir, str):
+            check_folder("out_dir", out_dir)  # Path("") would be the current folder
+        if isinstance(journal, str):
+            check_folder("journal", journal)
         self.clients = clients
         self.client = clients[0]
         self.out_dir = Path(out_dir)
@@ -256,6 +261,10 @@ class Batch:
                 break
             digests = await input_digests(job)
             key = key_from(job, digests)
+            refused = _bad_output(job)
+            if refused is not None:  # a job made without its checks (model_construct, copy)
+                await ledger.refused(job, refused, key=key)
+                continue
             name = output_name(job, key)
             clash = seen_keys.get(key) or seen_outputs.get(name)
             if clash is not None:
@@ -385,6 +394,17 @@ class Batch:
         outcome = self._on_event(event)
         if inspect.isawaitable(outcome):
             await outcome
+
+
+def _bad_output(job: Job) -> str | None:
+    """Why the job's output name cannot be used, else None (see `check_output_name`)."""
+    if job.output is None:
+        return None
+    try:
+        check_output_name(job.output)
+    except (TypeError, ValueError) as exc:
+        return f"output {exc}"
+    return None
 
 
 def _remove_partial_downloads(out_dir: Path) -> None:

@@ -32,6 +32,7 @@ from emoclient._batch.jobs import Job
 from emoclient._batch.ledger import JobResult
 from emoclient._exceptions import EmoError, WaitTimeoutError
 from emoclient._store import RETENTION, AccountStore
+from emoclient._validate import check_optional_seconds
 
 __all__ = ["JobBoard", "RemoteJobHandle"]
 
@@ -231,6 +232,7 @@ class RemoteJobHandle(JobHandle):
 
     async def wait(self, timeout: float | None = None) -> JobResult:  # noqa: ASYNC109
         """The job's result once it ends; :class:`WaitTimeoutError` after ``timeout`` s."""
+        check_optional_seconds("timeout", timeout)
         with anyio.move_on_after(timeout):
             while not self.state.is_final:
                 await anyio.sleep(self._board.poll)

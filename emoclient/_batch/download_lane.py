@@ -4,12 +4,14 @@ Each download goes through the client's ``download()`` (temporary file, size che
 rename). A URL the result host refuses with 403 makes the task be queried again: a fresh URL
 is used, an expired task is reported as expired. Other failures are retried with backoff;
 when they persist the job is reported failed but stays ``succeeded`` in the journal, so a
-rerun fetches it. Second tries follow the batch's ``RetryPolicy`` (the transport's retries of
-one request come first).
+rerun fetches it. A full disk stops the batch with one :class:`DiskFullError` (the journal
+keeps the task and its URL; the rerun downloads it). Second tries follow the batch's
+``RetryPolicy`` (the transport's retries of one request come first).
 """
 
 from __future__ import annotations
 
+import errno
 import heapq
 import itertools
 
@@ -18,10 +20,13 @@ import anyio
 from emoclient._batch.ledger import Ledger, Ticket
 from emoclient._batch.verify import Expected, mismatch, probe_mp4
 from emoclient._client import EmoClient
-from emoclient._exceptions import EmoError, ResultURLExpiredError
+from emoclient._exceptions import DiskFullError, EmoError, ResultURLExpiredError
 from emoclient._retry import RetryPolicy
 
 __all__ = ["DownloadLane"]
+
+# No space left on the device, or the user's quota spent.
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class DownloadLane:
@@ -83,7 +88,20 @@ class DownloadLane:
                     error = str(exc)
                     await anyio.sleep(policy.delay(attempt))
                 continue
-            except (EmoError, OSError) as exc:
+            except OSError as exc:
+                if exc.errno in _DISK_FULL:
+                    # Every other video would fail the same way: the batch stops here, and
+                    # the journal keeps the task and its URL for the rerun.
+                    raise DiskFullError(
+                        f"disk full writing {ticket.path}: free space and rerun the same "
+                        f"command (the video of task {ticket.task_id} is kept at the service "
+                        "and downloaded then)",
+                        path=str(ticket.path),
+                    ) from exc
+                error = str(exc)
+                await anyio.sleep(policy.delay(attempt))
+                continue
+            except EmoError as exc:
                 error = str(exc)
                 await anyio.sleep(policy.delay(attempt))
                 continue

@@ -23,6 +23,7 @@ from emoclient._batch.jobs import Job
 from emoclient._batch.journal import State
 from emoclient._batch.ledger import JobResult
 from emoclient._exceptions import WaitTimeoutError
+from emoclient._validate import check_optional_seconds
 
 __all__ = ["BY_RECORD", "JobHandle", "JobState"]
 
@@ -138,6 +139,7 @@ class JobHandle:
 
     async def wait(self, timeout: float | None = None) -> JobResult:  # noqa: ASYNC109
         """The job's result once it ends; :class:`WaitTimeoutError` after ``timeout`` s."""
+        check_optional_seconds("timeout", timeout)
         with anyio.move_on_after(timeout):
             await self._done.wait()
         if self.result is None:

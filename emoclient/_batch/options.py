@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from emoclient._retry import RetryPolicy
 from emoclient._timing import PollSchedule
+from emoclient._validate import check_count, check_seconds
 
 __all__ = ["SchedulerOptions", "poll_schedule"]
 
@@ -43,6 +44,24 @@ class SchedulerOptions:
         default_factory=lambda: RetryPolicy(max_attempts=8, base_delay=1.0, max_delay=30.0)
     )
     clock: Callable[[], float] = field(default=time.monotonic)
+
+    def __post_init__(self) -> None:
+        # Refused here, before anything is paid: a NaN or negative knob would stall a batch.
+        self.window = check_count("window", self.window)
+        self.download_workers = check_count("download_workers", self.download_workers)
+        self.resubmits = check_count("resubmits", self.resubmits, minimum=0)
+        for name in (
+            "poll_min",
+            "poll_max",
+            "pending_poll",
+            "queries_per_second",
+            "task_ttl",
+            "stall_factor",
+            "stall_repeat",
+        ):
+            setattr(self, name, check_seconds(name, getattr(self, name)))
+        for name in ("expiry_margin", "stall_min"):
+            setattr(self, name, check_seconds(name, getattr(self, name), zero=True))
 
 
 def poll_schedule(options: SchedulerOptions) -> PollSchedule:

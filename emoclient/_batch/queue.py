@@ -41,6 +41,7 @@ from emoclient._batch.options import SchedulerOptions
 from emoclient._client import EmoClient
 from emoclient._exceptions import EmoError
 from emoclient._store import StoreError
+from emoclient._validate import check_count, check_output_name
 
 __all__ = ["JobQueue", "QueueFullError"]
 
@@ -81,9 +82,7 @@ class JobQueue:
         options: SchedulerOptions | None = None,
         board: JobBoard | bool = True,
     ) -> None:
-        if max_queued < 1:
-            raise ValueError(f"max_queued must be at least 1, got {max_queued}")
-        self.max_queued = max_queued
+        self.max_queued = check_count("max_queued", max_queued)
         self._batch = Batch(
             client, out_dir=out_dir, journal=journal, on_event=self._on_event, options=options
         )
@@ -160,6 +159,8 @@ class JobQueue:
         """
         if self._closed or self._tg is None:
             raise RuntimeError("the queue is closed; use it as `async with JobQueue(...)`")
+        if job.output is not None:  # checked again: a copy of a job skips its checks
+            check_output_name(job.output)
         key = key_from(job, await input_digests(job))
         known = self._handles.get(key)
         if known is not None and not known.state.is_final:

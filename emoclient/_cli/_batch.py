@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
+import errno
+import functools
 import signal
 import sys
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -23,10 +24,11 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
-from emoclient._batch.checks import Problem, plan_batch
-from emoclient._batch.jobs import EmoJob, Job
+from emoclient._batch.jobs import Job
 from emoclient._batch.manifest import ManifestError, ManifestJob, ManifestProblem, aread_manifest
-from emoclient._batch.manifest import read_manifest as _read_manifest
+from emoclient._batch.scan import ManifestScan, scan_manifest
+from emoclient._batch.space import FreeSpace, check_room, free_bytes
+from emoclient._cli._args import file_path, folder, positive_int
 from emoclient._cli._keys import read_keys
 from emoclient._cli._progress import Failure, Mode, ProgressView, render_failures, render_summary
 
@@ -54,9 +56,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     parser.add_argument(
-        "manifest", type=Path, metavar="MANIFEST", help="CSV or JSONL file, one video per row"
+        "manifest", type=file_path, metavar="MANIFEST", help="CSV or JSONL file, one video per row"
     )
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--out", type=folder, required=True, metavar="DIR", help="output folder")
     parser.add_argument(
         "--dry-run", action="store_true", help="check the rows and print the plan and its cost"
     )
@@ -65,14 +67,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--window",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="tasks in flight per account: the running one plus N-1 queued (default 2)",
     )
     parser.add_argument(
         "--journal",
-        type=Path,
+        type=file_path,
         default=None,
         metavar="PATH",
         help="the resume journal (default DIR/emoclient-journal.sqlite3)",
@@ -105,16 +107,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=main)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
-    return value
-
-
 @dataclass(slots=True)
 class BatchOptions:
     """What to run and how; ``api_key``/``base_url`` None means the environment's."""
@@ -129,6 +121,8 @@ class BatchOptions:
     base_url: str | None = None
     store: str | None = None
     api_key_file: Path | None = None
+    #: Free bytes on a folder's disk (tests inject one).
+    free_space: FreeSpace = free_bytes
     err: TextIO = field(default_factory=lambda: sys.stderr)
     out_stream: TextIO = field(default_factory=lambda: sys.stdout)
 
@@ -153,7 +147,13 @@ def main(args: argparse.Namespace) -> int:
     )
     try:
         if args.dry_run:
-            return anyio.run(dry_run, options)
+            from emoclient._cli._plan import dry_run
+
+            return anyio.run(
+                functools.partial(
+                    dry_run, options.manifest, as_json=options.json, out=options.out_stream
+                )
+            )
         return anyio.run(run_batch, options)
     except ManifestError as exc:
         print(f"emoclient batch: {exc}", file=sys.stderr)
@@ -161,14 +161,40 @@ def main(args: argparse.Namespace) -> int:
     except Exception as exc:
         causes = expected_failures(exc)
         if not causes:
-            raise
-        for cause in causes:  # every error's own message, never a group's traceback
-            print(f"emoclient batch: {cause}", file=sys.stderr)
+            leaves = _leaves(exc)
+            if len(leaves) == 1 and leaves[0] is not exc:
+                raise leaves[0] from None  # a bug: its own traceback, not a group's
+            if len(leaves) == 1:
+                raise
+            for leaf in leaves:
+                print(f"emoclient batch: {type(leaf).__name__}: {leaf}", file=sys.stderr)
+            print(
+                "emoclient batch: these are bugs; please report them. The journal keeps what "
+                "was done: run the same command to resume.",
+                file=sys.stderr,
+            )
+            return 1
+        # Every error's own message, once (two downloads on one full disk say the same).
+        for message in dict.fromkeys(_say(cause) for cause in causes):
+            print(f"emoclient batch: {message}", file=sys.stderr)
         print(
             "The journal keeps what was done: fix that, then run the same command to resume.",
             file=sys.stderr,
         )
         return 1
+
+
+def _say(cause: BaseException) -> str:
+    """The line for an expected failure; a full disk says so, and what to do."""
+    text = str(cause)
+    if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"disk full writing {cause.filename or 'a file'}: free space and rerun the same command"
+        )
+    if text.startswith("journal ") and text.endswith(": database or disk is full"):
+        where = text.removeprefix("journal ").removesuffix(": database or disk is full")
+        return f"disk full writing the journal {where}: free space and rerun the same command"
+    return text
 
 
 def expected_failure(exc: BaseException) -> BaseException | None:
@@ -194,82 +220,9 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-# -- dry run ----------------------------------------------------------------------------------
-
-
-async def dry_run(options: BatchOptions) -> int:
-    """Print the plan of a manifest (jobs, problems, billed seconds, cost); submit nothing."""
-    jobs: list[ManifestJob] = []
-    problems: list[ManifestProblem] = []
-    async for entry in aread_manifest(options.manifest):
-        (jobs if isinstance(entry, ManifestJob) else problems).append(entry)  # type: ignore[arg-type]
-    plan = await plan_batch(entry.job for entry in jobs)
-    rejected = {problem.job_label for problem in plan.problems}
-    ready = [entry.job for entry in jobs if entry.job.display_label not in rejected]
-    all_problems: list[ManifestProblem | Problem] = [*problems, *plan.problems]
-    all_problems.sort(key=_row_of)
-    summary = {
-        "event": "plan",
-        "jobs": len(ready),
-        "emo_jobs": sum(isinstance(job, EmoJob) for job in ready),
-        "invalid_rows": len({p.row for p in problems} | rejected),
-        "problems": [str(problem) for problem in all_problems],
-        "billed_seconds": round(plan.billed_seconds, 3),
-        "estimated_cost_cny": plan.estimated_cost_cny,
-        "detect_calls": plan.detect_calls,
-        "unknown_length": plan.unknown_length,
-    }
-    out = options.out_stream
-    if options.json:
-        out.write(json.dumps(summary, ensure_ascii=False) + "\n")
-    else:
-        out.write(_plan_text(options.manifest, ready, summary) + "\n")
-    return 1 if all_problems else 0
-
-
-def _row_of(problem: ManifestProblem | Problem) -> int:
-    return _row_number(problem.label if isinstance(problem, ManifestProblem) else problem.job_label)
-
-
 def _row_number(label: str) -> int:
     number = label.removeprefix("row ")
     return int(number) if number.isdigit() else 0
-
-
-def _plan_text(manifest: Path, jobs: list[Job], summary: Mapping[str, Any]) -> str:
-    emo = summary["emo_jobs"]
-    lines = [
-        f"Plan for {manifest}: {len(jobs)} video(s) to render ({emo} EMO, {len(jobs) - emo} "
-        f"Emoji), {summary['invalid_rows']} row(s) with problems"
-    ]
-    lines += [f"  {_describe_job(job)}" for job in jobs[:100]]
-    if len(jobs) > 100:
-        lines.append(f"  ... and {len(jobs) - 100} more")
-    problems = summary["problems"]
-    if problems:
-        lines.append("Problems (these rows will not be rendered):")
-        lines += [f"  {problem}" for problem in problems]
-    unknown = summary["unknown_length"]
-    lines.append(
-        f"Billed: {summary['billed_seconds']:.1f} s of video"
-        + (f" (+ {unknown} job(s) with remote audio of unknown length)" if unknown else "")
-        + f", {summary['detect_calls']} detection call(s);"
-        f" estimated cost CNY {summary['estimated_cost_cny']:.2f}"
-    )
-    lines.append("Dry run: nothing was submitted.")
-    return "\n".join(lines)
-
-
-def _describe_job(job: Job) -> str:
-    if isinstance(job, EmoJob):
-        what = f"emo-v1   {_name(job.image)} + {_name(job.audio)} ({job.ratio}, {job.style_level})"
-    else:
-        what = f"emoji-v1 {_name(job.image)} + {job.driven_id}"
-    return f"{job.display_label:<8} {what} -> {job.output or '(automatic name)'}"
-
-
-def _name(source: str | Path) -> str:
-    return source if isinstance(source, str) else source.name
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -306,9 +259,11 @@ async def run_batch(options: BatchOptions) -> int:
     except (OSError, ValueError) as exc:
         options.err.write(f"emoclient batch: {exc}\n")
         return 2
-    total = await anyio.to_thread.run_sync(_count_rows, options.manifest)
-    view = ProgressView(total=total, mode=options.mode, err=options.err, out=options.out_stream)
+    # Every row is checked before the first paid call: its problems show at once.
+    scan = await anyio.to_thread.run_sync(scan_manifest, options.manifest)
+    view = ProgressView(total=scan.rows, mode=options.mode, err=options.err, out=options.out_stream)
     outcome = _Outcome()
+    _report_problems(scan, view, outcome)
     started = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
         for client in clients:
@@ -322,6 +277,10 @@ async def run_batch(options: BatchOptions) -> int:
                     "nothing was submitted.\n"
                 )
                 return 2
+        no_room = await _no_room(options, scan)
+        if no_room is not None:
+            options.err.write(f"emoclient batch: {no_room}\n")
+            return 2
         try:
             summary = await _run(clients, options, view, outcome)
         except JournalError as exc:
@@ -383,22 +342,51 @@ async def _run(
     return batch.summary
 
 
-def _count_rows(manifest: Path) -> int:
-    rows: set[int] = set()
-    jobs = 0
-    for entry in _read_manifest(manifest):
-        if isinstance(entry, ManifestJob):
-            jobs += 1
-        else:
-            rows.add(entry.row)
-    return jobs + len(rows)
+async def _no_room(options: BatchOptions, scan: ManifestScan) -> str | None:
+    """Why the output folder (or the journal's) cannot take the plan, else None."""
+    from emoclient._batch.batch import JOURNAL_NAME
+    from emoclient._exceptions import DiskFullError, JournalError
+
+    journal = options.journal or options.out / JOURNAL_NAME
+    try:
+        await anyio.to_thread.run_sync(
+            functools.partial(
+                check_room,
+                options.out,
+                journal,
+                video_bytes=scan.plan.estimated_bytes,
+                jobs=scan.jobs,
+                free=options.free_space,
+            )
+        )
+    except (DiskFullError, JournalError) as exc:
+        return str(exc)
+    return None
+
+
+def _report_problems(scan: ManifestScan, view: ProgressView, outcome: _Outcome) -> None:
+    for column in scan.columns:
+        view.note(f"emoclient batch: {column}")
+    for row, problem in scan.problems:
+        view.problem(
+            problem.label if isinstance(problem, ManifestProblem) else problem.job_label,
+            problem.field,
+            problem.message,
+        )
+        outcome.invalid_rows.add(row)
+        outcome.fail(Failure(f"row {row}", "invalid", None, f"{problem.field}: {problem.message}"))
 
 
 async def _jobs(manifest: Path, view: ProgressView, outcome: _Outcome) -> AsyncIterator[Job]:
+    # The rows the check before the run found wanting were reported then: they are skipped.
     async for entry in aread_manifest(manifest):
         if isinstance(entry, ManifestJob):
-            yield entry.job
+            if entry.row not in outcome.invalid_rows:
+                yield entry.job
             continue
+        if entry.scope == "column" or entry.row in outcome.invalid_rows:
+            continue
+        # Changed since the check (a file went missing): reported now.
         view.problem(entry.label, entry.field, entry.message)
         outcome.invalid_rows.add(entry.row)
         outcome.fail(Failure(entry.label, "invalid", None, f"{entry.field}: {entry.message}"))

@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 
+from emoclient._cli._args import seconds
 from emoclient._client import EmoClient
 from emoclient._exceptions import EmoError
 from emoclient._models import DrivenId, Model, Ratio, StyleLevel, parse_bbox
@@ -38,9 +39,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p = _parser(subparsers, name, helptext, action)
         p.add_argument("task_id", metavar="TASK_ID")
         if name == "wait":
-            p.add_argument("--timeout", type=float, default=1800.0, help="seconds (1800)")
+            p.add_argument("--timeout", type=seconds, default=1800.0, help="seconds (1800)")
             p.add_argument(
-                "--poll-interval", type=float, default=3.0, help="first poll gap, seconds (3)"
+                "--poll-interval", type=seconds, default=3.0, help="first poll gap, seconds (3)"
             )
     p = _parser(subparsers, "download", "save a result video atomically", _download)
     p.add_argument("url", metavar="URL")

@@ -16,6 +16,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
+from emoclient._cli._args import folder
 from emoclient._cli._batch import BatchOptions, expected_failure, run_batch
 from emoclient._models import DRIVEN_IDS
 
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--out",
-        type=Path,
+        type=folder,
         default=Path("emoclient-demo"),
         metavar="DIR",
         help="demo folder (default ./emoclient-demo)",
