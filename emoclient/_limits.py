@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from emoclient._loops import PerLoop
 from emoclient._models import VIDEO_MODELS, Model
 from emoclient._validate import check_count
 
@@ -127,16 +128,24 @@ class RateLimiter:
         self.rate = rate
         self.interval = (1.0 + headroom) / rate
         self._sleep = sleep
-        self._queue = anyio.Lock()
+        self._queue = PerLoop(anyio.Lock)  # callers of one loop take turns; loops ask the store
 
     async def acquire(self) -> None:
         """Wait for this call's turn; return when the request may be sent at once."""
-        async with self._queue:
+        async with self._queue.get():
             while True:
                 wait = await self._store.try_acquire(self._key, interval=self.interval)
                 if wait <= 0:
                     return
                 await self._sleep(wait)
+
+
+class _LoopWaiters:
+    """One event loop's waiters for a window: their turn, and the wake-up when a slot frees."""
+
+    def __init__(self) -> None:
+        self.queue = anyio.Lock()
+        self.freed: anyio.Event | None = None  # set when a slot is freed in this loop
 
 
 class _Window:
@@ -150,8 +159,7 @@ class _Window:
         self._key = key
         self._size = size
         self._ttl = ttl
-        self._queue = anyio.Lock()
-        self._freed: anyio.Event | None = None  # set when this process frees a slot
+        self._loops = PerLoop(_LoopWaiters)
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -167,16 +175,18 @@ class _Window:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._store.release_lease(self._key, holder=holder)
-                if self._freed is not None:
-                    self._freed.set()
+                waiters = self._loops.current()
+                if waiters is not None and waiters.freed is not None:
+                    waiters.freed.set()  # wakes this loop's waiter; other loops poll
 
     async def _acquire(self, holder: str) -> None:
-        async with self._queue:
+        waiters = self._loops.get()
+        async with waiters.queue:
             poll = self._POLL_MIN
             while not await self._store.try_lease(
                 self._key, size=self._size, holder=holder, ttl=self._ttl
             ):
-                freed = self._freed = anyio.Event()
+                freed = waiters.freed = anyio.Event()
                 with anyio.move_on_after(poll):
                     await freed.wait()
                 poll = min(poll * 2, self._POLL_MAX)

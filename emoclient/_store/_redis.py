@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
+from emoclient._loops import PerLoop
 from emoclient._store._errors import StoreError, StoreUnavailableError
 from emoclient._store._maths import check_duration, check_size
 from emoclient._store._protocol import RETENTION, Intent
@@ -255,16 +256,23 @@ class RedisStore:
         self.deadline = check_duration("deadline", deadline)
         timeout = min(check_duration("socket_timeout", socket_timeout), self.deadline)
         # Retries happen here, under one deadline, not inside redis-py.
-        self._client: Redis = aioredis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
-        self._scripts: dict[str, AsyncScript] = {
-            name: self._client.register_script(_PRELUDE + body) for name, body in _SCRIPTS.items()
-        }
+
+        def connect() -> tuple[Redis, dict[str, AsyncScript]]:
+            client: Redis = aioredis.Redis.from_url(
+                url,
+                decode_responses=True,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),
+            )
+            scripts = {
+                name: client.register_script(_PRELUDE + body) for name, body in _SCRIPTS.items()
+            }
+            return client, scripts
+
+        # redis-py's connections belong to the event loop that opened them: one client per
+        # loop (a BlockingEmoClient's loop beside the app's, say; see emoclient._loops).
+        self._clients = PerLoop(connect)
         self._closed = False
         self._outage_since: float | None = None
 
@@ -288,7 +296,8 @@ class RedisStore:
         attempt = 0
         while True:
             try:
-                result = await self._scripts[script](keys=keys, args=[_arg(a) for a in args])
+                scripts = self._clients.get()[1]
+                result = await scripts[script](keys=keys, args=[_arg(a) for a in args])
             except errors.AuthenticationError as exc:
                 raise StoreError(
                     f"Redis at {self.url} refused the login ({exc}); fix the user and password "
@@ -433,7 +442,10 @@ class RedisStore:
         """Close the connections; later calls raise :class:`StoreError`."""
         if not self._closed:
             self._closed = True
-            await self._client.aclose()
+            mine = self._clients.current()
+            self._clients.clear()  # other loops' connections close with their loops
+            if mine is not None:
+                await mine[0].aclose()
 
 
 def _arg(value: str | float) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Self, TypeVar
 import anyio
 import anyio.to_thread
 
+from emoclient._loops import PerLoop
 from emoclient._store._errors import StoreError
 from emoclient._store._maths import check_duration, check_size, gcra_try
 from emoclient._store._protocol import RETENTION, Intent
@@ -77,7 +79,10 @@ class SQLiteStore:
         self._busy_ms = int(check_duration("busy_timeout", busy_timeout) * 1000)
         self._conn: sqlite3.Connection | None = None
         self._closed = False
-        self._limiter = anyio.CapacityLimiter(1)
+        # One call at a time per event loop (a worker thread each), and one at a time on
+        # the connection across the loops of this process (see emoclient._loops).
+        self._limiter = PerLoop(lambda: anyio.CapacityLimiter(1))
+        self._lock = threading.Lock()
 
     async def __aenter__(self) -> Self:
         return self
@@ -137,6 +142,10 @@ class SQLiteStore:
             delay = min(delay * 2, 0.1)
 
     def _transaction(self, work: _Work[_T], write: bool) -> _T:
+        with self._lock:
+            return self._locked_transaction(work, write)
+
+    def _locked_transaction(self, work: _Work[_T], write: bool) -> _T:
         if self._closed:
             raise StoreError(f"account store {self.path} is closed")
         if self._conn is None:
@@ -156,7 +165,8 @@ class SQLiteStore:
         return result
 
     async def _call(self, work: _Work[_T], *, write: bool = True) -> _T:
-        return await anyio.to_thread.run_sync(self._transaction, work, write, limiter=self._limiter)
+        limiter = self._limiter.get()
+        return await anyio.to_thread.run_sync(self._transaction, work, write, limiter=limiter)
 
     async def try_acquire(self, key: str, *, interval: float) -> float:
         """See :meth:`AccountStore.try_acquire`."""
@@ -345,12 +355,13 @@ class SQLiteStore:
         """Close the file; later calls raise :class:`StoreError`."""
 
         def close() -> None:
-            self._closed = True
-            if self._conn is not None:
-                conn, self._conn = self._conn, None
-                conn.close()
+            with self._lock:
+                self._closed = True
+                if self._conn is not None:
+                    conn, self._conn = self._conn, None
+                    conn.close()
 
-        await anyio.to_thread.run_sync(close, limiter=self._limiter)
+        await anyio.to_thread.run_sync(close, limiter=self._limiter.get())
 
 
 def _live_leases(
