@@ -126,7 +126,11 @@ def sdk_venv(refresh: bool) -> tuple[str | None, str]:
             subprocess.run([sys.executable, "-m", "venv", str(SDK_VENV)], check=True)
             pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
             subprocess.run([*pip, "--upgrade", "dashscope", "aiohttp"], check=True, timeout=600)
-        probe = [str(python), "-c", "from importlib.metadata import version; print(version(\"dashscope\"))"]
+        probe = [
+            str(python),
+            "-c",
+            'from importlib.metadata import version; print(version("dashscope"))',
+        ]
         answer = subprocess.run(probe, capture_output=True, text=True, check=True, timeout=120)
     except (OSError, subprocess.SubprocessError) as exc:
         return None, f"the newest SDK could not be installed in {SDK_VENV}: {exc}"
@@ -216,7 +220,9 @@ def _measure(
     for t in tasks.values():
         if t.scheduled_time is not None and t.end_time is not None:
             job = next((int(k) for k, v in delivered.items() if v["task_id"] == t.task_id), -1)
-            timeline.append([job, round(service(t.scheduled_time), 2), round(service(t.end_time), 2)])
+            timeline.append(
+                [job, round(service(t.scheduled_time), 2), round(service(t.end_time), 2)]
+            )
     last = max((-s * speed for s in on_disk.values()), default=(result["ended"] - started) * speed)
     return Run(
         arm=arm,
@@ -247,7 +253,9 @@ def stats_of(emulator: RunningEmulator, key: str) -> dict[str, Any]:
 # --- the run ---
 
 
-async def _rounds(args: argparse.Namespace, folder: Path, newest: tuple[str | None, str]) -> list[Run]:
+async def _rounds(
+    args: argparse.Namespace, folder: Path, newest: tuple[str | None, str]
+) -> list[Run]:
     local = _inputs(folder / "inputs", args.jobs)
     runner, files = await _file_server(folder / "inputs")
     by_url = [{k: f"{files}/{v}" for k, v in job.items()} for job in local]

@@ -210,15 +210,17 @@ class Plain:
 
     async def request(self, route: str, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
         while True:
-            async with self.limits[route]:
-                async with self.session.request(method, url, **kwargs) as answer:
-                    body = await answer.json(content_type=None)
-                    if answer.status == 429:
-                        await asyncio.sleep(1.0 / self.speed)
-                        continue
-                    if answer.status != 200:
-                        raise ArmError(f"{route}: {answer.status} {body}")
-                    return dict(body)
+            async with (
+                self.limits[route],
+                self.session.request(method, url, **kwargs) as answer,
+            ):
+                body = await answer.json(content_type=None)
+            if answer.status == 429:
+                await asyncio.sleep(1.0 / self.speed)
+                continue
+            if answer.status != 200:
+                raise ArmError(f"{route}: {answer.status} {body}")
+            return dict(body)
 
     async def upload(self, path: str, model: str) -> str:
         import aiohttp
@@ -238,7 +240,8 @@ class Plain:
         form.add_field("x-oss-object-acl", policy["x_oss_object_acl"])
         form.add_field("x-oss-forbid-overwrite", policy["x_oss_forbid_overwrite"])
         form.add_field("success_action_status", "200")
-        form.add_field("file", Path(path).read_bytes(), filename=Path(path).name)
+        data = await asyncio.to_thread(Path(path).read_bytes)
+        form.add_field("file", data, filename=Path(path).name)
         async with self.session.post(policy["upload_host"], data=form) as answer:
             if answer.status != 200:
                 raise ArmError(f"upload: {answer.status}")
@@ -306,11 +309,11 @@ def _preload(arm: str) -> None:
         import emoclient._batch  # noqa: F401
         from emoclient import Batch, EmoClient  # noqa: F401
     elif arm == "aiohttp":
-        import aiohttp  # noqa: F401
+        import aiohttp
         import aiolimiter  # noqa: F401
     else:
         import aiohttp  # noqa: F401
-        import dashscope.aigc.video_synthesis  # noqa: F401
+        import dashscope.aigc.video_synthesis
         import dashscope.utils.oss_utils  # noqa: F401
 
 
