@@ -15,14 +15,15 @@ emulator fetches them). The SDK arms run twice more in a separate venv holding t
 release from PyPI (``benchmarks/.sdk-venv``, built on first use); the pinned one is the dev
 venv's.
 
-Time is compressed: the emulator runs ``--speed`` times faster than real time and every limit
-(the service's and the clients') and every polling interval is scaled by the same factor, so
-the numbers are those of a real account. A task takes 30 + 5 x 2 = 40 service seconds; the
-ideal makespan is the jobs' processing back to back (jobs x 40 s). Per arm: makespan / ideal
-(makespan: the arm's start to the last video on disk), slot busy (the running slot's busy time
-over its span from first start to last end), 429 answers, lost jobs (no video on disk), duplicate
-submissions (tasks beyond one per job), task queries per job, completion -> file on disk
-p50/p95 in service seconds (the task's end on the emulator's clock to the file's mtime), and the
+Time is compressed: the emulator runs ``--speed`` times faster than real time, its rate limits
+count the service's N requests per sliding second in windows of 1/speed real seconds, and every
+client's limits and polling intervals are scaled by the same factor, so the numbers are those
+of a real account. A task takes 30 + 5 x 2 = 40 service seconds. Per arm: makespan / ideal
+(makespan: the arm's start to its last video on disk; ideal: the delivered jobs' processing
+back to back, 40 s each), slot busy (the running slot's busy time over its span from first start
+to last end), 429 answers, lost jobs (no video on disk), duplicate submissions (tasks beyond one
+per job), task queries per job, completion -> file on disk p50/p95 in service seconds (the
+task's end on the emulator's clock to the file's mtime), and the
 arm process's peak RSS. The running slot's timeline per arm is kept for the chart.
 
     python benchmarks/bench_makespan.py --quick             # about a minute and a half
@@ -106,13 +107,16 @@ async def _file_server(folder: Path) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}"
 
 
-def _scaled_limits(speed: float) -> dict[str, Any]:
-    return {
-        "submit": {"emo-v1": round(5 * speed), "emoji-v1": round(speed)},
-        "detect": {"emo-detect-v1": round(5 * speed), "emoji-detect-v1": round(speed)},
-        "query": round(20 * speed),
-        "upload_policy": round(100 * speed),
-    }
+def _compress_rate_windows(speed: float) -> None:
+    """The emulator's sliding one-second windows last 1/speed real seconds from now on.
+
+    The service allows N requests in any sliding second; time compressed by ``speed``, that
+    is N requests in any 1/speed real seconds, so a burst is refused as it would be for real.
+    (Multiplying N by the speed instead would let a burst of N x speed through at once.)
+    """
+    from emoclient.emulator import _ratelimit
+
+    _ratelimit.WINDOW_SECONDS = 1.0 / speed
 
 
 # --- the newest SDK in its own venv ---
@@ -229,7 +233,7 @@ def _measure(
         inputs=inputs,
         sdk=sdk,
         jobs=len(jobs),
-        ideal=ideal,
+        ideal=max(1, len(delivered)) * TASK_SECONDS,  # a lost job is no work to compare with
         makespan=last,
         busy=busy / span if span else 0.0,
         throttled=sum(route["throttled"] for route in stats["routes"].values()),
@@ -264,7 +268,8 @@ async def _rounds(
     arms = [(sys.executable, arm, pinned if arm in SDK_ARMS else "") for arm in ARMS]
     if newest[0] is not None:
         arms += [(newest[0], arm, newest[1]) for arm in SDK_ARMS]
-    config = EmulatorConfig(speed=args.speed, render=False, rate_limits=_scaled_limits(args.speed))
+    _compress_rate_windows(args.speed)
+    config = EmulatorConfig(speed=args.speed, render=False)  # the service's own limits
     runs = []
     try:
         async with serve(config) as emulator:
@@ -336,7 +341,7 @@ def _tables(runs: list[Run], args: argparse.Namespace) -> tuple[list[dict[str, A
         )
     title = (
         f"{args.jobs} EMO jobs ({CLIP_SECONDS:g} s clips, {TASK_SECONDS:g} s of processing each), "
-        f"emulator and limits at {args.speed:g}x, medians of {args.rounds} round(s)"
+        f"time compressed {args.speed:g}x, medians of {args.rounds} round(s)"
     )
     return [benchjson.table(title, columns, rows)], timelines
 
@@ -347,8 +352,10 @@ def main(args: argparse.Namespace) -> None:
         runs = anyio.run(_rounds, args, Path(tmp), newest)
     tables, timelines = _tables(runs, args)
     notes = [
-        "ideal = the jobs' processing back to back; makespan = the arm's start to its last "
-        "video on disk; times in service seconds (real seconds x the speed factor)",
+        "ideal = the delivered jobs' processing back to back (a lost job is not counted); "
+        "makespan = the arm's start to its last video on disk; times in service seconds (real "
+        "seconds x the speed factor); the emulator's limits are the service's, counted in "
+        "sliding windows of 1/speed real seconds",
         "slot busy = the running slot's busy time over its span (first start to last end)",
         "SDK: EMO has no SDK class of its own; the SDK's video-synthesis class "
         "AioVideoSynthesis (async_call + wait) is its async path for emo-v1, detection goes "

@@ -11,7 +11,8 @@ paths or http URLs) and the output folder. Arms:
   ``async_call``, ``wait``, then a plain aiohttp download;
 - ``sdk-gathered``: the same pipeline for every job at once under ``asyncio.gather``;
 - ``aiohttp``: a plain hand-written client, aiohttp + aiolimiter (``AsyncLimiter(rate, 1)`` per
-  route), every job gathered, polling 1, 2, 4 ... 30 s per task, a 429 retried after 1 s.
+  route, its period divided by the speed), every job gathered, polling 1, 2, 4 ... 30 s per
+  task, a 429 retried after 1 s.
 
 Time is compressed by the speed factor everywhere: the SDK's own waits (its 1-5 s poll
 schedule) run through a shim that divides them by the speed. This file imports emoclient only
@@ -203,7 +204,7 @@ class Plain:
         self.base = spec["base_url"].rstrip("/")
         self.auth = {"Authorization": f"Bearer {spec['key']}"}
         self.limits = {
-            name: AsyncLimiter(rate * speed, 1)
+            name: AsyncLimiter(rate, 1 / speed)  # AsyncLimiter(rate, 1), time compressed
             for name, rate in (("submit", 5), ("detect", 5), ("query", 20), ("upload", 100))
         }
         self.policies: dict[str, dict[str, Any]] = {}
