@@ -18,6 +18,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -80,7 +81,9 @@ def validate(document: Any, name: str) -> list[str]:
     return problems
 
 
-def run_script(script: Path, *, quick: bool, timeout: float, workdir: Path) -> Outcome:
+def run_script(
+    script: Path, *, quick: bool, timeout: float, workdir: Path, echo: bool = True
+) -> Outcome:
     """Run one script with the interface's options; its outcome, never an exception."""
     name = script.stem.removeprefix("bench_")
     target = workdir / f"{name}.json"
@@ -89,25 +92,42 @@ def run_script(script: Path, *, quick: bool, timeout: float, workdir: Path) -> O
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     started = time.monotonic()
-    try:
-        done = subprocess.run(
-            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired as exc:
-        output = (
-            (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else ""
-        )
-        return Outcome(
-            name, "failed", timeout, f"did not finish within {timeout:g} s", None, output
-        )
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    )
+    killed = threading.Event()
+
+    def kill() -> None:
+        killed.set()
+        process.kill()
+
+    timer = threading.Timer(timeout, kill)
+    timer.start()
+    lines = []
+    assert process.stdout is not None
+    with process.stdout:
+        for line in process.stdout:  # shown as it comes: a full run takes a while
+            if echo:
+                print(line, end="", flush=True)
+            lines.append(line)
+    code = process.wait()
+    timer.cancel()
     seconds = time.monotonic() - started
-    output = done.stdout + done.stderr
-    if done.returncode != 0:
-        last = [line for line in done.stderr.strip().splitlines() if line.strip()][-1:]
-        reason = last[0] if last else "no message"
+    output = "".join(lines)
+    if killed.is_set():
         return Outcome(
-            name, "failed", seconds, f"exit status {done.returncode}: {reason}", None, output
+            name, "failed", seconds, f"did not finish within {timeout:g} s", None, output
         )
+    if code != 0:
+        last = [line.strip() for line in lines if line.strip()][-1:]
+        reason = last[0] if last else "no message"
+        return Outcome(name, "failed", seconds, f"exit status {code}: {reason}", None, output)
     try:
         document = json.loads(target.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -226,7 +246,6 @@ def run(args: argparse.Namespace) -> int:
         for script in scripts:
             print(f"== {script.name} ...", flush=True)
             outcome = run_script(script, quick=args.quick, timeout=args.timeout, workdir=Path(tmp))
-            print(outcome.output.rstrip())
             print(
                 f"== {script.name}: {outcome.status} in {outcome.seconds:.0f} s {outcome.message}"
             )
@@ -268,7 +287,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only", action="append", metavar="NAME", help="run only bench_NAME.py (repeatable)"
     )
-    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per script")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per script")
     parser.add_argument("--folder", default=str(HERE), help=argparse.SUPPRESS)
     parser.add_argument("--results", default=str(HERE / "results.json"), help="the JSON report")
     parser.add_argument("--readme", default=str(HERE / "README.md"), help="the Markdown report")

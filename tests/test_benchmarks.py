@@ -19,6 +19,7 @@ from benchmarks.harness import (
     parse,
     replace_block,
     run,
+    run_script,
     validate,
 )
 
@@ -112,6 +113,15 @@ def test_a_run_collects_reports_failures_and_renders_markdown(tmp_path: Path) ->
     again = readme.read_text()
     assert again.count(BEGIN) == 1
     assert "bench_broken.py" not in again
+
+
+def test_a_script_that_hangs_is_stopped_and_reported(tmp_path: Path) -> None:
+    script = tmp_path / "bench_slow.py"
+    script.write_text("import time\nprint('started', flush=True)\ntime.sleep(60)\n")
+    outcome = run_script(script, quick=True, timeout=0.5, workdir=tmp_path, echo=False)
+    assert (outcome.name, outcome.status) == ("slow", "failed")
+    assert outcome.message == "did not finish within 0.5 s"
+    assert outcome.output == "started\n"
 
 
 def test_validate_names_what_breaks_the_interface() -> None:
