@@ -204,3 +204,26 @@ async def test_an_ended_job_can_be_started_again(frozen: RunningEmulator, tmp_pa
         again = await queue.start(job)  # the same job once more (say, its file was lost)
         assert again is not first
         assert (await again.wait(timeout=DEADLINE)).status == "succeeded"
+
+
+async def test_old_ended_handles_are_forgotten_and_found_again(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    jobs = label_jobs(tmp_path / "in", 3)
+    async with (
+        make_client(emulator) as client,
+        JobQueue(client, out_dir=tmp_path / "out", options=options(), keep_ended=1) as queue,
+    ):
+        handles = []
+        for job in jobs:
+            handles.append(await queue.start(job))
+            await handles[-1].wait(timeout=DEADLINE)
+        newest = await queue.get(handles[-1].id)
+        oldest = await queue.get(handles[0].id)
+    assert newest is handles[-1]  # kept in memory, with its events
+    assert oldest is not None
+    assert oldest is not handles[0]  # rebuilt from the journal
+    assert oldest.state is JobState.SUCCEEDED
+    assert oldest.path == handles[0].path
+    with pytest.raises(ValueError, match="keep_ended"):
+        JobQueue(client, out_dir=tmp_path / "x", keep_ended=0)

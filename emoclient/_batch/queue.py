@@ -69,7 +69,9 @@ class JobQueue:
     (``finish=True`` in :meth:`aclose` waits for every job instead). ``board`` (default
     True) publishes the queue's jobs to the job board of the first client's account, so that
     every queue of the account can answer about them; pass a :class:`JobBoard` to tune how
-    often it polls, or False for a queue no other process needs to ask about.
+    often it polls, or False for a queue no other process needs to ask about. The handles
+    of the last ``keep_ended`` jobs that ended stay in memory; older ones are found again by
+    :meth:`get` in the journal (and on the board), without their event history.
     """
 
     def __init__(
@@ -81,8 +83,11 @@ class JobQueue:
         max_queued: int = 100,
         options: SchedulerOptions | None = None,
         board: JobBoard | bool = True,
+        keep_ended: int = 1000,
     ) -> None:
         self.max_queued = check_count("max_queued", max_queued)
+        self.keep_ended = check_count("keep_ended", keep_ended)
+        self._ended: deque[str] = deque()
         self._batch = Batch(
             client, out_dir=out_dir, journal=journal, on_event=self._on_event, options=options
         )
@@ -270,6 +275,7 @@ class JobQueue:
             )
         )
         self._changed(handle)
+        self._forget_old(handle)
 
     async def _jobs(self) -> AsyncIterator[Job]:
         """Queued jobs, one owner after another (round robin), for as long as the queue lives."""
@@ -293,6 +299,7 @@ class JobQueue:
             if handle is not None:
                 handle._finish(result)
                 self._changed(handle)
+                self._forget_old(handle)
 
     async def _on_event(self, event: BatchEvent) -> None:
         if isinstance(event, JobEvent):
@@ -317,6 +324,19 @@ class JobQueue:
         self._enqueue(handle)
         self._changed(handle)
 
+    def _forget_old(self, handle: JobHandle) -> None:
+        """Keep the last ``keep_ended`` ended handles; a long-lived app must not grow."""
+        self._ended.append(handle.id)
+        while len(self._ended) > self.keep_ended:
+            id = self._ended[0]
+            if id in self._dirty:
+                return  # not on the board yet: forgotten after it is
+            self._ended.popleft()
+            old = self._handles.get(id)
+            if old is not None and old.state.is_final:
+                del self._handles[id]
+                self._answers.pop(id, None)
+
     # --- the job board ------------------------------------------------------------------
 
     def _changed(self, handle: JobHandle) -> None:
@@ -331,7 +351,7 @@ class JobQueue:
         except StoreError as exc:
             logger.warning("job board unreadable, job %s looked up here only: %s", id[:12], exc)
             return None
-        return handle if handle is None or handle.worker != self._board.worker else None
+        return handle  # this queue's own when it has forgotten an old ended job
 
     async def _keep_board(self, board: JobBoard) -> None:
         """Publish what changed, carry out cancel requests, and beat, for the queue's life."""
