@@ -162,9 +162,13 @@ def _scaled_limits(speed: float) -> dict[str, int]:
 
 
 async def _run_seed(
-    emulator: RunningEmulator, seed: int, args: argparse.Namespace, folder: Path
+    emulator: RunningEmulator,
+    seed: int,
+    args: argparse.Namespace,
+    folder: Path,
+    inputs: tuple[list[EmoJob], dict[str, tuple[str, str, float]]],
 ) -> SeedResult:
-    jobs, expected = _jobs(folder / f"in-{seed}", args.jobs)
+    jobs, expected = inputs
     key = f"sk-faults-{seed}-{uuid.uuid4().hex[:8]}"
     out = folder / f"out-{seed}"
     result = SeedResult(seed=seed, jobs=len(jobs))
@@ -267,9 +271,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     config = EmulatorConfig(speed=args.speed, render=False, rate_limits=_scaled_limits(args.speed))
     results: list[SeedResult] = []
     with tempfile.TemporaryDirectory() as tmp:
+        inputs = _jobs(Path(tmp) / "inputs", args.jobs)  # each seed has its own account
         async with serve(config) as emulator:
             for seed in args.seeds:
-                results.append(await _run_seed(emulator, seed, args, Path(tmp)))
+                results.append(await _run_seed(emulator, seed, args, Path(tmp), inputs))
     report = _report(results, args)
     _print(report)
     if args.json:

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from emoclient._batch.batch import (
         EventHandler,
     )
+    from emoclient._activity import ClientActivity
     from emoclient._blocking import BlockingEmoClient, BlockingEmoClientWithRawResponse
     from emoclient._client import EmoClient, EmoClientWithRawResponse
     from emoclient._exceptions import (
@@ -149,6 +150,7 @@ _LAZY = {
     "Timeout": "emoclient._options",
     "RawResponse": "emoclient._raw",
     "RetryPolicy": "emoclient._retry",
+    "ClientActivity": "emoclient._activity",
     "BlockingEmoClient": "emoclient._blocking",
     "BlockingEmoClientWithRawResponse": "emoclient._blocking",
     "QueueFullError": "emoclient._batch",
@@ -236,6 +238,7 @@ __all__ = [
     "BatchSummary",
     "BlockingEmoClient",
     "BlockingEmoClientWithRawResponse",
+    "ClientActivity",
     "ConfigurationError",
     "ConnectError",
     "Detection",

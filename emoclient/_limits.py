@@ -129,13 +129,17 @@ class RateLimiter:
         self._sleep = sleep
         self._queue = anyio.Lock()
 
-    async def acquire(self) -> None:
-        """Wait for this call's turn; return when the request may be sent at once."""
+    async def acquire(self) -> float:
+        """Wait for this call's turn; return when the request may be sent at once, with the
+        seconds waited (0.0 when it could go at once)."""
+        started = anyio.current_time()
+        waited = False
         async with self._queue:
             while True:
                 wait = await self._store.try_acquire(self._key, interval=self.interval)
                 if wait <= 0:
-                    return
+                    return anyio.current_time() - started if waited else 0.0
+                waited = True
                 await self._sleep(wait)
 
 

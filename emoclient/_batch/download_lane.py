@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 
 import anyio
 
@@ -22,6 +23,8 @@ from emoclient._exceptions import EmoError, ResultURLExpiredError
 from emoclient._retry import RetryPolicy
 
 __all__ = ["DownloadLane"]
+
+logger = logging.getLogger("emoclient")
 
 
 class DownloadLane:
@@ -82,10 +85,21 @@ class DownloadLane:
                 if fresh is None:  # could not ask: try again later
                     error = str(exc)
                     await anyio.sleep(policy.delay(attempt))
+                self._client.activity.retried("download")
                 continue
             except (EmoError, OSError) as exc:
                 error = str(exc)
+                if not policy.should_retry(attempt):
+                    break
+                self._client.activity.retried("download")
+                logger.info(
+                    "%s: downloading the video of task %s failed (%s); retrying with a fresh URL",
+                    ticket.label,
+                    ticket.task_id,
+                    error,
+                )
                 await anyio.sleep(policy.delay(attempt))
+                await self._fresh_url(ticket)
                 continue
             except ValueError as exc:
                 # A URL or target path that can never work: fail this job, not the batch.
@@ -97,6 +111,17 @@ class DownloadLane:
             return
         message = f"downloading the video of task {ticket.task_id} failed ({error}); rerun to retry"
         await self._ledger.failed_this_run(ticket, message, billed=ticket.video_duration)
+
+    async def _fresh_url(self, ticket: Ticket) -> None:
+        """Ask the task for its URL again before another try (signed URLs may be renewed);
+        a failed query keeps the URL there is."""
+        assert ticket.task_id is not None
+        try:
+            task = await self._client.get_task(ticket.task_id)
+        except EmoError:
+            return
+        if task.video_url and task.video_url != ticket.video_url:
+            await self._ledger.url_refreshed(ticket, task.video_url)
 
     async def _refresh_url(self, ticket: Ticket) -> bool | None:
         """After a 403 on the result URL: True with a new URL, False after reporting the

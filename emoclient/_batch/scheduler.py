@@ -314,6 +314,7 @@ class Scheduler:
         policy = self._opt.query_retry
         ticket.errors += 1
         if policy.should_retry(ticket.errors - 1):
+            self._client.activity.retried("query")
             ticket.progress.next_poll = self._clock() + policy.delay(ticket.errors - 1)
             return
         # Give up for this run only: the journal keeps the task id, and a rerun polls again.
