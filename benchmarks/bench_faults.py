@@ -275,11 +275,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         async with serve(config) as emulator:
             for seed in args.seeds:
                 results.append(await _run_seed(emulator, seed, args, Path(tmp), inputs))
-    report = _report(results, args)
-    _print(report)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    return _report(results, args)
 
 
 def _report(results: list[SeedResult], args: argparse.Namespace) -> dict[str, Any]:
@@ -358,4 +354,8 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    anyio.run(main, _parse())
+    arguments = _parse()
+    report = anyio.run(main, arguments)
+    _print(report)
+    if arguments.json:
+        Path(arguments.json).write_text(json.dumps(report, indent=2) + "\n")

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     __version__: str
+    from emoclient._activity import ClientActivity
     from emoclient._batch import (
         Batch,
         BatchEvent,
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
     from emoclient._batch.batch import (
         EventHandler,
     )
-    from emoclient._activity import ClientActivity
     from emoclient._blocking import BlockingEmoClient, BlockingEmoClientWithRawResponse
     from emoclient._client import EmoClient, EmoClientWithRawResponse
     from emoclient._exceptions import (

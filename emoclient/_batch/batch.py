@@ -243,7 +243,7 @@ class Batch:
             async with anyio.create_task_group() as work:
                 with contextlib.ExitStack() as inboxes:  # closed before `work` is awaited
                     for account in self._accounts:
-                        preparer = Preparer(account.client, ledger)
+                        preparer = Preparer(account.client, ledger, retry=self.options.retry)
                         for model in VIDEO_MODELS:
                             send = self._pipeline(work, account, preparer, ledger)
                             account.inbox[model] = inboxes.enter_context(send)

@@ -28,7 +28,14 @@ from emoclient._batch.jobs import EmoJob, Job
 from emoclient._batch.manifest import ManifestError, ManifestJob, ManifestProblem, aread_manifest
 from emoclient._batch.manifest import read_manifest as _read_manifest
 from emoclient._cli._keys import read_keys
-from emoclient._cli._progress import Failure, Mode, ProgressView, render_failures, render_summary
+from emoclient._cli._progress import (
+    Failure,
+    Mode,
+    ProgressView,
+    render_failures,
+    render_recovery,
+    render_summary,
+)
 
 if TYPE_CHECKING:
     from emoclient._batch import Batch, BatchSummary, JobResult
@@ -356,12 +363,6 @@ async def _key_refused(client: EmoClient) -> str | None:
     return None
 
 
-def _retried(summary: BatchSummary) -> list[str]:
-    if not summary.resubmitted:
-        return []
-    return [f"{summary.resubmitted} task(s) failed on the service's side and were submitted again"]
-
-
 async def _run(
     clients: list[EmoClient], options: BatchOptions, view: ProgressView, outcome: _Outcome
 ) -> BatchSummary:
@@ -459,7 +460,7 @@ def _report(
             billed_seconds=batch_summary.billed_seconds,
             estimated_cost_cny=batch_summary.estimated_cost_cny,
             elapsed=elapsed,
-            extra=_retried(batch_summary),
+            extra=render_recovery(batch_summary),
         )
         + "\n"
     )

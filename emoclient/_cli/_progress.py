@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from emoclient._batch.events import (
     BatchEvent,
@@ -40,7 +40,10 @@ from emoclient._batch.events import (
     JobUploaded,
 )
 
-__all__ = ["Failure", "ProgressView", "render_failures", "render_summary"]
+if TYPE_CHECKING:
+    from emoclient._batch.ledger import BatchSummary
+
+__all__ = ["Failure", "ProgressView", "render_failures", "render_recovery", "render_summary"]
 
 Mode = Literal["tty", "plain", "json"]
 
@@ -342,3 +345,26 @@ def render_summary(
         *extra,
     ]
     return " · ".join(parts)
+
+
+def render_recovery(finished: BatchSummary) -> list[str]:
+    """What a batch rode out, as parts of the summary line (none when nothing happened)."""
+    retries = ", ".join(f"{n} {kind}" for kind, n in finished.retries.items() if n)
+    return [
+        part
+        for part, shown in (
+            (f"retried {retries}", retries),
+            (f"{finished.rate_waits} waits for the rate limit", finished.rate_waits),
+            (
+                f"{finished.reconciled} lost submit answers looked up "
+                f"({finished.reconciled_found} tasks found, none paid twice)",
+                finished.reconciled,
+            ),
+            (
+                f"{finished.resubmitted} tasks the service failed submitted again",
+                finished.resubmitted,
+            ),
+            (f"{finished.stalled} tasks stalled", finished.stalled),
+        )
+        if shown
+    ]
