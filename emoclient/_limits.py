@@ -131,15 +131,15 @@ class RateLimiter:
 
     async def acquire(self) -> float:
         """Wait for this call's turn; return when the request may be sent at once, with the
-        seconds waited (0.0 when it could go at once)."""
-        started = anyio.current_time()
-        waited = False
+        seconds it slept for its turn (0.0 when it could go at once; the wait in the queue
+        of this process's other callers is theirs)."""
+        waited = 0.0
         async with self._queue:
             while True:
                 wait = await self._store.try_acquire(self._key, interval=self.interval)
                 if wait <= 0:
-                    return anyio.current_time() - started if waited else 0.0
-                waited = True
+                    return waited
+                waited += wait
                 await self._sleep(wait)
 
 
