@@ -85,6 +85,7 @@ class SeedResult:
     wall: float = 0.0
     problems: list[str] = field(default_factory=list)
     log_retries: dict[str, int] = field(default_factory=dict)
+    most_failures_of_a_job: int = 0
 
 
 class _RetryLog(logging.Handler):
@@ -233,12 +234,15 @@ def _check_outputs(
     tasks = [t for t in emulator.state.tasks.values() if t.account == account]
     by_video = {_digest(placeholder_video(t)): t for t in tasks if t.status == "SUCCEEDED"}
     per_job: Counter[tuple[str, str]] = Counter()
+    failures: Counter[str] = Counter()
     for task in tasks:
         if task.status == "FAILED":
             result.failed_tasks += 1
+            failures[_digest(task.inputs.image)] += 1
             continue
         per_job[(_digest(task.inputs.image), _digest(task.inputs.audio or b""))] += 1
     result.duplicates = sum(n - 1 for n in per_job.values() if n > 1)
+    result.most_failures_of_a_job = max(failures.values(), default=0)
     for name, (image, audio, seconds) in expected.items():
         path = out / name
         if not path.exists():
