@@ -10,10 +10,14 @@ bench_faults.py`` runs the same with 50 jobs and several seeds.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from batch_support import emo_jobs, make_inputs, options
 from client_support import account_stats, make_client
@@ -30,7 +34,7 @@ from emoclient import (
 )
 from emoclient._activity import RETRY_KINDS
 from emoclient._batch.verify import Expected, mismatch, probe_mp4
-from emoclient.emulator import RunningEmulator
+from emoclient.emulator import EmulatorConfig, RunningEmulator, serve
 from emoclient.emulator._results import placeholder_video
 from emoclient.emulator._state import Task, TaskInputs
 
@@ -111,3 +115,30 @@ async def test_every_job_gets_its_own_video_under_the_fault_mix(
     assert finished.retries == summary.retries
     assert (finished.reconciled, finished.resubmitted) == (summary.reconciled, failed)
     assert finished.to_json()["retries"] == summary.retries
+
+
+async def test_the_cli_summary_and_json_events_say_what_was_retried(tmp_path: Path) -> None:
+    images, sounds = make_inputs(tmp_path / "in", portraits=2)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(
+        "image,audio,output\n"
+        + "".join(
+            f"{i},{s},v{n}.mp4\n" for n, (i, s) in enumerate(zip(images, sounds, strict=True))
+        )
+    )
+    async with serve(EmulatorConfig.fast(speed=200.0)) as emulator:
+        emulator.set_faults(download_cut_bytes=6000)  # every download resumes at least once
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DASHSCOPE_")}
+        env |= {"DASHSCOPE_API_KEY": "sk-fault-cli", "DASHSCOPE_HTTP_BASE_URL": emulator.base_url}
+        command = [sys.executable, "-m", "emoclient", "batch", str(manifest)]
+        with anyio.fail_after(120):
+            done = await anyio.run_process(
+                [*command, "--out", str(tmp_path / "out"), "--json"], env=env, check=False
+            )
+    assert done.returncode == 0, done.stderr.decode()
+    finished = json.loads(done.stdout.decode().splitlines()[-1])
+    assert finished["event"] == "batch_finished"
+    assert finished["retries"]["download"] >= 2
+    summary = done.stderr.decode()
+    assert "retried " in summary
+    assert f"{finished['retries']['download']} download" in summary

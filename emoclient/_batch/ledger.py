@@ -333,6 +333,13 @@ class Ledger:
         absent."""
         self._summary.reconciled += 1
         self._summary.reconciled_found += task_id is not None
+        logger.info(
+            "%s: a submit's answer was lost; the task list %s",
+            ticket.label,
+            f"has its task {task_id} (not submitted again)"
+            if task_id
+            else "has no task of it (safe to submit again)",
+        )
         await self._emit(self._event(JobReconciled, ticket, task_id, found=task_id is not None))
 
     # --- running --------------------------------------------------------------------------
@@ -345,6 +352,7 @@ class Ledger:
         note = f"task {ticket.task_id} failed ({why}); submitted again ({ticket.resubmits}/{limit})"
         await self._journal.update(ticket.key, state=State.NEW, task_id=None, code=code, error=note)
         self._summary.resubmitted += 1
+        logger.info("%s: %s", ticket.label, note)
         await self._emit(
             self._event(JobResubmitted, ticket, code=code, message=note, attempt=ticket.resubmits)
         )
