@@ -31,6 +31,7 @@ same factor. Printed per seed:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -53,7 +54,7 @@ from emoclient.emulator._results import placeholder_video
 from emoclient.emulator._state import TaskInputs
 from emoclient.emulator.samples import make_portrait, make_speech
 
-RETRY_KINDS = ("upload", "submit", "query", "download")
+RETRY_KINDS = ("upload", "detect", "submit", "query", "download")
 
 
 def fault_mix(seed: int, *, latency: float, cut: int) -> dict[str, Any]:
@@ -82,6 +83,7 @@ class SeedResult:
     resubmitted: int = 0
     retries: dict[str, int] = field(default_factory=dict)
     reconciled: int = 0
+    rate_waits: int = 0
     wall: float = 0.0
     problems: list[str] = field(default_factory=list)
     log_retries: dict[str, int] = field(default_factory=dict)
@@ -135,7 +137,7 @@ def _digest(data: bytes) -> str:
 
 def _client(emulator: RunningEmulator, key: str, speed: float) -> EmoClient:
     rates = Rates(submit=5 * speed, query=20 * speed, detect=5 * speed, upload=100 * speed)
-    retry = RetryPolicy(max_attempts=5, base_delay=0.5 / speed, max_delay=8.0 / speed)
+    retry = _scaled(RetryPolicy(), speed)
     return EmoClient(
         key,
         base_url=emulator.base_url,
@@ -152,8 +154,15 @@ def _options(speed: float) -> SchedulerOptions:
         poll_max=30.0 / speed,
         pending_poll=60.0 / speed,
         queries_per_second=5.0 * speed,
-        retry=RetryPolicy(max_attempts=4, base_delay=0.5 / speed, max_delay=8.0 / speed),
-        query_retry=RetryPolicy(max_attempts=8, base_delay=1.0 / speed, max_delay=30.0 / speed),
+        retry=_scaled(SchedulerOptions().retry, speed),
+        query_retry=_scaled(SchedulerOptions().query_retry, speed),
+    )
+
+
+def _scaled(policy: RetryPolicy, speed: float) -> RetryPolicy:
+    """The library's default policy with its pauses compressed like the emulator's time."""
+    return dataclasses.replace(
+        policy, base_delay=policy.base_delay / speed, max_delay=policy.max_delay / speed
     )
 
 
@@ -201,6 +210,7 @@ async def _run_seed(
     result.resubmitted = summary.resubmitted
     result.retries = {kind: _retries(summary, kind) for kind in RETRY_KINDS}
     result.reconciled = int(getattr(summary, "reconciled", 0))
+    result.rate_waits = int(getattr(summary, "rate_waits", 0))
     result.log_retries = dict(log.counts)
     _check_outputs(emulator, account_label(key), out, expected, result)
     stats: dict[str, Any] = (await emulator.stats())["accounts"][account_label(key)]
@@ -293,6 +303,7 @@ def _report(results: list[SeedResult], args: argparse.Namespace) -> dict[str, An
         "resub",
         *[f"retry {k}" for k in RETRY_KINDS],
         "reconciled",
+        "rate waits",
         "wall s",
     ]
     rows = [
@@ -306,6 +317,7 @@ def _report(results: list[SeedResult], args: argparse.Namespace) -> dict[str, An
             r.resubmitted,
             *[r.retries.get(k, 0) for k in RETRY_KINDS],
             r.reconciled,
+            r.rate_waits,
             round(r.wall, 1),
         ]
         for r in results

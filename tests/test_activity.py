@@ -159,9 +159,9 @@ def test_the_cli_summary_names_what_was_ridden_out() -> None:
     )
     assert render_recovery(summary) == [
         "retried 2 upload, 5 download",
-        "3 waits for the rate limit",
-        "2 lost submit answers looked up (1 tasks found, none paid twice)",
-        "1 tasks the service failed submitted again",
-        "1 tasks stalled",
+        "3 wait(s) for the rate limit",
+        "2 lost submit answer(s) looked up (1 found their task, none paid twice)",
+        "1 task(s) the service failed submitted again",
+        "1 task(s) stalled",
     ]
     assert render_recovery(BatchSummary()) == []

@@ -26,11 +26,13 @@ from emoclient import (
     Batch,
     BatchEvent,
     BatchFinished,
+    EmoClient,
     EmoJob,
     Job,
     JobReconciled,
     JobResubmitted,
     JobResult,
+    SubmittedTask,
 )
 from emoclient._activity import RETRY_KINDS
 from emoclient._batch.verify import Expected, mismatch, probe_mp4
@@ -142,3 +144,57 @@ async def test_the_cli_summary_and_json_events_say_what_was_retried(tmp_path: Pa
     summary = done.stderr.decode()
     assert "retried " in summary
     assert f"{finished['retries']['download']} download" in summary
+
+
+async def test_resubmissions_never_overlap(
+    emulator: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two tasks the service failed are submitted again side by side (each outside the batch's
+    # submit loop). Were two submits of a model in flight at once and both answers lost, two
+    # tasks would appear that the task list cannot tell apart, and both jobs would fail as
+    # undecided. So each submit waits its turn.
+    in_flight, most = 0, 0
+    original = EmoClient.submit_emo
+
+    async def slow(self: EmoClient, *args: Any, **kwargs: Any) -> SubmittedTask:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            await anyio.sleep(0.5)  # a slow network: the POST takes its time
+            return await original(self, *args, **kwargs)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(EmoClient, "submit_emo", slow)
+    images, sounds = make_inputs(tmp_path / "in", portraits=2)
+    emulator.set_speed(0.0)  # frozen: the tasks end when the test says
+    emulator.set_faults(task_failure_rate=1.0)
+    submitted = anyio.Event()
+    seen: list[BatchEvent] = []
+
+    def on_event(event: BatchEvent) -> None:
+        seen.append(event)
+        if sum(e.kind == "submitted" for e in seen) == 2:
+            submitted.set()
+
+    tight = options(pending_poll=0.05, poll_max=0.05)
+    results: list[JobResult] = []
+    async with (
+        make_client(emulator) as client,
+        Batch(client, out_dir=tmp_path / "out", options=tight, on_event=on_event) as batch,
+        anyio.create_task_group() as tg,
+    ):
+
+        async def run() -> None:
+            results.extend([r async for r in batch.run(emo_jobs(images, sounds, 2))])
+
+        tg.start_soon(run)
+        with anyio.fail_after(30):
+            await submitted.wait()
+        emulator.advance(3600.0)  # both tasks run and fail at once
+        emulator.set_faults(task_failure_rate=0.0)  # the tasks submitted again will pass
+        emulator.set_speed(1000.0)
+    assert batch.summary.resubmitted == 2
+    assert [r.status for r in results] == ["succeeded", "succeeded"]
+    assert most == 1

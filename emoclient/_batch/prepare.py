@@ -73,7 +73,7 @@ class Preparer:
     ) -> None:
         self._client = client
         # Second tries of a step whose requests the transport gave up on (network trouble).
-        self._retry = retry or RetryPolicy(max_attempts=4)
+        self._retry = retry or RetryPolicy(max_attempts=8)
         self._ledger = ledger
         self._upload_margin = upload_margin
         # Jobs sharing a file are prepared side by side: one upload and one (billed)

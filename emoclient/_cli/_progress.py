@@ -347,24 +347,16 @@ def render_summary(
     return " · ".join(parts)
 
 
-def render_recovery(finished: BatchSummary) -> list[str]:
+def render_recovery(summary: BatchSummary) -> list[str]:
     """What a batch rode out, as parts of the summary line (none when nothing happened)."""
-    retries = ", ".join(f"{n} {kind}" for kind, n in finished.retries.items() if n)
-    return [
-        part
-        for part, shown in (
-            (f"retried {retries}", retries),
-            (f"{finished.rate_waits} waits for the rate limit", finished.rate_waits),
-            (
-                f"{finished.reconciled} lost submit answers looked up "
-                f"({finished.reconciled_found} tasks found, none paid twice)",
-                finished.reconciled,
-            ),
-            (
-                f"{finished.resubmitted} tasks the service failed submitted again",
-                finished.resubmitted,
-            ),
-            (f"{finished.stalled} tasks stalled", finished.stalled),
-        )
-        if shown
-    ]
+    s = summary
+    retries = ", ".join(f"{n} {kind}" for kind, n in s.retries.items() if n)
+    parts = {
+        f"retried {retries}": retries,
+        f"{s.rate_waits} wait(s) for the rate limit": s.rate_waits,
+        f"{s.reconciled} lost submit answer(s) looked up ({s.reconciled_found} found their "
+        "task, none paid twice)": s.reconciled,
+        f"{s.resubmitted} task(s) the service failed submitted again": s.resubmitted,
+        f"{s.stalled} task(s) stalled": s.stalled,
+    }
+    return [part for part, shown in parts.items() if shown]
