@@ -32,8 +32,9 @@ class SchedulerOptions:
     download_workers: int = 2
     #: A task that FAILED with the service's own error (``InternalError...``, billed nothing)
     #: is submitted again this many times; content errors never are.
-    #: 3: with 4 % of tasks failing (the fault mix of ``benchmarks/bench_faults.py``) 2 lost
-    #: about 1 job in 15 000 (seen twice in 1 750 jobs), 3 lose about 1 in 400 000.
+    #: 3: with 4 % of tasks failing (the fault mix of ``benchmarks/bench_faults.py``) 2 would
+    #: lose about 1 job in 15 000 (a job failed three times in a row there), 3 about 1 in
+    #: 400 000.
     resubmits: int = 3
     #: A task RUNNING ``stall_factor`` times its expected length (and at least ``stall_min``
     #: seconds) is reported as stalled, again every ``stall_repeat`` seconds.
