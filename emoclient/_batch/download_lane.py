@@ -4,8 +4,8 @@ Each download goes through the client's ``download()`` (temporary file, size che
 rename). A URL the result host refuses with 403 makes the task be queried again: a fresh URL
 is used, an expired task is reported as expired. Other failures are retried with backoff,
 the task asked for its URL afresh before each try; when they persist the job is reported
-failed but stays ``succeeded`` in the journal, so a rerun fetches it. Second tries follow the batch's ``RetryPolicy`` (the transport's retries of
-one request come first).
+failed but stays ``succeeded`` in the journal, so a rerun fetches it. Second tries follow
+the batch's ``RetryPolicy`` (the transport's retries of one request come first).
 """
 
 from __future__ import annotations
