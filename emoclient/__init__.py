@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     __version__: str
+    from emoclient._activity import ClientActivity
     from emoclient._batch import (
         Batch,
         BatchEvent,
@@ -153,6 +154,7 @@ _LAZY = {
     "Timeout": "emoclient._options",
     "RawResponse": "emoclient._raw",
     "RetryPolicy": "emoclient._retry",
+    "ClientActivity": "emoclient._activity",
     "BlockingEmoClient": "emoclient._blocking",
     "BlockingEmoClientWithRawResponse": "emoclient._blocking",
     "QueueFullError": "emoclient._batch",
@@ -242,6 +244,7 @@ __all__ = [
     "BatchSummary",
     "BlockingEmoClient",
     "BlockingEmoClientWithRawResponse",
+    "ClientActivity",
     "ConfigurationError",
     "ConnectError",
     "Detection",

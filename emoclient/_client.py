@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Self
 import aiohttp
 
 from emoclient import _generate, _requests
+from emoclient._activity import ClientActivity
 from emoclient._download import download_file
 from emoclient._exceptions import MissingAPIKeyError
 from emoclient._inputs import InputCache
@@ -126,6 +127,12 @@ class EmoClient:
         """A short, non-secret name of this client's account (``acct-`` and 8 hex digits),
         safe to log and to store; never the key."""
         return f"acct-{self._account[:8]}"
+
+    @property
+    def activity(self) -> ClientActivity:
+        """Requests this client (and its copies) sent again, by call kind, and its waits for
+        the account's rate limits; a batch reports what changed during its run."""
+        return self._transport.activity
 
     async def __aenter__(self) -> Self:
         return self

@@ -130,13 +130,17 @@ class RateLimiter:
         self._sleep = sleep
         self._queue = PerLoop(anyio.Lock)  # callers of one loop take turns; loops ask the store
 
-    async def acquire(self) -> None:
-        """Wait for this call's turn; return when the request may be sent at once."""
+    async def acquire(self) -> float:
+        """Wait for this call's turn; return when the request may be sent at once, with the
+        seconds it slept for its turn (0.0 when it could go at once; the wait in the queue
+        of this process's other callers is theirs)."""
+        waited = 0.0
         async with self._queue.get():
             while True:
                 wait = await self._store.try_acquire(self._key, interval=self.interval)
                 if wait <= 0:
-                    return
+                    return waited
+                waited += wait
                 await self._sleep(wait)
 
 

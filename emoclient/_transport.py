@@ -19,6 +19,7 @@ import aiohttp
 import anyio
 from multidict import CIMultiDict
 
+from emoclient._activity import ClientActivity, kind_of_path
 from emoclient._answers import (
     decode,
     error_from_response,
@@ -136,6 +137,8 @@ class Transport:
         self.retry = retry
         self._extra_headers = CIMultiDict(checked_headers(extra_headers))
         self._sleep = sleep
+        #: Retries and rate-limit waits of this transport and its copies (shared).
+        self.activity = ClientActivity()
         self.max_json_bytes = max_json_bytes or bytes_from_env(
             "EMOCLIENT_MAX_JSON_MB", DEFAULT_MAX_JSON_BYTES, unit=_MIB
         )
@@ -348,7 +351,9 @@ class Transport:
                 client_timeout=timeout,
             )
 
-        return await self._request(send, operation=operation, limiter=limiter, classify=classify)
+        return await self._request(
+            send, operation=operation, limiter=limiter, classify=classify, kind=kind_of_path(path)
+        )
 
     async def _request(
         self,
@@ -357,6 +362,7 @@ class Transport:
         operation: str,
         limiter: RateLimiter | None,
         classify: Classifier,
+        kind: str,
     ) -> _T:
         """The one retry loop: ``send(attempt)`` makes one attempt; ``classify`` says whether
         a failure may be sent again (and the server's Retry-After), or raises the error that
@@ -365,7 +371,10 @@ class Transport:
         attempt = 0
         while True:
             if limiter is not None:
-                await limiter.acquire()
+                waited = await limiter.acquire()
+                if waited > 0:
+                    self.activity.waited(waited)
+                    logger.debug("%s: waited %.3f s for the rate limit", operation, waited)
             try:
                 return await send(attempt)
             except (APIStatusError, TransportError) as exc:
@@ -385,6 +394,7 @@ class Transport:
                     brief(exc),
                     delay,
                 )
+            self.activity.retried(kind)
             await self._sleep(delay)
             attempt += 1
 
@@ -445,7 +455,9 @@ class Transport:
                     exc.code,
                 )
 
-        await self._request(send, operation=operation, limiter=None, classify=read_retry)
+        await self._request(
+            send, operation=operation, limiter=None, classify=read_retry, kind="upload"
+        )
 
     async def _post_once(
         self,

@@ -19,6 +19,8 @@ from emoclient import AccountStore, MemoryStore, Rates, RedisStore, SQLiteStore
 from emoclient._limits import AccountLimits
 from emoclient._loops import PerLoop
 
+pytest_plugins = ["redis_server"]
+
 
 def _store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> AccountStore:
     if kind == "memory":

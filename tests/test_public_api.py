@@ -27,6 +27,7 @@ CLIENT_NAMES = {
     "TaskSummary",
     "UploadedFile",
     "RetryPolicy",
+    "ClientActivity",
     "Rates",
     "RateLimiter",
     "AccountLimits",

@@ -26,6 +26,7 @@ import anyio.to_thread
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from emoclient._activity import RETRY_KINDS, ClientActivity
 from emoclient._batch.events import BatchEvent, BatchFinished
 from emoclient._batch.jobs import Job, aiterate, input_digests, key_from, output_name
 from emoclient._batch.journal import JobRecord, Journal, State
@@ -199,21 +200,37 @@ class Batch:
             _Account(c, Scheduler(c, ledger, options=self.options, owner=owner), owner)
             for c in self.clients
         ]
+        before = [c.activity.copy() for c in self.clients]
         self._tg.start_soon(self._drive, jobs, ledger, send)
         async with receive:
             async for result in receive:
                 yield result
         self._running = False
-        self.summary.elapsed = time.monotonic() - self._started
-        self.summary.interrupted = sum(a.scheduler.interrupted for a in self._accounts)
-        self.summary.stopped = self._stop_requested
+        summary = self.summary
+        summary.elapsed = time.monotonic() - self._started
+        summary.interrupted = sum(a.scheduler.interrupted for a in self._accounts)
+        summary.stopped = self._stop_requested
+        activity = ClientActivity()
+        for client, earlier in zip(self.clients, before, strict=True):
+            activity.add(client.activity.since(earlier))
+        summary.retries = {k: activity.retries[k] for k in RETRY_KINDS if k in activity.retries}
+        summary.rate_waits, summary.rate_wait_seconds = (
+            activity.rate_waits,
+            activity.rate_wait_seconds,
+        )
         await self._emit(
             BatchFinished(
-                counts=dict(self.summary.counts),
-                billed_seconds=self.summary.billed_seconds,
-                estimated_cost_cny=self.summary.estimated_cost_cny,
-                elapsed=self.summary.elapsed,
-                stopped=self.summary.stopped,
+                counts=dict(summary.counts),
+                billed_seconds=summary.billed_seconds,
+                estimated_cost_cny=summary.estimated_cost_cny,
+                elapsed=summary.elapsed,
+                stopped=summary.stopped,
+                retries=dict(summary.retries),
+                rate_waits=summary.rate_waits,
+                reconciled=summary.reconciled,
+                reconciled_found=summary.reconciled_found,
+                resubmitted=summary.resubmitted,
+                stalled=summary.stalled,
             )
         )
 
@@ -231,7 +248,7 @@ class Batch:
             async with anyio.create_task_group() as work:
                 with contextlib.ExitStack() as inboxes:  # closed before `work` is awaited
                     for account in self._accounts:
-                        preparer = Preparer(account.client, ledger)
+                        preparer = Preparer(account.client, ledger, retry=self.options.retry)
                         for model in VIDEO_MODELS:
                             send = self._pipeline(work, account, preparer, ledger)
                             account.inbox[model] = inboxes.enter_context(send)

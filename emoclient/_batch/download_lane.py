@@ -2,11 +2,12 @@
 
 Each download goes through the client's ``download()`` (temporary file, size check, fsync,
 rename). A URL the result host refuses with 403 makes the task be queried again: a fresh URL
-is used, an expired task is reported as expired. Other failures are retried with backoff;
-when they persist the job is reported failed but stays ``succeeded`` in the journal, so a
-rerun fetches it. A full disk stops the batch with one :class:`DiskFullError` (the journal
-keeps the task and its URL; the rerun downloads it). Second tries follow the batch's
-``RetryPolicy`` (the transport's retries of one request come first).
+is used, an expired task is reported as expired. Other failures are retried with backoff,
+the task asked for its URL afresh before each try; when they persist the job is reported
+failed but stays ``succeeded`` in the journal, so a rerun fetches it. A full disk stops the
+batch with one :class:`DiskFullError` (the journal keeps the task and its URL; the rerun
+downloads it). Second tries follow the batch's ``RetryPolicy`` (the transport's retries of
+one request come first).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import errno
 import heapq
 import itertools
+import logging
 
 import anyio
 
@@ -25,6 +27,7 @@ from emoclient._retry import RetryPolicy
 
 __all__ = ["DownloadLane"]
 
+logger = logging.getLogger("emoclient")
 # No space left on the device, or the user's quota spent.
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -87,6 +90,7 @@ class DownloadLane:
                 if fresh is None:  # could not ask: try again later
                     error = str(exc)
                     await anyio.sleep(policy.delay(attempt))
+                self._client.activity.retried("download")
                 continue
             except OSError as exc:
                 if exc.errno in _DISK_FULL:
@@ -103,7 +107,17 @@ class DownloadLane:
                 continue
             except EmoError as exc:
                 error = str(exc)
+                if not policy.should_retry(attempt):
+                    break
+                self._client.activity.retried("download")
+                logger.info(
+                    "%s: downloading the video of task %s failed (%s); retrying with a fresh URL",
+                    ticket.label,
+                    ticket.task_id,
+                    error,
+                )
                 await anyio.sleep(policy.delay(attempt))
+                await self._fresh_url(ticket)
                 continue
             except ValueError as exc:
                 # A URL or target path that can never work: fail this job, not the batch.
@@ -115,6 +129,17 @@ class DownloadLane:
             return
         message = f"downloading the video of task {ticket.task_id} failed ({error}); rerun to retry"
         await self._ledger.failed_this_run(ticket, message, billed=ticket.video_duration)
+
+    async def _fresh_url(self, ticket: Ticket) -> None:
+        """Ask the task for its URL again before another try (signed URLs may be renewed);
+        a failed query keeps the URL there is."""
+        assert ticket.task_id is not None
+        try:
+            task = await self._client.get_task(ticket.task_id)
+        except EmoError:
+            return
+        if task.video_url and task.video_url != ticket.video_url:
+            await self._ledger.url_refreshed(ticket, task.video_url)
 
     async def _refresh_url(self, ticket: Ticket) -> bool | None:
         """After a 403 on the result URL: True with a new URL, False after reporting the

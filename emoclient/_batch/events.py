@@ -189,13 +189,25 @@ class JobCanceled(JobEvent):
 
 @dataclass(frozen=True, kw_only=True)
 class BatchFinished(BatchEvent):
-    """The batch ended. ``counts`` by result status; ``stopped`` if ``stop()`` ended it early."""
+    """The batch ended. ``counts`` by result status; ``stopped`` if ``stop()`` ended it early.
+
+    What was ridden out on the way: ``retries`` (requests sent again, by call kind),
+    ``rate_waits`` (requests that waited for the rate limit), ``reconciled`` (lost submit
+    answers looked up before sending again; ``reconciled_found`` of them found their task),
+    ``resubmitted`` (tasks the service failed, submitted again) and ``stalled`` (tasks
+    reported as stalled)."""
 
     counts: dict[str, int]
     billed_seconds: float
     estimated_cost_cny: float
     elapsed: float
     stopped: bool = False
+    retries: dict[str, int] = field(default_factory=dict)
+    rate_waits: int = 0
+    reconciled: int = 0
+    reconciled_found: int = 0
+    resubmitted: int = 0
+    stalled: int = 0
 
 
 def event_from_json(data: dict[str, Any]) -> BatchEvent | None:

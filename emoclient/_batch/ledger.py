@@ -117,6 +117,23 @@ class BatchSummary:
     stopped: bool = False
     #: Tasks submitted again after the service's own failure (billed nothing).
     resubmitted: int = 0
+    #: Requests sent again after a failure, by call kind (upload, detect, submit, query,
+    #: download); a broken download resumed counts as a download retry.
+    retries: dict[str, int] = field(default_factory=dict)
+    #: Requests that waited for the account's rate limit, and the seconds they waited.
+    rate_waits: int = 0
+    rate_wait_seconds: float = 0.0
+    #: Submits whose answer was lost and that were looked up in the task list before any
+    #: new submit (found: the task was there, not paid twice).
+    reconciled: int = 0
+    reconciled_found: int = 0
+    #: Tasks reported as stalled (RUNNING far past their expected length).
+    stalled: int = 0
+
+    @property
+    def retried(self) -> int:
+        """Requests sent again, all call kinds together."""
+        return sum(self.retries.values())
 
     @property
     def total(self) -> int:
@@ -148,6 +165,7 @@ class Ledger:
         self._summary = summary
         self._on_end = on_end
         self._jobs: dict[str, Job] = {}
+        self._stalled: set[str | None] = set()
 
     # --- intake -------------------------------------------------------------------------
 
@@ -313,6 +331,15 @@ class Ledger:
     async def reconciled(self, ticket: Ticket, task_id: str | None) -> None:
         """A lost submit's task was found (``task_id``; :meth:`submitted` follows) or found
         absent."""
+        self._summary.reconciled += 1
+        self._summary.reconciled_found += task_id is not None
+        logger.info(
+            "%s: a submit's answer was lost; the task list %s",
+            ticket.label,
+            f"has its task {task_id} (not submitted again)"
+            if task_id
+            else "has no task of it (safe to submit again)",
+        )
         await self._emit(self._event(JobReconciled, ticket, task_id, found=task_id is not None))
 
     # --- running --------------------------------------------------------------------------
@@ -325,6 +352,7 @@ class Ledger:
         note = f"task {ticket.task_id} failed ({why}); submitted again ({ticket.resubmits}/{limit})"
         await self._journal.update(ticket.key, state=State.NEW, task_id=None, code=code, error=note)
         self._summary.resubmitted += 1
+        logger.info("%s: %s", ticket.label, note)
         await self._emit(
             self._event(JobResubmitted, ticket, code=code, message=note, attempt=ticket.resubmits)
         )
@@ -337,6 +365,9 @@ class Ledger:
             "account's slot for it. Tasks queued behind it are kept from expiring"
         )
         logger.warning("%s: %s", ticket.label, message)
+        if ticket.task_id not in self._stalled:
+            self._stalled.add(ticket.task_id)
+            self._summary.stalled += 1
         await self._emit(
             self._event(JobStalled, ticket, running_for=running, expected=expected, message=message)
         )

@@ -8,6 +8,7 @@ with their expiry and reused while they stay valid for long enough.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -21,10 +22,23 @@ from emoclient._batch.jobs import Job, is_url, local_path
 from emoclient._batch.journal import CachedDetection
 from emoclient._batch.ledger import Ledger, Ticket
 from emoclient._client import EmoClient
-from emoclient._exceptions import EmoError
+from emoclient._exceptions import APIStatusError, EmoError, TransportError, UploadError
 from emoclient._models import BBoxTuple, SubmittedTask
+from emoclient._retry import RetryPolicy, is_retryable_status
 
 __all__ = ["Preparer", "Rejection"]
+
+logger = logging.getLogger("emoclient")
+
+
+def _transient(exc: BaseException | None) -> bool:
+    """Whether a failed step may pass when tried again: the network or the service's own
+    trouble (an upload error caused by either too), not a refusal."""
+    if isinstance(exc, UploadError):
+        return _transient(exc.__cause__)
+    if isinstance(exc, APIStatusError):
+        return is_retryable_status(exc.status, exc.code)
+    return isinstance(exc, TransportError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +64,16 @@ class Preparer:
     """Prepares jobs for submission; see the module docstring."""
 
     def __init__(
-        self, client: EmoClient, ledger: Ledger, *, upload_margin: float = 12 * 3600.0
+        self,
+        client: EmoClient,
+        ledger: Ledger,
+        *,
+        upload_margin: float = 12 * 3600.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._client = client
+        # Second tries of a step whose requests the transport gave up on (network trouble).
+        self._retry = retry or RetryPolicy(max_attempts=8)
         self._ledger = ledger
         self._upload_margin = upload_margin
         # Jobs sharing a file are prepared side by side: one upload and one (billed)
@@ -69,17 +90,28 @@ class Preparer:
             found = tuple(str(p) for p in problems)
             return Rejection("invalid", "; ".join(found), problems=found)
         ticket.output_seconds = estimate_seconds(job, audio)
-        try:
-            boxes = await self._boxes(job, ticket, digests["image"])
-            if isinstance(boxes, Rejection):
-                return boxes
-            urls = {
-                name: await self._url(ticket, name, source, digests[name], job.model)
-                for name, source in job.sources().items()
-            }
-        except (EmoError, OSError) as exc:
-            message = f"preparing the job failed: {exc}; rerun the batch to try again"
-            return Rejection("failed", message, final=False)
+        attempt = 0
+        while True:
+            try:
+                boxes = await self._boxes(job, ticket, digests["image"])
+                if isinstance(boxes, Rejection):
+                    return boxes
+                urls = {
+                    name: await self._url(ticket, name, source, digests[name], job.model)
+                    for name, source in job.sources().items()
+                }
+                break
+            except (EmoError, OSError) as exc:
+                if _transient(exc) and self._retry.should_retry(attempt):
+                    # The transport's retries of one request gave up: try the step again.
+                    kind = "upload" if isinstance(exc, UploadError) else "detect"
+                    self._client.activity.retried(kind)
+                    logger.info("%s: preparing failed (%s); trying again", ticket.label, exc)
+                    await anyio.sleep(self._retry.delay(attempt))
+                    attempt += 1
+                    continue
+                message = f"preparing the job failed: {exc}; rerun the batch to try again"
+                return Rejection("failed", message, final=False)
         face, ext = boxes
         await self._ledger.prepared(ticket, face=face, ext=ext)
         ticket.submit = _submitter(self._client, job, urls, face, ext)

@@ -61,6 +61,7 @@ class Scheduler:
         # Tickets waiting for a slot of the account's window, each with its own scope.
         self._admissions: dict[Ticket, anyio.CancelScope] = {}
         self._timing: dict[Model, AccountTiming] = {}
+        self._submit_locks: dict[Model, anyio.Lock] = {}
         self.queries = 0
         self.interrupted = 0
 
@@ -153,15 +154,22 @@ class Scheduler:
     async def _submit(self, ticket: Ticket, *, intent_at: float | None) -> bool:
         if not await self._admit(ticket):
             return False
+        # One submit of a model at a time: two answers lost at once would leave two tasks
+        # that the task list cannot tell apart, and neither job would know its own.
+        lock = self._submit_locks.setdefault(ticket.model, anyio.Lock())
         try:
-            task_id = await submit_once(
-                self._client,
-                self._ledger,
-                ticket,
-                intent_at=intent_at,
-                policy=self._opt.retry,
-                owner=self._owner,
-            )
+            async with lock:
+                if self._held_back(ticket):  # stopped while waiting for the lock
+                    self._give_slot_back(ticket)
+                    return False
+                task_id = await submit_once(
+                    self._client,
+                    self._ledger,
+                    ticket,
+                    intent_at=intent_at,
+                    policy=self._opt.retry,
+                    owner=self._owner,
+                )
         except APIStatusError as exc:
             self._give_slot_back(ticket)
             if isinstance(exc, ServerError):  # the service's trouble, not a refusal
@@ -314,6 +322,7 @@ class Scheduler:
         policy = self._opt.query_retry
         ticket.errors += 1
         if policy.should_retry(ticket.errors - 1):
+            self._client.activity.retried("query")
             ticket.progress.next_poll = self._clock() + policy.delay(ticket.errors - 1)
             return
         # Give up for this run only: the journal keeps the task id, and a rerun polls again.

@@ -30,7 +30,14 @@ from emoclient._batch.scan import ManifestScan, scan_manifest
 from emoclient._batch.space import FreeSpace, check_room, free_bytes
 from emoclient._cli._args import file_path, folder, positive_int
 from emoclient._cli._keys import read_keys
-from emoclient._cli._progress import Failure, Mode, ProgressView, render_failures, render_summary
+from emoclient._cli._progress import (
+    Failure,
+    Mode,
+    ProgressView,
+    render_failures,
+    render_recovery,
+    render_summary,
+)
 
 if TYPE_CHECKING:
     from emoclient._batch import Batch, BatchSummary, JobResult
@@ -315,12 +322,6 @@ async def _key_refused(client: EmoClient) -> str | None:
     return None
 
 
-def _retried(summary: BatchSummary) -> list[str]:
-    if not summary.resubmitted:
-        return []
-    return [f"{summary.resubmitted} task(s) failed on the service's side and were submitted again"]
-
-
 async def _run(
     clients: list[EmoClient], options: BatchOptions, view: ProgressView, outcome: _Outcome
 ) -> BatchSummary:
@@ -447,7 +448,7 @@ def _report(
             billed_seconds=batch_summary.billed_seconds,
             estimated_cost_cny=batch_summary.estimated_cost_cny,
             elapsed=elapsed,
-            extra=_retried(batch_summary),
+            extra=render_recovery(batch_summary),
         )
         + "\n"
     )

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from emoclient._batch.events import (
     BatchEvent,
@@ -40,7 +40,10 @@ from emoclient._batch.events import (
     JobUploaded,
 )
 
-__all__ = ["Failure", "ProgressView", "render_failures", "render_summary"]
+if TYPE_CHECKING:
+    from emoclient._batch.ledger import BatchSummary
+
+__all__ = ["Failure", "ProgressView", "render_failures", "render_recovery", "render_summary"]
 
 Mode = Literal["tty", "plain", "json"]
 
@@ -342,3 +345,18 @@ def render_summary(
         *extra,
     ]
     return " · ".join(parts)
+
+
+def render_recovery(summary: BatchSummary) -> list[str]:
+    """What a batch rode out, as parts of the summary line (none when nothing happened)."""
+    s = summary
+    retries = ", ".join(f"{n} {kind}" for kind, n in s.retries.items() if n)
+    parts = {
+        f"retried {retries}": retries,
+        f"{s.rate_waits} wait(s) for the rate limit": s.rate_waits,
+        f"{s.reconciled} lost submit answer(s) looked up ({s.reconciled_found} found their "
+        "task, none paid twice)": s.reconciled,
+        f"{s.resubmitted} task(s) the service failed submitted again": s.resubmitted,
+        f"{s.stalled} task(s) stalled": s.stalled,
+    }
+    return [part for part, shown in parts.items() if shown]
