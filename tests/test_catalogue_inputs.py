@@ -56,12 +56,12 @@ CSV_CASES = [
                  id="image-is-a-gif"),
     pytest.param("cut.jpg,voice.wav,,,,", "image", "cut.jpg: truncated JPEG",
                  id="image-truncated-jpeg"),
-    pytest.param("tiny.png,voice.wav,,,,", "image", "tiny.png is 300x300 px; each side must be 400-7000 px",
-                 id="image-too-small"),
+    pytest.param("tiny.png,voice.wav,,,,", "image",
+                 "tiny.png is 300x300 px; each side must be 400-7000 px", id="image-too-small"),
     pytest.param("wide.png,voice.wav,,,,", "image", "wide.png is 8000x600 px",
                  id="image-too-large"),
-    pytest.param("heavy.png,,mengwa_kaixin,,,", "image", "heavy.png is 11.0 MB; emoji-v1 allows 10 MB",
-                 id="image-over-10-mb-for-emoji"),
+    pytest.param("heavy.png,,mengwa_kaixin,,,", "image",
+                 "heavy.png is 11.0 MB; emoji-v1 allows 10 MB", id="image-over-10-mb-for-emoji"),
     pytest.param("face.png,long.wav,,,,", "audio", "long.wav lasts 61.0 s; the limit is 60 s",
                  id="audio-over-60-s"),
     pytest.param("face.png,silent.wav,,,,", "audio", "silent.wav contains no audio",
@@ -164,7 +164,9 @@ def _dry_run(manifest: Path) -> tuple[int, str]:
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = main(["batch", str(manifest), "--out", str(manifest.parent / "never"), "--dry-run"])
+        status = main(
+            ["batch", str(manifest), "--out", str(manifest.parent / "never"), "--dry-run"]
+        )
     assert "Traceback" not in err.getvalue()
     return status, out.getvalue() + err.getvalue()
 
@@ -234,26 +236,27 @@ def test_a_manifest_that_cannot_be_read_is_one_message(
     ("argv", "words"),
     [
         pytest.param(["detect", "face.png", "--ratio", "16:9"],
-                     "argument --ratio: invalid choice: '16:9'", id="detect-ratio"),
+                     ("argument --ratio: ", "'16:9'"), id="detect-ratio"),
         pytest.param(["submit", "emoji", "face.png", "--driven-id", "nope"],
-                     "argument --driven-id: invalid choice: 'nope'", id="submit-driven-id"),
+                     ("argument --driven-id: ", "'nope'"), id="submit-driven-id"),
         pytest.param(["submit", "emo", "face.png", "--face-bbox", "1,2,3"],
-                     "argument --face-bbox: box '1,2,3' must be four whole numbers",
+                     ("argument --face-bbox: ", "'1,2,3'", "four whole numbers"),
                      id="submit-face-bbox"),
         pytest.param(["upload", "face.png", "--model", "wan-v1"],
-                     "argument --model: invalid choice: 'wan-v1'", id="upload-model"),
-        pytest.param(["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'",
+                     ("argument --model: ", "'wan-v1'"), id="upload-model"),
+        pytest.param(["frobnicate"], ("argument COMMAND: ", "'frobnicate'"),
                      id="unknown-command"),
-        pytest.param(["batch", "m.csv"], "the following arguments are required: --out",
+        pytest.param(["batch", "m.csv"], ("the following arguments are required: --out",),
                      id="batch-without-out"),
     ],
 )  # fmt: skip
 def test_a_bad_flag_is_a_usage_error_naming_it(
-    capsys: pytest.CaptureFixture[str], argv: list[str], words: str
+    capsys: pytest.CaptureFixture[str], argv: list[str], words: tuple[str, ...]
 ) -> None:
     status, _, err = _cli(capsys, *argv)
     assert status == 2
-    assert words in err
+    for word in words:
+        assert word in err
 
 
 @pytest.mark.parametrize(
