@@ -24,7 +24,7 @@ from emoclient.emulator import EmulatorConfig, RunningEmulator
 
 def test_a_job_with_an_unknown_ratio_is_refused_naming_the_field() -> None:
     with pytest.raises(ValidationError, match="ratio") as caught:
-        EmoJob(image="face.png", audio="voice.wav", ratio="16:9")  # type: ignore[arg-type]
+        EmoJob(image="face.png", audio="voice.wav", ratio="16:9")
     assert "'1:1' or '3:4'" in str(caught.value)
 
 
