@@ -89,3 +89,18 @@ async def test_generate_past_its_wait_timeout_raises_wait_timeout(
             await client.generate_emoji(
                 portrait(tmp_path), "mengwa_kaixin", out=tmp_path / "x.mp4", wait_timeout=0.2
             )
+
+
+@pytest.mark.parametrize("task_id", ["", "a85/cancel", "a85 ", "a85?page_no=2"])
+async def test_a_task_id_that_would_name_another_route_is_refused_before_sending(
+    emulator: RunningEmulator, task_id: str
+) -> None:
+    """``get_task("")`` used to ask for ``tasks/``, the task list, and call its answer garbled."""
+    async with make_client(emulator) as client:
+        with pytest.raises(ValueError, match="is not a task id; pass the task_id a submit"):
+            await client.get_task(task_id)
+        with pytest.raises(ValueError, match="is not a task id"):
+            await client.cancel(task_id)
+        with pytest.raises(ValueError, match="is not a task id"):
+            await client.wait(task_id, timeout=5)
+    assert (await emulator.stats())["accounts"] == {}
