@@ -34,6 +34,7 @@ from emoclient._log import logger, switch_on_from_env
 from emoclient._options import NO_OPTIONS, RequestOptions, Timeout, as_timeout, checked_headers
 from emoclient._raw import note_answer
 from emoclient._retry import RetryPolicy
+from emoclient._settings import DEFAULT_BASE_URL
 
 __all__ = [
     "Transport",
@@ -252,6 +253,16 @@ class Transport:
         """The JSON object of a success, or the error an error answer stands for."""
         if status >= 400:
             raise error_from_response(status, decode(raw, charset), headers, operation=operation)
+        if 300 <= status < 400:
+            # Not followed (the key would go along): a proxy, a moved endpoint or a loop.
+            # Retrying cannot help, and the body is not the service's answer.
+            where = redact_url(headers.get("Location", "")) or "nowhere"
+            raise ConfigurationError(
+                f"{operation} failed: the base URL {self.base_url} (base_url= or "
+                f"DASHSCOPE_HTTP_BASE_URL) answered HTTP {status}, a redirect to {where}; "
+                "emoclient does not follow redirects, so the API key never goes elsewhere. "
+                f"Use the service's own URL, e.g. {DEFAULT_BASE_URL}."
+            )
         rid = headers.get("X-Request-ID")
         body = json_object(
             raw,
