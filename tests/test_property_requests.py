@@ -57,6 +57,8 @@ class Target:
     image_url: str
     audio_url: str
     errors: _Records
+    files_port: int = 0
+    policy: dict[str, Any] | None = None
 
 
 @pytest.fixture(scope="module")
@@ -84,15 +86,30 @@ def target() -> Iterator[Target]:
         root = urlsplit(emulator.root_url)
         assert root.hostname is not None
         assert root.port is not None
-        yield Target(root.hostname, root.port, image_url, audio_url, errors)
+        files_port = urlsplit(emulator.files_url).port
+        assert files_port is not None
+        target = Target(root.hostname, root.port, image_url, audio_url, errors, files_port)
+        headers = {"Authorization": "Bearer sk-property"}
+        status, raw = _send(
+            target, "GET", f"{API}/uploads?action=getPolicy&model=emo-v1", headers, b""
+        )
+        assert status == 200, raw[:300]
+        target.policy = json.loads(raw)["data"]
+        yield target
     for logger in loggers:
         logger.removeHandler(errors)
 
 
 def _send(
-    target: Target, method: str, path: str, headers: dict[str, str], body: bytes
+    target: Target,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: bytes,
+    *,
+    port: int | None = None,
 ) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection(target.host, target.port, timeout=30)
+    connection = http.client.HTTPConnection(target.host, port or target.port, timeout=30)
     try:
         connection.request(method, path, body=body, headers=headers)
         response = connection.getresponse()
@@ -209,7 +226,7 @@ def _check(status: int, raw: bytes, method: str) -> None:
 
 
 @settings(
-    max_examples=300,
+    max_examples=200,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -268,3 +285,109 @@ def test_an_absurd_clock_step_is_refused_and_the_clock_still_works(target: Targe
     headers = {"Authorization": "Bearer sk-property"}
     status, raw = _send(target, "GET", f"{API}/uploads?action=getPolicy&model=emo-v1", headers, b"")
     assert status == 200, raw[:300]
+
+
+# -- the second listener: the fake OSS upload host and the result host --------------------
+
+BOUNDARY = "property-boundary"
+
+
+def _multipart(fields: list[tuple[str, bytes]]) -> bytes:
+    parts = []
+    for name, value in fields:
+        filename = '; filename="voice.wav"' if name == "file" else ""
+        head = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"{filename}\r\n\r\n'
+        parts.append(head.encode() + value + b"\r\n")
+    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+
+
+@st.composite
+def upload_forms(draw: st.DrawFn, policy: dict[str, Any]) -> bytes:
+    """The client's upload form under a real policy, with fields dropped, replaced or added,
+    and sometimes cut short."""
+    name = draw(st.text(max_size=12).map(lambda text: text.encode("utf-8", "surrogatepass")))
+    valid: dict[str, bytes] = {
+        "OSSAccessKeyId": str(policy["oss_access_key_id"]).encode(),
+        "Signature": str(policy["signature"]).encode(),
+        "policy": str(policy["policy"]).encode(),
+        "key": str(policy["upload_dir"]).encode() + b"/" + name,
+        "x-oss-object-acl": b"private",
+        "x-oss-forbid-overwrite": b"true",
+        "success_action_status": b"200",
+        "x-oss-content-type": b"audio/wav",
+        "file": b"RIFF....WAVE",
+    }
+    fields = []
+    for field, value in valid.items():
+        choice = draw(st.integers(0, 5))
+        if choice == 0:
+            continue  # dropped
+        fields.append((field, draw(st.binary(max_size=24)) if choice == 1 else value))
+    fields += draw(
+        st.lists(
+            st.tuples(st.sampled_from(["x", "key", "file"]), st.binary(max_size=8)), max_size=2
+        )
+    )
+    body = _multipart(fields)
+    if draw(st.integers(0, 4)) == 0:
+        body = body[: draw(st.integers(0, len(body)))]
+    return body
+
+
+def _check_oss(status: int, raw: bytes) -> None:
+    assert status < 500, raw[:300]
+    if status >= 400:
+        assert raw.startswith(b'<?xml version="1.0" encoding="UTF-8"?>'), raw[:300]
+        assert b"<Code>" in raw, raw[:300]
+
+
+@pytest.mark.filterwarnings("ignore::aiohttp.BadContentDispositionHeader")
+@settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_any_upload_form_gets_an_oss_answer(target: Target, data: st.DataObject) -> None:
+    assert target.policy is not None
+    body = data.draw(upload_forms(target.policy), label="form")
+    content_type = data.draw(
+        st.sampled_from([f"multipart/form-data; boundary={BOUNDARY}", "multipart/form-data",
+                         "application/json", None])
+    )  # fmt: skip
+    headers = {"Content-Type": content_type} if content_type else {}
+    status, raw = _send(target, "POST", "/", headers, body, port=target.files_port)
+    _check_oss(status, raw)
+    assert not target.errors.records, [r.getMessage() for r in target.errors.records]
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_any_request_to_the_files_host_gets_an_oss_answer(
+    target: Target, data: st.DataObject
+) -> None:
+    method = data.draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]))
+    segment = st.text(max_size=12).map(lambda text: quote(text, safe=""))
+    path = data.draw(
+        st.sampled_from(["/", "/results/x.mp4", "/public/face.png", "/public/none"])
+        | st.builds(lambda tail: f"/results/{tail}.mp4", segment)
+        | st.builds(lambda tail: f"/{tail}", segment)
+    )
+    query = data.draw(
+        st.dictionaries(st.sampled_from(["Expires", "Signature", "OSSAccessKeyId"]),
+                        st.sampled_from(["1", "-1", "abc", "99999999999999999999"]), max_size=3)
+    )  # fmt: skip
+    if query:
+        path += "?" + urlencode(query)
+    headers = {}
+    if data.draw(st.booleans()):
+        headers["Range"] = data.draw(st.sampled_from(["bytes=0-10", "bytes=abc", "bytes=99-1", ""]))
+    status, raw = _send(target, method, path, headers, b"", port=target.files_port)
+    _check_oss(status, raw)
+    assert not target.errors.records, [r.getMessage() for r in target.errors.records]
