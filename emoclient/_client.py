@@ -292,7 +292,7 @@ class EmoClient:
         """The task's current state (UNKNOWN when expired or never created)."""
         body = await self._transport.call(
             "GET",
-            f"tasks/{task_id}",
+            _requests.task_path(task_id),
             operation=f"querying task {task_id}",
             limiter=self.limits.query,
             options=call_options(timeout, extra_headers),
@@ -309,7 +309,7 @@ class EmoClient:
         """Cancel a PENDING task; a task that already runs gives BadRequestError."""
         await self._transport.call(
             "POST",
-            f"tasks/{task_id}/cancel",
+            _requests.task_path(task_id, "cancel"),
             operation=f"canceling task {task_id}",
             limiter=self.limits.query,
             options=call_options(timeout, extra_headers),

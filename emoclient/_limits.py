@@ -169,6 +169,7 @@ class _Window:
     async def slot(self) -> AsyncIterator[None]:
         holder = uuid.uuid4().hex
         await self._acquire(holder)
+        failure: BaseException | None = None
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._heartbeat, holder)
@@ -176,12 +177,21 @@ class _Window:
                     yield
                 finally:
                     tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The task group wraps the holder's own error (TaskFailedError, a timeout, ...)
+            # in a group; the holder's caller expects the error itself. Only the body can
+            # fail here (the heartbeat logs and goes on), so the group holds one error.
+            if len(group.exceptions) != 1:
+                raise
+            failure = group.exceptions[0]
         finally:
             with anyio.CancelScope(shield=True):
                 await self._store.release_lease(self._key, holder=holder)
                 waiters = self._loops.current()
                 if waiters is not None and waiters.freed is not None:
                     waiters.freed.set()  # wakes this loop's waiter; other loops poll
+        if failure is not None:
+            raise failure
 
     async def _acquire(self, holder: str) -> None:
         waiters = self._loops.get()

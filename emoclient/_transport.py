@@ -9,8 +9,6 @@ result downloads go out without them. Every aiohttp/asyncio failure becomes an
 from __future__ import annotations
 
 import copy
-import math
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
@@ -35,6 +33,7 @@ from emoclient._log import logger, switch_on_from_env
 from emoclient._options import NO_OPTIONS, RequestOptions, Timeout, as_timeout, checked_headers
 from emoclient._raw import note_answer
 from emoclient._retry import RetryPolicy
+from emoclient._settings import DEFAULT_BASE_URL, bytes_from_env
 
 __all__ = [
     "Transport",
@@ -62,21 +61,6 @@ _CHUNK = 64 * _KIB
 _ALREADY_STORED = frozenset({"FileAlreadyExists", "ObjectAlreadyExists"})
 _T = TypeVar("_T")
 Sleep = Callable[[float], Awaitable[None]]
-
-
-def bytes_from_env(name: str, default: int, *, unit: int) -> int:
-    """A size or speed from environment variable ``name`` (in ``unit`` bytes), else ``default``."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (0 < value < math.inf):
-        unit_name = "MiB" if unit == _MIB else "KiB/s"
-        raise ConfigurationError(f"{name}={raw!r} is not a positive number of {unit_name}.")
-    return max(1, round(value * unit))
 
 
 async def _read_at_most(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
@@ -255,6 +239,16 @@ class Transport:
         """The JSON object of a success, or the error an error answer stands for."""
         if status >= 400:
             raise error_from_response(status, decode(raw, charset), headers, operation=operation)
+        if 300 <= status < 400:
+            # Not followed (the key would go along): a proxy, a moved endpoint or a loop.
+            # Retrying cannot help, and the body is not the service's answer.
+            where = redact_url(headers.get("Location", "")) or "nowhere"
+            raise ConfigurationError(
+                f"{operation} failed: the base URL {self.base_url} (base_url= or "
+                f"DASHSCOPE_HTTP_BASE_URL) answered HTTP {status}, a redirect to {where}; "
+                "emoclient does not follow redirects, so the API key never goes elsewhere. "
+                f"Use the service's own URL, e.g. {DEFAULT_BASE_URL}."
+            )
         rid = headers.get("X-Request-ID")
         body = json_object(
             raw,
