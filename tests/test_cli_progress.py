@@ -14,7 +14,7 @@ from emoclient._batch.events import (
     JobSubmitted,
     JobSucceeded,
 )
-from emoclient._cli._progress import Failure, ProgressView, render_failures, render_summary
+from emoclient._cli._progress import ProgressView
 
 
 class FakeClock:
@@ -127,26 +127,6 @@ def test_preflight_failure_counts_as_invalid() -> None:
     view(JobPreflightFailed(label="row 2", key="k", problems=("image: too small",)))
     assert view.counts["invalid"] == 1
     assert view.eta() == 0.0
-
-
-def test_failure_table_and_summary() -> None:
-    failures = [
-        Failure("row 3", "failed", "InvalidFile.FacePose", "the face is turned away"),
-        Failure("row 12", "invalid", None, "image: missing"),
-    ]
-    table = render_failures(failures).splitlines()
-    assert table[0].split() == ["job", "status", "code", "what", "happened"]
-    assert table[1].startswith("row 3   failed   InvalidFile.FacePose  the face")
-    assert table[2].startswith("row 12  invalid  -")
-    assert render_failures([]) == ""
-    assert "and 1 more" in render_failures(failures, limit=1)
-    summary = render_summary(
-        {"succeeded": 28, "failed": 2}, billed_seconds=412.25, estimated_cost_cny=33.98, elapsed=192
-    )
-    assert summary == (
-        "30 jobs: 28 succeeded, 2 failed · 412.2 s of video billed"
-        " · estimated cost CNY 33.98 · took 3m12s"
-    )
 
 
 def test_batch_finished_forgets_jobs_that_will_not_report_again() -> None:

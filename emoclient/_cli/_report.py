@@ -1,0 +1,177 @@
+"""The closing report of ``emoclient batch``: the failures, the summary, what to do next.
+
+Pure text from plain values (no I/O), so that each piece is tested as a unit. Every count
+here is the same count the last status line, ``batch finished`` and the JSON events show.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from emoclient._cli._progress import counts_text, duration_text
+
+__all__ = [
+    "Failure",
+    "final_counts",
+    "may_pass_on_retry",
+    "render_failures",
+    "render_summary",
+    "retry_hint",
+    "row_number",
+    "summary_notes",
+]
+
+# Codes of the service's own failures: the same job may well pass on another try.
+_TRANSIENT_CODES = (
+    "InternalError",
+    "SystemError",
+    "ModelServiceFailed",
+    "Throttling",
+    "RequestTimeOut",
+    "ServiceUnavailable",
+    "Requeued",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One job that did not produce a video."""
+
+    label: str
+    status: str
+    code: str | None
+    message: str
+    task_id: str | None = None
+    output: str | None = None
+
+
+def row_number(label: str) -> int:
+    """The manifest row of a job's label (``row 12`` -> 12; 0 for other labels)."""
+    number = label.removeprefix("row ")
+    return int(number) if number.isdigit() else 0
+
+
+def may_pass_on_retry(status: str, code: str | None) -> bool:
+    """Whether a failure is the service's, the network's or time's (an expired task or
+    URL) rather than the job's own (its content, its parameters): another try may pass."""
+    if status == "expired":
+        return True
+    if status != "failed":
+        return False
+    return code is None or code.startswith(_TRANSIENT_CODES) or "Timeout" in code
+
+
+def render_failures(failures: Sequence[Failure], *, width: int = 100, limit: int = 50) -> str:
+    """One block per job that did not produce a video (empty if none): a heading line with
+    the job, its status, code, task and output, then what happened, wrapped at word
+    boundaries to ``width`` columns (a word longer than a line, such as a URL, is kept
+    whole)."""
+    if not failures:
+        return ""
+    width = max(width, 40)
+    lines: list[str] = []
+    for failure in failures[:limit]:
+        heading = [failure.label, failure.status]
+        if failure.code:
+            heading.append(failure.code)
+        if failure.task_id:
+            heading.append(f"task {failure.task_id}")
+        if failure.output:
+            heading.append(f"-> {failure.output}")
+        lines += _wrap(" · ".join(heading), width, indent="  ", hanging="      ")
+        lines += _wrap(failure.message, width, indent="      ", hanging="      ")
+    if len(failures) > limit:
+        lines.append(f"  ... and {len(failures) - limit} more (run with --json for all of them)")
+    return "\n".join(lines)
+
+
+def _wrap(text: str, width: int, *, indent: str, hanging: str) -> list[str]:
+    return textwrap.wrap(
+        text,
+        width=width,
+        initial_indent=indent,
+        subsequent_indent=hanging,
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [indent.rstrip()]
+
+
+def final_counts(
+    counts: Mapping[str, int],
+    *,
+    manifest_invalid: int,
+    interrupted: int,
+    total: int | None,
+    stopped: bool,
+) -> dict[str, int]:
+    """The batch's result counts with the manifest's invalid rows, and after a stop the
+    tasks left RUNNING (``still running``) and the rows never reached (``not started``),
+    so that they add up to the manifest's rows."""
+    merged = dict(counts)
+    if manifest_invalid:
+        merged["invalid"] = merged.get("invalid", 0) + manifest_invalid
+    if interrupted:
+        merged["still running"] = interrupted
+    if stopped and total:
+        left = total - sum(merged.values())
+        if left > 0:
+            merged["not started"] = left
+    return merged
+
+
+def render_summary(
+    counts: Mapping[str, int],
+    *,
+    billed_seconds: float,
+    estimated_cost_cny: float,
+    elapsed: float,
+    extra: Iterable[str] = (),
+) -> str:
+    """``30 jobs: 28 succeeded, 2 failed · 412.3 s billed · ~CNY 33.98 · took 3m12s``."""
+    total = sum(counts.values())
+    parts = [
+        f"{total} job{'s' if total != 1 else ''}: {counts_text(counts)}",
+        f"{billed_seconds:.1f} s of video billed",
+        f"estimated cost CNY {estimated_cost_cny:.2f}",
+        f"took {duration_text(elapsed)}",
+        *extra,
+    ]
+    return " · ".join(parts)
+
+
+# Fields of a BatchSummary the summary line shows by itself, or that are not counters.
+_SHOWN = frozenset(
+    {"counts", "billed_seconds", "estimated_cost_cny", "elapsed", "interrupted", "stopped"}
+)
+_PHRASES = {
+    "resubmitted": "{n} task(s) failed on the service's side and were submitted again",
+}
+
+
+def summary_notes(summary: Any) -> list[str]:
+    """The summary's other counters (resubmissions, retries, ...), each non-zero one in a few
+    words: counters added to ``BatchSummary`` later show up without a change here."""
+    notes = []
+    for f in dataclasses.fields(summary):
+        value = getattr(summary, f.name)
+        if f.name in _SHOWN or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if value:
+            phrase = _PHRASES.get(f.name, "{name}: {n}")
+            notes.append(phrase.format(n=f"{value:g}", name=f.name.replace("_", " ")))
+    return notes
+
+
+def retry_hint(failures: int, command: str) -> str:
+    """What to type to give ``failures`` jobs that may pass on another try that try."""
+    if not failures:
+        return ""
+    return (
+        f"{failures} job(s) failed for reasons that may pass on another try (the service's "
+        "own errors, the network, an expired task or link). Try them again with:\n"
+        f"  {command}"
+    )
