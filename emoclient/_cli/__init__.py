@@ -55,7 +55,8 @@ class _Version(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
         from emoclient import __version__
 
-        parser.exit(message=f"emoclient {__version__}\n")
+        print(f"emoclient {__version__}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:

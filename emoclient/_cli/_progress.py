@@ -262,7 +262,7 @@ class ProgressView:
         followed by what was noted (``· 2 resubmitted``).
 
         When the line is wider than ``width``, the notes and the rate go first, then the
-        end is cut.
+        states from the last (``…`` says some are left out); the ETA stays.
         """
         final = sum(self.counts[state] for state in FINAL)
         total = max(self.total or 0, sum(self.counts.values()))
@@ -271,12 +271,16 @@ class ProgressView:
             if self.counts[state] and state != "done":
                 parts.append(f"{self.counts[state]} {state}")
         eta = self.eta()
-        parts.append(f"ETA {duration_text(eta)}" if eta is not None else "ETA --")
+        eta_text = f"ETA {duration_text(eta)}" if eta is not None else "ETA --"
         rate = self.videos_per_minute()
         bar_width = 20 if width >= 80 else 10  # a steady bar; the text gives way instead
         filled = round(bar_width * final / total) if total else 0
         bar = f"[{'#' * filled}{'.' * (bar_width - filled)}] "
-        line = bar + " · ".join(parts)
+        line = bar + " · ".join([*parts, eta_text])
+        if len(line) > width and len(parts) > 1:
+            while len(parts) > 1 and len(bar + " · ".join([*parts, "…", eta_text])) > width:
+                parts.pop()
+            line = bar + " · ".join([*parts, "…", eta_text])
         extras = [f"{rate:.1f} videos/min"] if rate else []
         extras += [f"{n} {word}" for word, n in self.noted.items() if n]
         for extra in extras:

@@ -82,11 +82,22 @@ def render_failures(failures: Sequence[Failure], *, width: int = 100, limit: int
             heading.append(f"task {failure.task_id}")
         if failure.output:
             heading.append(f"-> {failure.output}")
-        lines += _wrap(" · ".join(heading), width, indent="  ", hanging="      ")
+        lines += _pack(heading, width, indent="  ", hanging="      ")
         lines += _wrap(failure.message, width, indent="      ", hanging="      ")
     if len(failures) > limit:
         lines.append(f"  ... and {len(failures) - limit} more (run with --json for all of them)")
     return "\n".join(lines)
+
+
+def _pack(pieces: list[str], width: int, *, indent: str, hanging: str) -> list[str]:
+    """``pieces`` joined by `` · `` into lines of ``width``, never splitting a piece."""
+    lines = [indent + pieces[0]]
+    for piece in pieces[1:]:
+        if len(lines[-1]) + 3 + len(piece) <= width:
+            lines[-1] += f" · {piece}"
+        else:
+            lines.append(hanging + piece)
+    return lines
 
 
 def _wrap(text: str, width: int, *, indent: str, hanging: str) -> list[str]:
@@ -130,8 +141,10 @@ def render_summary(
     estimated_cost_cny: float,
     elapsed: float,
     extra: Iterable[str] = (),
+    width: int | None = None,
 ) -> str:
-    """``30 jobs: 28 succeeded, 2 failed · 412.3 s billed · ~CNY 33.98 · took 3m12s``."""
+    """``30 jobs: 28 succeeded, 2 failed · 412.3 s billed · ~CNY 33.98 · took 3m12s``;
+    with ``width``, wrapped between its parts (never inside one) to that many columns."""
     total = sum(counts.values())
     parts = [
         f"{total} job{'s' if total != 1 else ''}: {counts_text(counts)}",
@@ -140,7 +153,9 @@ def render_summary(
         f"took {duration_text(elapsed)}",
         *extra,
     ]
-    return " · ".join(parts)
+    if width is None:
+        return " · ".join(parts)
+    return "\n".join(_pack(parts, width, indent="", hanging="  "))
 
 
 # Fields of a BatchSummary the summary line shows by itself, or that are not counters.

@@ -273,6 +273,7 @@ def _report(
             estimated_cost_cny=batch_summary.estimated_cost_cny,
             elapsed=elapsed,
             extra=notes,
+            width=width,
         )
         + "\n"
     )
