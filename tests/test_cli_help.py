@@ -112,3 +112,27 @@ def test_the_parser_is_built_in_process_too() -> None:
     args = parser.parse_args(["-v", "batch", "m.csv", "--out", "d"])
     assert args.verbose == 1
     assert args.command == "batch"
+
+
+def test_the_command_name_is_the_scripts_path_when_path_does_not_find_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from emoclient._cli import _common
+
+    script = tmp_path / ".venv" / "bin" / "emoclient"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    monkeypatch.setattr(_common.sys, "prefix", str(tmp_path / ".venv"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", os.defpath)
+    assert _common.command_name() == ".venv/bin/emoclient"
+    monkeypatch.setenv("PATH", str(script.parent))
+    script.chmod(0o755)
+    assert _common.command_name() == "emoclient"
+    monkeypatch.chdir("/")
+    monkeypatch.setenv("PATH", os.defpath)
+    assert _common.command_name() == str(script)
+    options = _common.BatchOptions(manifest=Path("my rows.csv"), out=Path("v"), window=3)
+    assert options.command("--retry-failed") == (
+        f"{script} batch 'my rows.csv' --out v --window 3 --retry-failed"
+    )

@@ -3,6 +3,7 @@ counts of the summary, the retry command and the summary's counters."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import pytest
@@ -42,7 +43,7 @@ def test_eta_counts_down_steadily_through_one_slow_task() -> None:
     shown = _shown_each_second([float(g) for g in gaps], EtaEstimator(weight=0.2, settle=20))
     # From one second to the next the ETA moves by about the second that passed: never
     # more than 2.5 s off that, where the unsmoothed pace jumps by tens of seconds.
-    for (_, before), (_, after) in zip(shown, shown[1:], strict=False):
+    for (_, before), (_, after) in itertools.pairwise(shown):
         assert abs(after - (before - 1.0)) <= 2.5
     # ...and it stays near the truth (within 20 % while more than 30 s are left).
     end = sum(gaps)

@@ -70,11 +70,9 @@ def command_name() -> str:
         return "emoclient"
     if not script.exists():
         return f"{shlex.quote(sys.executable)} -m emoclient"
-    try:
-        relative = script.relative_to(Path.cwd())
-    except ValueError:
-        return shlex.quote(str(script))
-    return shlex.quote(str(relative))
+    if _same(Path(sys.prefix).parent, Path.cwd()):  # in the project of its venv: make demo
+        return shlex.quote(str(script.relative_to(Path(sys.prefix).parent)))
+    return shlex.quote(str(script))
 
 
 def _same(a: Path, b: Path) -> bool:
