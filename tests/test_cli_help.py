@@ -122,7 +122,7 @@ def test_the_command_name_is_the_scripts_path_when_path_does_not_find_it(
     script = tmp_path / ".venv" / "bin" / "emoclient"
     script.parent.mkdir(parents=True)
     script.write_text("#!/bin/sh\n")
-    monkeypatch.setattr(_common.sys, "prefix", str(tmp_path / ".venv"))
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / ".venv"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PATH", os.defpath)
     assert _common.command_name() == ".venv/bin/emoclient"
