@@ -12,6 +12,7 @@ stays fast. The run is in ``_run``, the dry run in ``_plan``, their options in `
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -115,7 +116,11 @@ def main(args: argparse.Namespace) -> int:
         if args.dry_run:
             from emoclient._cli._plan import dry_run
 
-            return anyio.run(dry_run, options)
+            return anyio.run(
+                functools.partial(
+                    dry_run, options.manifest, as_json=options.json, out=options.out_stream
+                )
+            )
         from emoclient._cli._run import run_batch
 
         return anyio.run(run_batch, options)

@@ -5,22 +5,21 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from emoclient._batch.checks import Problem, plan_batch
 from emoclient._batch.jobs import EmoJob, Job
 from emoclient._batch.manifest import ManifestJob, ManifestProblem, aread_manifest
-from emoclient._cli._common import BatchOptions
 from emoclient._cli._report import row_number
 
 __all__ = ["dry_run"]
 
 
-async def dry_run(options: BatchOptions) -> int:
+async def dry_run(manifest: Path, *, as_json: bool, out: TextIO) -> int:
     """Print the plan of a manifest (jobs, problems, billed seconds, cost); submit nothing."""
     jobs: list[ManifestJob] = []
     problems: list[ManifestProblem] = []
-    async for entry in aread_manifest(options.manifest):
+    async for entry in aread_manifest(manifest):
         (jobs if isinstance(entry, ManifestJob) else problems).append(entry)  # type: ignore[arg-type]
     plan = await plan_batch(entry.job for entry in jobs)
     rejected = {problem.job_label for problem in plan.problems}
@@ -38,11 +37,10 @@ async def dry_run(options: BatchOptions) -> int:
         "detect_calls": plan.detect_calls,
         "unknown_length": plan.unknown_length,
     }
-    out = options.out_stream
-    if options.json:
+    if as_json:
         out.write(json.dumps(summary, ensure_ascii=False) + "\n")
     else:
-        out.write(_plan_text(options.manifest, ready, summary) + "\n")
+        out.write(_plan_text(manifest, ready, summary) + "\n")
     return 1 if all_problems else 0
 
 
