@@ -3,7 +3,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from emoclient._batch.events import (
@@ -157,6 +157,14 @@ class JobWaited(JobEvent):
     reason: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class BatchFinishedWithCounters(BatchFinished):
+    """BatchFinished as the library may grow it: counters of what was ridden out."""
+
+    retries: dict[str, int] = field(default_factory=dict)
+    resubmitted: int = 0
+
+
 def test_on_a_terminal_failures_and_other_news_get_lines_of_their_own() -> None:
     clock = FakeClock()
     err = io.StringIO()
@@ -225,6 +233,16 @@ def test_batch_finished_counts_the_manifests_invalid_rows_in_every_mode() -> Non
         view.problem("row 8", "driven_id", "unknown")
         view(finished)
     assert err.getvalue().splitlines()[-1].endswith("batch finished: 2 succeeded, 3 invalid")
+    # Counters the event carries besides (resubmissions, retries, ...) follow the counts.
+    plain(BatchFinishedWithCounters(**vars(finished), retries={"upload": 2}, resubmitted=1))
+    assert (
+        err.getvalue()
+        .splitlines()[-1]
+        .endswith(
+            "batch finished: 2 succeeded, 3 invalid · retried 2 upload"
+            " · 1 task(s) failed on the service's side and were submitted again"
+        )
+    )
     last = json.loads(out.getvalue().splitlines()[-1])
     assert last["counts"] == {"succeeded": 2, "invalid": 3}
 

@@ -174,12 +174,14 @@ class _Summary:
     resubmitted: int = 2
     upload_retries: int = 5  # a counter this module was never told about
     reconciled: int = 0
+    retries: dict[str, int] = field(default_factory=lambda: {"upload": 3, "query": 0, "poll": 1})
 
 
 def test_every_counter_of_the_summary_shows_when_not_zero() -> None:
     assert summary_notes(_Summary()) == [
         "2 task(s) failed on the service's side and were submitted again",
         "upload retries: 5",
+        "retried 3 upload, 1 poll",
     ]
 
 

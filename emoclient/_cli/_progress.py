@@ -43,8 +43,9 @@ from emoclient._batch.events import (
 )
 from emoclient._cli._common import Mode
 from emoclient._cli._eta import EtaEstimator
+from emoclient._cli._report import counts_text, duration_text, summary_notes
 
-__all__ = ["ENDED", "FINAL", "ClearLineFilter", "ProgressView", "counts_text", "duration_text"]
+__all__ = ["ENDED", "FINAL", "ClearLineFilter", "ProgressView"]
 
 # Display states in the order the bar lists them. FINAL ones count as progress; a job
 # cancelled by a stop ends too, but the rerun renders it (the bar does not count it done),
@@ -306,7 +307,8 @@ class ProgressView:
     def _plain_line(self, event: BatchEvent) -> str:
         stamp = event.at.astimezone().strftime("%H:%M:%S")
         if isinstance(event, BatchFinished):
-            return f"{stamp} batch finished: {counts_text(self.with_manifest_rows(event.counts))}"
+            counts = counts_text(self.with_manifest_rows(event.counts))
+            return " · ".join([f"{stamp} batch finished: {counts}", *summary_notes(event)])
         if not isinstance(event, JobEvent):
             return f"{stamp} {_generic(event)}"
         assert isinstance(event, JobEvent)
@@ -388,16 +390,3 @@ def _describe(event: JobEvent) -> str:
     if isinstance(event, JobQueued | JobSubmitted | JobStarted):
         return event.kind
     return _generic(event)
-
-
-def counts_text(counts: Mapping[str, int]) -> str:
-    return ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no jobs"
-
-
-def duration_text(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

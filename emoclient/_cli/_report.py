@@ -12,10 +12,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from emoclient._cli._progress import counts_text, duration_text
-
 __all__ = [
     "Failure",
+    "counts_text",
+    "duration_text",
     "final_counts",
     "may_pass_on_retry",
     "render_failures",
@@ -47,6 +47,21 @@ class Failure:
     message: str
     task_id: str | None = None
     output: str | None = None
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    """``28 succeeded, 2 failed`` (statuses with no jobs left out)."""
+    return ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no jobs"
+
+
+def duration_text(seconds: float) -> str:
+    """``45s``, ``3m12s``, ``2h05m``."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def row_number(label: str) -> int:
@@ -158,26 +173,39 @@ def render_summary(
     return "\n".join(_pack(parts, width, indent="", hanging="  "))
 
 
-# Fields of a BatchSummary the summary line shows by itself, or that are not counters.
+# Fields of a BatchSummary (or BatchFinished) the summary line shows by itself, or that
+# are not counters.
 _SHOWN = frozenset(
-    {"counts", "billed_seconds", "estimated_cost_cny", "elapsed", "interrupted", "stopped"}
+    {"at", "counts", "billed_seconds", "estimated_cost_cny", "elapsed", "interrupted", "stopped"}
 )
 _PHRASES = {
     "resubmitted": "{n} task(s) failed on the service's side and were submitted again",
+    "retries": "retried {n}",
+    "rate_waits": "{n} waits for the rate limit",
+    "reconciled": "{n} lost submit answers looked up",
+    "reconciled_found": "{n} of them found their task (none paid twice)",
+    "stalled": "{n} task(s) stalled",
 }
 
 
 def summary_notes(summary: Any) -> list[str]:
-    """The summary's other counters (resubmissions, retries, ...), each non-zero one in a few
-    words: counters added to ``BatchSummary`` later show up without a change here."""
+    """The other counters of a ``BatchSummary`` or ``BatchFinished`` (resubmissions, retries
+    by kind, ...), each non-zero one in a few words: counters added later show up without a
+    change here."""
     notes = []
     for f in dataclasses.fields(summary):
         value = getattr(summary, f.name)
-        if f.name in _SHOWN or isinstance(value, bool) or not isinstance(value, int | float):
+        if f.name in _SHOWN or isinstance(value, bool):
             continue
-        if value:
+        if isinstance(value, Mapping):  # by kind: "3 upload, 1 query"
+            text = ", ".join(f"{n:g} {kind}" for kind, n in value.items() if n)
+        elif isinstance(value, int | float):
+            text = f"{value:g}" if value else ""
+        else:
+            continue
+        if text:
             phrase = _PHRASES.get(f.name, "{name}: {n}")
-            notes.append(phrase.format(n=f"{value:g}", name=f.name.replace("_", " ")))
+            notes.append(phrase.format(n=text, name=f.name.replace("_", " ")))
     return notes
 
 
