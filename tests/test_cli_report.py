@@ -158,9 +158,10 @@ def test_which_failures_may_pass_on_another_try(status: str, code: str | None, r
 def test_the_retry_hint_is_the_exact_command() -> None:
     command = "emoclient batch 'my manifest.csv' --out videos --retry-failed"
     assert retry_hint(0, command) == ""
-    hint = retry_hint(3, command)
+    hint = retry_hint(3, command, width=60)
     assert hint.startswith("3 job(s) failed for reasons that may pass on another try")
-    assert hint.endswith(f"\n  {command}")
+    assert hint.endswith(f"again with:\n  {command}")  # the command whole, on its own line
+    assert all(len(line) <= 60 for line in hint.splitlines()[:-1])
 
 
 @dataclass

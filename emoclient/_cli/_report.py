@@ -209,12 +209,13 @@ def summary_notes(summary: Any) -> list[str]:
     return notes
 
 
-def retry_hint(failures: int, command: str) -> str:
-    """What to type to give ``failures`` jobs that may pass on another try that try."""
+def retry_hint(failures: int, command: str, *, width: int = 100) -> str:
+    """What to type to give ``failures`` jobs that may pass on another try that try: the
+    reason wrapped to ``width``, the command on a line of its own."""
     if not failures:
         return ""
-    return (
+    text = (
         f"{failures} job(s) failed for reasons that may pass on another try (the service's "
-        "own errors, the network, an expired task or link). Try them again with:\n"
-        f"  {command}"
+        "own errors, the network, an expired task or link). Try them again with:"
     )
+    return "\n".join([*_wrap(text, max(width, 40), indent="", hanging=""), f"  {command}"])

@@ -294,7 +294,7 @@ def _report(
             "Stopped before the end: queued tasks were cancelled (not billed) and finished "
             f"videos were kept.{left} Run the same command again to resume.\n"
         )
-    hint = retry_hint(outcome.retryable, options.command("--retry-failed"))
+    hint = retry_hint(outcome.retryable, options.command("--retry-failed"), width=width)
     if hint:
         err.write(hint + "\n")
     err.write(f"Videos are in {options.out.resolve()}\n")
