@@ -197,7 +197,7 @@ async def test_ctrl_c_cancels_pending_tasks_and_the_rerun_finishes(
                 await _until(events, {"canceled": 1, "batch_finished": 1})
                 with anyio.fail_after(30):  # a deadline, not a synchronisation
                     assert await process.wait() == 130
-        text = report.read_text()
+        text = " ".join(report.read_text().split())  # wrapped to a terminal's width
         assert "4 jobs: 2 canceled, 2 still running" in text
         assert "Run the same command again to resume." in text
         assert "Traceback" not in text

@@ -258,7 +258,7 @@ def test_after_a_stop_the_last_status_line_shows_the_summarys_numbers() -> None:
     view.finish(counts)
     line = view.status_line(width=200)
     assert line.startswith("[#")
-    assert "1/16 · 5 canceled · 2 still running · 8 not started" in line
+    assert line.endswith("1/16 · 5 canceled · 2 still running · 8 not started · stopped")
     view.close()
     assert err.getvalue().endswith(f"{line}\x1b[K\n")
 

@@ -15,6 +15,7 @@ import json
 import logging
 import shutil
 import sys
+import textwrap
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -130,6 +131,7 @@ class ProgressView:
         self.eta_estimator = EtaEstimator(weight=0.2, settle=20.0)
         self._drawn_at = -interval
         self._line_width = 0
+        self._ended = False
 
     # -- input ------------------------------------------------------------------------------
 
@@ -184,7 +186,11 @@ class ProgressView:
             self._print(f"{label}, {field}: {message}")
 
     def note(self, text: str) -> None:
-        """Show a message to the person at the terminal (stderr, in every mode)."""
+        """Show a message to the person at the terminal (stderr, in every mode; on a
+        terminal wrapped at word boundaries to its width)."""
+        if self.mode == "tty":
+            width = shutil.get_terminal_size((100, 20)).columns - 1
+            text = "\n".join(textwrap.wrap(text, width, break_long_words=False)) or text
         self._print(text)
 
     def finish(self, counts: Mapping[str, int]) -> None:
@@ -195,6 +201,7 @@ class ProgressView:
             {("done" if status == "succeeded" else status): n for status, n in counts.items()}
         )
         self.total = max(self.total or 0, sum(self.counts.values()))
+        self._ended = True
 
     def _track(self, event: JobEvent) -> None:
         if isinstance(event, JobResumed):
@@ -273,6 +280,9 @@ class ProgressView:
                 parts.append(f"{self.counts[state]} {state}")
         eta = self.eta()
         eta_text = f"ETA {duration_text(eta)}" if eta is not None else "ETA --"
+        if self._ended:  # after the end there is nothing left to wait for
+            left = any(self.counts[state] for state in ENDED if state not in FINAL)
+            eta_text = "stopped" if left else "finished"
         rate = self.videos_per_minute()
         bar_width = 20 if width >= 80 else 10  # a steady bar; the text gives way instead
         filled = round(bar_width * final / total) if total else 0

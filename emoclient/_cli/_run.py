@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 import signal
+import textwrap
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import asdict, dataclass, field
@@ -290,10 +291,11 @@ def _report(
             if running
             else ""
         )
-        err.write(
+        text = (
             "Stopped before the end: queued tasks were cancelled (not billed) and finished "
-            f"videos were kept.{left} Run the same command again to resume.\n"
+            f"videos were kept.{left} Run the same command again to resume."
         )
+        err.write("\n".join(textwrap.wrap(text, width, break_long_words=False)) + "\n")
     hint = retry_hint(outcome.retryable, options.command("--retry-failed"), width=width)
     if hint:
         err.write(hint + "\n")
