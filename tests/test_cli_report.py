@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -124,6 +125,7 @@ def test_counts_after_a_stop_add_up_to_the_manifest() -> None:
         total=16,
         stopped=True,
     )
+    same: dict[str, Any] = {"manifest_invalid": 0, "interrupted": 0, "total": 3, "stopped": False}
     assert counts == {
         "succeeded": 1,
         "canceled": 4,
@@ -132,6 +134,7 @@ def test_counts_after_a_stop_add_up_to_the_manifest() -> None:
         "not started": 8,
     }
     assert sum(counts.values()) == 16
+    assert list(final_counts({"failed": 1, "succeeded": 2}, **same)) == ["succeeded", "failed"]
     # A run to the end: the invalid rows of the manifest are counted with the batch's own.
     assert final_counts(
         {"succeeded": 4, "invalid": 1}, manifest_invalid=2, interrupted=0, total=7, stopped=False

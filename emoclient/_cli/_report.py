@@ -126,6 +126,9 @@ def _wrap(text: str, width: int, *, indent: str, hanging: str) -> list[str]:
     ) or [indent.rstrip()]
 
 
+_ORDER = ("succeeded", "failed", "expired", "invalid", "canceled", "still running", "not started")
+
+
 def final_counts(
     counts: Mapping[str, int],
     *,
@@ -146,7 +149,8 @@ def final_counts(
         left = total - sum(merged.values())
         if left > 0:
             merged["not started"] = left
-    return merged
+    known = {status: merged.pop(status) for status in _ORDER if status in merged}
+    return known | merged
 
 
 def render_summary(
