@@ -129,18 +129,16 @@ def _print_videos(out: Path, manifest: Path) -> None:
     for video in videos:
         print(f"  {video.name}  ({video.stat().st_size // 1024} KiB)", file=sys.stderr)
     batch = BatchOptions(manifest=manifest, out=out / "videos").command()
-    print(
-        f"The inputs and the manifest are in {out}. Run your own batch against DashScope "
-        f"with\n  export DASHSCOPE_API_KEY=sk-...\n  {batch}",
-        file=sys.stderr,
-    )
+    lines = [
+        f"The inputs and the manifest are in {out}.",
+        "Run your own batch against DashScope with:",
+        "  export DASHSCOPE_API_KEY=sk-...",
+        f"  {batch}",
+    ]
     if not batch.startswith("emoclient "):
         activate = Path(command_name()).parent / "activate"
-        print(
-            f"(`emoclient` is not on your PATH: {command_name()} is. `source {activate}` puts "
-            "it there.)",
-            file=sys.stderr,
-        )
+        lines.append(f"(`emoclient` is not on your PATH; `source {activate}` puts it there.)")
+    print("\n".join(lines), file=sys.stderr)
 
 
 def _prepare(out: Path, mix: _Mix) -> Path:

@@ -11,6 +11,7 @@ import textwrap
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -280,7 +281,9 @@ def _report(
     )
     if options.json:
         record = {k: v for k, v in asdict(batch_summary).items() if k != "counts"}
-        summary = {"event": "summary", "counts": counts, "total": sum(counts.values()), **record}
+        at = datetime.now(UTC).isoformat()
+        summary = {"event": "summary", "at": at, "counts": counts, "total": sum(counts.values())}
+        summary |= record
         options.out_stream.write(json.dumps(summary, ensure_ascii=False) + "\n")
         options.out_stream.flush()
     if outcome.stopped_by is not None:
