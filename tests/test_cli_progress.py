@@ -3,8 +3,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from emoclient._batch.events import (
     BatchFinished,
@@ -21,7 +25,7 @@ from emoclient._batch.events import (
     JobSubmitted,
     JobSucceeded,
 )
-from emoclient._cli._progress import ClearLineFilter, ProgressView
+from emoclient._cli._progress import LogStream, ProgressView
 
 
 class FakeClock:
@@ -267,9 +271,9 @@ def test_a_log_line_first_wipes_the_status_line() -> None:
     err = io.StringIO()
     view = ProgressView(total=2, mode="tty", err=err, clock=FakeClock())
     view(JobQueued(label="a", key="a"))
-    record = logging.LogRecord("emoclient", logging.INFO, __file__, 1, "retrying", None, None)
-    assert ClearLineFilter(view).filter(record)
-    assert err.getvalue().endswith("\r\x1b[K")
+    handler = logging.StreamHandler(LogStream(view))
+    handler.handle(logging.LogRecord("emoclient", logging.INFO, __file__, 1, "retry", None, None))
+    assert err.getvalue().endswith("\r\x1b[Kretry\n")
 
 
 def test_a_narrow_status_line_leaves_out_states_not_the_eta() -> None:
@@ -281,3 +285,35 @@ def test_a_narrow_status_line_leaves_out_states_not_the_eta() -> None:
     assert len(line) <= 40
     assert line.endswith(" · … · ETA --")
     assert " · · " not in line
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_with_rich_the_same_counts_are_drawn_and_lines_printed_above(monkeypatch: Any) -> None:
+    pytest.importorskip("rich")
+    monkeypatch.setenv("COLUMNS", "160")
+    from emoclient._cli._rich import RichProgressView, rich_available
+
+    err = _Terminal()
+    assert rich_available(err)
+    assert not rich_available(io.StringIO())  # not a terminal: the plain modes
+    view = RichProgressView(total=4, err=err, clock=FakeClock())
+    _run_three_jobs(view, FakeClock())
+    view.log_text("[emoclient INFO] retrying\n")
+    view.finish({"succeeded": 1, "failed": 1, "invalid": 1, "not started": 1})
+    view.close()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", err.getvalue())
+    assert "row c: FAILED InvalidFile.FacePose: turn the face" in text
+    assert "[emoclient INFO] retrying" in text
+    assert "3/4 · 1 failed · 1 invalid · 1 not started · stopped" in text
+
+
+def test_rich_is_not_used_when_switched_off(monkeypatch: Any) -> None:
+    pytest.importorskip("rich")
+    from emoclient._cli._rich import rich_available
+
+    monkeypatch.setenv("EMOCLIENT_PROGRESS", "plain")
+    assert not rich_available(_Terminal())

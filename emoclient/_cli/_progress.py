@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import shutil
 import sys
 import textwrap
@@ -46,7 +45,7 @@ from emoclient._cli._common import Mode
 from emoclient._cli._eta import EtaEstimator
 from emoclient._cli._report import counts_text, duration_text, summary_notes
 
-__all__ = ["ENDED", "FINAL", "ClearLineFilter", "ProgressView"]
+__all__ = ["ENDED", "FINAL", "LogStream", "ProgressView"]
 
 # Display states in the order the bar lists them. FINAL ones count as progress; a job
 # cancelled by a stop ends too, but the rerun renders it (the bar does not count it done),
@@ -257,6 +256,13 @@ class ProgressView:
             self._line_width = 0
             self._drawn_at = -self._interval
 
+    def log_text(self, text: str) -> None:
+        """Write a log record's text (``-v``) on a line of its own (the status line is
+        drawn again at the next refresh)."""
+        self.clear_line()
+        self._err.write(text)
+        self._err.flush()
+
     def close(self) -> None:
         """End the status line so that what follows starts on a fresh line."""
         if self.mode == "tty":
@@ -265,7 +271,7 @@ class ProgressView:
             self._err.flush()
             self._line_width = 0
 
-    def status_line(self, *, width: int = 100) -> str:
+    def status_line(self, *, width: int = 100, bar: bool = True) -> str:
         """``[####....] 12/30 · 1 pending · 1 running · 2 failed · ETA 8m00s · 1.5 videos/min``
         followed by what was noted (``· 2 resubmitted``).
 
@@ -286,12 +292,12 @@ class ProgressView:
         rate = self.videos_per_minute()
         bar_width = 20 if width >= 80 else 10  # a steady bar; the text gives way instead
         filled = round(bar_width * final / total) if total else 0
-        bar = f"[{'#' * filled}{'.' * (bar_width - filled)}] "
-        line = bar + " · ".join([*parts, eta_text])
+        drawn = f"[{'#' * filled}{'.' * (bar_width - filled)}] " if bar else ""
+        line = drawn + " · ".join([*parts, eta_text])
         if len(line) > width and len(parts) > 1:
-            while len(parts) > 1 and len(bar + " · ".join([*parts, "…", eta_text])) > width:
+            while len(parts) > 1 and len(drawn + " · ".join([*parts, "…", eta_text])) > width:
                 parts.pop()
-            line = bar + " · ".join([*parts, "…", eta_text])
+            line = drawn + " · ".join([*parts, "…", eta_text])
         extras = [f"{rate:.1f} videos/min"] if rate else []
         extras += [f"{n} {word}" for word, n in self.noted.items() if n]
         for extra in extras:
@@ -339,17 +345,19 @@ class ProgressView:
         self.refresh(force=True)
 
 
-class ClearLineFilter(logging.Filter):
-    """Put on a stderr log handler while a status line is drawn: each record starts on a
-    clean line (the status line is drawn again at the next refresh)."""
+class LogStream:
+    """A stderr log handler's stream while the view draws (``handler.setStream``): each
+    record goes through `ProgressView.log_text`, so it never lands inside the status line."""
 
     def __init__(self, view: ProgressView) -> None:
-        super().__init__()
         self._view = view
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        self._view.clear_line()
-        return True
+    def write(self, text: str) -> int:
+        self._view.log_text(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
 
 
 def _job_line(event: JobEvent) -> str:

@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 import signal
+import sys
 import textwrap
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
@@ -24,7 +25,7 @@ from emoclient._batch.manifest import ManifestJob, aread_manifest
 from emoclient._batch.manifest import read_manifest as _read_manifest
 from emoclient._cli._common import BatchOptions
 from emoclient._cli._keys import read_keys
-from emoclient._cli._progress import ClearLineFilter, ProgressView
+from emoclient._cli._progress import LogStream, ProgressView
 from emoclient._cli._report import (
     Failure,
     final_counts,
@@ -35,6 +36,7 @@ from emoclient._cli._report import (
     row_number,
     summary_notes,
 )
+from emoclient._cli._rich import RichProgressView, rich_available
 
 if TYPE_CHECKING:
     from emoclient._batch import Batch, BatchSummary, JobResult
@@ -90,7 +92,7 @@ async def run_batch(options: BatchOptions) -> int:
         options.err.write(f"emoclient batch: {exc}\n")
         return 2
     total = await anyio.to_thread.run_sync(_count_rows, options.manifest)
-    view = ProgressView(total=total, mode=options.mode, err=options.err, out=options.out_stream)
+    view = _make_view(options, total)
     outcome = _Outcome()
     started = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
@@ -119,6 +121,13 @@ async def run_batch(options: BatchOptions) -> int:
     if outcome.stopped_by is not None:
         return _EXIT_CODES.get(signal.Signals(outcome.stopped_by), 130)
     return 1 if outcome.failure_count else 0
+
+
+def _make_view(options: BatchOptions, total: int) -> ProgressView:
+    settings: dict[str, Any] = {"total": total, "err": options.err, "out": options.out_stream}
+    if options.mode == "tty" and rich_available(options.err):
+        return RichProgressView(**settings)
+    return ProgressView(mode=options.mode, **settings)
 
 
 async def _key_refused(client: EmoClient) -> str | None:
@@ -202,20 +211,21 @@ def _failure(result: JobResult) -> Failure:
 
 @contextlib.contextmanager
 def _log_lines_clear(view: ProgressView) -> Iterator[None]:
-    """While the status line is drawn, a log line (``-v``) first wipes it."""
+    """While the status line is drawn, log lines (``-v``) go through the view, each on a
+    line of its own."""
     handlers = [
         h
         for h in logging.getLogger("emoclient").handlers
-        if view.mode == "tty" and isinstance(h, logging.StreamHandler)
+        if view.mode == "tty"
+        and isinstance(h, logging.StreamHandler)
+        and getattr(h, "stream", None) in (sys.stderr, sys.__stderr__)
     ]
-    log_filter = ClearLineFilter(view)
-    for handler in handlers:
-        handler.addFilter(log_filter)
+    streams = [h.setStream(LogStream(view)) for h in handlers]
     try:
         yield
     finally:
-        for handler in handlers:
-            handler.removeFilter(log_filter)
+        for handler, stream in zip(handlers, streams, strict=True):
+            handler.setStream(stream)
 
 
 async def _watch_signals(
