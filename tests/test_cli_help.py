@@ -136,3 +136,18 @@ def test_the_command_name_is_the_scripts_path_when_path_does_not_find_it(
     assert options.command("--retry-failed") == (
         f"{script} batch 'my rows.csv' --out v --window 3 --retry-failed"
     )
+
+
+def test_a_single_call_without_a_key_says_what_to_export() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASHSCOPE_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "emoclient", "status", "some-task"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "export DASHSCOPE_API_KEY=sk-..." in done.stderr
+    assert "EmoClient(" not in done.stderr

@@ -95,26 +95,30 @@ async def run_batch(options: BatchOptions) -> int:
     view = _make_view(options, total)
     outcome = _Outcome()
     started = time.monotonic()
-    async with contextlib.AsyncExitStack() as stack:
-        for client in clients:
-            await stack.enter_async_context(client)
-        for client, (_, _, where) in zip(clients, keys, strict=True):
-            refused = await _key_refused(client)
-            if refused is not None:
-                options.err.write(
-                    f"emoclient batch: the service refused the API key: {refused}\n"
-                    f"Check {where} (EMO and Emoji need a key of the China (Beijing) region); "
-                    "nothing was submitted.\n"
-                )
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            for client in clients:
+                await stack.enter_async_context(client)
+            for client, (_, _, where) in zip(clients, keys, strict=True):
+                refused = await _key_refused(client)
+                if refused is not None:
+                    options.err.write(
+                        f"emoclient batch: the service refused the API key: {refused}\n"
+                        f"Check {where} (EMO and Emoji need a key of the China (Beijing) region); "
+                        "nothing was submitted.\n"
+                    )
+                    return 2
+            try:
+                summary = await _run(clients, options, view, outcome)
+            except JournalError as exc:
+                if outcome.entered:
+                    raise
+                # The folder, the journal or their locks cannot be had: nothing was started.
+                options.err.write(f"emoclient batch: {exc}\n")
                 return 2
-        try:
-            summary = await _run(clients, options, view, outcome)
-        except JournalError as exc:
-            if outcome.entered:
-                raise
-            # The folder, the journal or their locks cannot be had: nothing was started.
-            options.err.write(f"emoclient batch: {exc}\n")
-            return 2
+    except BaseException:
+        view.close()  # the error's message starts on a line of its own
+        raise
     _report(
         options, view, batch_summary=summary, outcome=outcome, elapsed=time.monotonic() - started
     )
