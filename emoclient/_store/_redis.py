@@ -175,6 +175,22 @@ _RELEASE_JOB = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 """
 
+# KEYS: the record. ARGV: value, ttl.
+_PUT_RECORD = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ms(tonumber(ARGV[2])))
+"""
+
+# KEYS: records. ARGV: '1' to delete what is read. Returns a value or false per key.
+_READ_RECORDS = """
+local found = {}
+for i, key in ipairs(KEYS) do
+  local value = redis.call('GET', key)
+  found[i] = value
+  if value and ARGV[1] == '1' then redis.call('DEL', key) end
+end
+return found
+"""
+
 _SCRIPTS = {
     "release_lease": "redis.call('ZREM', KEYS[1], ARGV[1])",
     "close_intent": "redis.call('HDEL', KEYS[1], ARGV[1])",
@@ -188,6 +204,8 @@ _SCRIPTS = {
     "task_owners": _TASK_OWNERS,
     "claim_job": _CLAIM_JOB,
     "release_job": _RELEASE_JOB,
+    "put_record": _PUT_RECORD,
+    "read_records": _READ_RECORDS,
 }
 
 
@@ -395,6 +413,21 @@ class RedisStore:
     async def release_job(self, account: str, job_key: str, *, owner: str) -> None:
         """See :meth:`AccountStore.release_job`."""
         await self._run("release_job", [self._key("job", account, job_key)], [owner])
+
+    async def put_record(self, board: str, key: str, value: str, *, ttl: float) -> None:
+        """See :meth:`AccountStore.put_record`."""
+        check_duration("ttl", ttl)
+        await self._run("put_record", [self._key("record", board, key)], [value, ttl])
+
+    async def read_records(
+        self, board: str, keys: Sequence[str], *, take: bool = False
+    ) -> dict[str, str]:
+        """See :meth:`AccountStore.read_records`."""
+        if not keys:
+            return {}
+        names = [self._key("record", board, key) for key in keys]
+        values = await self._run("read_records", names, ["1" if take else "0"])
+        return {key: value for key, value in zip(keys, values, strict=True) if value}
 
     async def aclose(self) -> None:
         """Close the connections; later calls raise :class:`StoreError`."""

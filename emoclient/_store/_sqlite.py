@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
@@ -52,6 +52,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     expires_at REAL NOT NULL,
     PRIMARY KEY (account, job_key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+    board TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires_at REAL NOT NULL,
+    PRIMARY KEY (board, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_by_expiry ON records (expires_at);
 """
 
 _CLOSE_INTENT = "DELETE FROM intents WHERE account = ? AND model = ? AND owner = ?"
@@ -300,6 +305,41 @@ class SQLiteStore:
         """See :meth:`AccountStore.release_job`."""
         sql = "DELETE FROM jobs WHERE account = ? AND job_key = ? AND owner = ?"
         await self._call(_statement(sql, (account, job_key, owner)))
+
+    async def put_record(self, board: str, key: str, value: str, *, ttl: float) -> None:
+        """See :meth:`AccountStore.put_record`."""
+        check_duration("ttl", ttl)
+
+        def work(conn: sqlite3.Connection, now: float) -> None:
+            conn.execute("DELETE FROM records WHERE expires_at <= ?", (now,))
+            conn.execute("REPLACE INTO records VALUES (?, ?, ?, ?)", (board, key, value, now + ttl))
+
+        await self._call(work)
+
+    async def read_records(
+        self, board: str, keys: Sequence[str], *, take: bool = False
+    ) -> dict[str, str]:
+        """See :meth:`AccountStore.read_records`."""
+        if not keys:
+            return {}
+        wanted = list(keys)
+
+        def work(conn: sqlite3.Connection, now: float) -> dict[str, str]:
+            found: dict[str, str] = {}
+            for start in range(0, len(wanted), 500):  # SQLite's bound on parameters
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                where = f"board = ? AND key IN ({marks})"
+                rows = conn.execute(
+                    f"SELECT key, value FROM records WHERE {where} AND expires_at > ?",
+                    (board, *chunk, now),
+                ).fetchall()
+                found.update(rows)
+                if take and rows:
+                    conn.execute(f"DELETE FROM records WHERE {where}", (board, *chunk))
+            return found
+
+        return await self._call(work, write=take)
 
     async def aclose(self) -> None:
         """Close the file; later calls raise :class:`StoreError`."""
