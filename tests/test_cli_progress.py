@@ -154,7 +154,7 @@ def test_batch_finished_forgets_jobs_that_will_not_report_again() -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class JobWaited(JobEvent):
+class JobUnknownToTheView(JobEvent):
     """A kind of event the view was never told about (the library may add such)."""
 
     seconds: float
@@ -195,7 +195,9 @@ def test_on_a_terminal_failures_and_other_news_get_lines_of_their_own() -> None:
         )
     )
     view(JobReconciled(label="row e", key="e", task_id="t-e", found=True))
-    view(JobWaited(label="row f", key="f", seconds=2.5, reason="the account's rate limit"))
+    view(
+        JobUnknownToTheView(label="row f", key="f", seconds=2.5, reason="the account's rate limit")
+    )
     # Lines written above the status line (each wipes it first; the bar is redrawn after).
     printed = [line.rpartition("\x1b[K")[2] for line in err.getvalue().split("\n")[:-1]]
     assert printed[0] == "row 9, image: missing; give the portrait's path or URL"
@@ -204,7 +206,7 @@ def test_on_a_terminal_failures_and_other_news_get_lines_of_their_own() -> None:
         "row b: task t-b failed (InternalError.Algo: boom); submitted again (1/2)",
         "row d: task t-d has been RUNNING for 900 s",
         "row e: lost submit matched a task (task t-e)",
-        "row f: waited (seconds 2.5, reason the account's rate limit)",
+        "row f: unknown to the view (seconds 2.5, reason the account's rate limit)",
     ]
     assert all(line[:8].count(":") == 2 for line in printed[1:])  # HH:MM:SS first
     status = view.status_line(width=200)
@@ -214,14 +216,14 @@ def test_on_a_terminal_failures_and_other_news_get_lines_of_their_own() -> None:
 
 
 def test_unknown_events_are_shown_in_plain_and_json_modes() -> None:
-    event = JobWaited(label="row f", key="f", seconds=2.5, reason="slot")
+    event = JobUnknownToTheView(label="row f", key="f", seconds=2.5, reason="slot")
     err = io.StringIO()
     ProgressView(total=1, mode="plain", err=err, clock=FakeClock())(event)
-    assert err.getvalue().endswith("[0/1] row f: waited (seconds 2.5, reason slot)\n")
+    assert err.getvalue().endswith("[0/1] row f: unknown to the view (seconds 2.5, reason slot)\n")
     out = io.StringIO()
     ProgressView(total=1, mode="json", out=out, clock=FakeClock())(event)
     data = json.loads(out.getvalue())
-    assert (data["event"], data["seconds"], data["reason"]) == ("waited", 2.5, "slot")
+    assert (data["event"], data["seconds"]) == ("unknown_to_the_view", 2.5)
 
 
 def test_batch_finished_counts_the_manifests_invalid_rows_in_every_mode() -> None:
