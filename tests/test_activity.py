@@ -14,7 +14,7 @@ from emulator_http import emo_body
 from emoclient import Batch, ClientActivity, MemoryStore, Rates, RetryPolicy
 from emoclient._activity import kind_of_path
 from emoclient._batch.ledger import BatchSummary
-from emoclient._cli._progress import render_recovery
+from emoclient._cli._report import summary_notes
 from emoclient._limits import RateLimiter
 from emoclient.emulator import RunningEmulator
 
@@ -157,11 +157,12 @@ def test_the_cli_summary_names_what_was_ridden_out() -> None:
         resubmitted=1,
         stalled=1,
     )
-    assert render_recovery(summary) == [
+    assert summary_notes(summary) == [
+        "1 task(s) failed on the service's side and were submitted again",
         "retried 2 upload, 5 download",
-        "3 wait(s) for the rate limit",
-        "2 lost submit answer(s) looked up (1 found their task, none paid twice)",
-        "1 task(s) the service failed submitted again",
+        "3 waits for the rate limit",
+        "2 lost submit answers looked up",
+        "1 of them found their task (none paid twice)",
         "1 task(s) stalled",
     ]
-    assert render_recovery(BatchSummary()) == []
+    assert summary_notes(BatchSummary()) == []

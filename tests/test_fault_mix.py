@@ -138,8 +138,8 @@ async def test_the_cli_summary_and_json_events_say_what_was_retried(tmp_path: Pa
                 [*command, "--out", str(tmp_path / "out"), "--json"], env=env, check=False
             )
     assert done.returncode == 0, done.stderr.decode()
-    finished = json.loads(done.stdout.decode().splitlines()[-1])
-    assert finished["event"] == "batch_finished"
+    events = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    (finished,) = [event for event in events if event["event"] == "batch_finished"]
     assert finished["retries"]["download"] >= 2
     summary = done.stderr.decode()
     assert "retried " in summary

@@ -19,7 +19,8 @@ from emoclient._batch import space as space_module
 from emoclient._batch.jobs import EmoJob
 from emoclient._batch.journal import State
 from emoclient._batch.space import check_room
-from emoclient._cli._batch import BatchOptions, run_batch
+from emoclient._cli._common import BatchOptions
+from emoclient._cli._run import run_batch
 from emoclient.emulator import RunningEmulator
 from emoclient.emulator.samples import make_portrait, make_speech
 
@@ -146,11 +147,12 @@ def _main_with(
     import argparse
 
     from emoclient._cli import _batch as cli
+    from emoclient._cli import _run
 
     async def failing(options: BatchOptions) -> int:
         raise error
 
-    monkeypatch.setattr(cli, "run_batch", failing)
+    monkeypatch.setattr(_run, "run_batch", failing)
     args = argparse.Namespace(
         manifest=Path("m.csv"),
         out=Path("out"),

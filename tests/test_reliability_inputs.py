@@ -28,7 +28,8 @@ from emoclient._batch.checks import preflight
 from emoclient._batch.jobs import EmojiJob, EmoJob
 from emoclient._batch.manifest import ManifestError, ManifestJob, ManifestProblem, read_manifest
 from emoclient._batch.queue import JobQueue
-from emoclient._cli._batch import BatchOptions, run_batch
+from emoclient._cli._common import BatchOptions
+from emoclient._cli._run import run_batch
 from emoclient.emulator import RunningEmulator
 from emoclient.emulator.samples import make_portrait, make_speech
 
