@@ -89,18 +89,27 @@ class JobBoard:
 
     # --- the holding queue's side ------------------------------------------------------
 
-    async def publish(self, handle: JobHandle, *, answers: dict[str, bool]) -> None:
-        """Write ``handle``'s record (``answers``: cancel request id -> its outcome)."""
+    async def publish(
+        self, handle: JobHandle, *, answers: dict[str, bool], ending: JobResult | None = None
+    ) -> None:
+        """Write ``handle``'s record (``answers``: cancel request id -> its outcome).
+
+        ``ending`` publishes the job as ended with that result before the handle itself says
+        so, so that no one sees it ended here and not yet on the board.
+        """
         events = handle.history
-        path = handle.path.resolve() if handle.path is not None else None
-        result = handle.result
+        result = ending or handle.result
+        state = JobState(ending.status) if ending is not None else handle.state
+        path = ending.path if ending is not None else handle.path
+        path = path.resolve() if path is not None else None
+        task_id = (ending.task_id if ending is not None else None) or handle.task_id
         record = {
             "worker": self.worker,
             "updated_at": time.time(),
             "job": _JOB.dump_json(handle.job).decode(),
             "owner": handle.owner,
-            "state": handle.state.value,
-            "task_id": handle.task_id,
+            "state": state.value,
+            "task_id": task_id,
             "path": str(path) if path is not None else None,
             "billed_anyway": handle.billed_anyway,
             "accepted_at": handle.accepted_at,

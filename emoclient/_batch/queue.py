@@ -297,6 +297,7 @@ class JobQueue:
             self._completions.append(time.monotonic())
             handle = self._handles.get(result.key or "")
             if handle is not None:
+                await self._publish_ending(handle, result)
                 handle._finish(result)
                 self._changed(handle)
                 self._forget_old(handle)
@@ -342,6 +343,18 @@ class JobQueue:
     def _changed(self, handle: JobHandle) -> None:
         if self._board is not None:
             self._dirty.add(handle.id)
+
+    async def _publish_ending(self, handle: JobHandle, result: JobResult) -> None:
+        # On the board first: a request that sees the job ended here, then asks another
+        # worker for its video, must find it ended there too.
+        if self._board is None:
+            return
+        try:
+            await self._board.publish(
+                handle, answers=self._answers.get(handle.id, {}), ending=result
+            )
+        except StoreError as exc:
+            logger.warning("job board not updated for job %s: %s", handle.id[:12], exc)
 
     async def _remote(self, id: str) -> RemoteJobHandle | None:
         if self._board is None:
