@@ -15,6 +15,7 @@ import aiohttp
 from emoclient import _generate, _requests
 from emoclient._download import download_file
 from emoclient._exceptions import MissingAPIKeyError
+from emoclient._head import read_head
 from emoclient._inputs import InputCache
 from emoclient._limits import AccountLimits, Rates, account_id, limits_for, shared_store
 from emoclient._models import (
@@ -410,6 +411,13 @@ class EmoClient:
     async def download(self, url: str, path: str | os.PathLike[str]) -> Path:
         """Save a result video to ``path`` atomically (resuming with Range); return the path."""
         return await download_file(self._transport, url, path)
+
+    async def read_head(
+        self, url: str, *, start: int = 0, size: int = 65536
+    ) -> tuple[bytes, int | None]:
+        """Bytes ``start`` to ``start + size`` of a public http(s) URL and its full size (None
+        if not told): one ranged GET without credentials, within 10 s, else DownloadError."""
+        return await read_head(self._transport, url, start=start, size=size)
 
     async def upload(self, path: str | os.PathLike[str], *, model: Model | str) -> UploadedFile:
         """Put a local file into temporary storage for calls of ``model`` (valid 48 h)."""
