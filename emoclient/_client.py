@@ -413,11 +413,12 @@ class EmoClient:
         return await download_file(self._transport, url, path)
 
     async def read_head(
-        self, url: str, *, start: int = 0, size: int = 65536
+        self, url: str, *, start: int = 0, size: int = 65536, within: float = 10.0
     ) -> tuple[bytes, int | None]:
         """Bytes ``start`` to ``start + size`` of a public http(s) URL and its full size (None
-        if not told): one ranged GET without credentials, within 10 s, else DownloadError."""
-        return await read_head(self._transport, url, start=start, size=size)
+        if not told): one ranged GET without credentials, within ``within`` s, else
+        DownloadError."""
+        return await read_head(self._transport, url, start=start, size=size, within=within)
 
     async def upload(self, path: str | os.PathLike[str], *, model: Model | str) -> UploadedFile:
         """Put a local file into temporary storage for calls of ``model`` (valid 48 h)."""

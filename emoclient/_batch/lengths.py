@@ -28,9 +28,12 @@ _MAX_TAGS = 4 * 1024 * 1024
 class RemoteLengths:
     """Seconds of audio behind URLs, each URL asked once; concurrent askers share the answer."""
 
-    def __init__(self, client: EmoClient, *, head_bytes: int = _HEAD_BYTES) -> None:
+    def __init__(
+        self, client: EmoClient, *, head_bytes: int = _HEAD_BYTES, within: float = 10.0
+    ) -> None:
         self._client = client
         self._head_bytes = head_bytes
+        self._within = within  # seconds allowed for each read
         self._known: dict[str, float | None] = {}
         self._locks: dict[str, anyio.Lock] = {}
         self.reads = 0  # ranged GETs sent (for tests and statistics)
@@ -47,11 +50,15 @@ class RemoteLengths:
     async def _probe(self, url: str) -> float | None:
         try:
             self.reads += 1
-            head, total = await self._client.read_head(url, size=self._head_bytes)
+            head, total = await self._client.read_head(
+                url, size=self._head_bytes, within=self._within
+            )
             tags = id3_size(head)
             if tags >= len(head) and (total is None or tags < total) and tags <= _MAX_TAGS:
                 self.reads += 1
-                head, _ = await self._client.read_head(url, start=tags, size=self._head_bytes)
+                head, _ = await self._client.read_head(
+                    url, start=tags, size=self._head_bytes, within=self._within
+                )
                 total = None if total is None else total - tags
             seconds = await anyio.to_thread.run_sync(audio_length, head, total)
         except (EmoError, MediaFormatError) as exc:
