@@ -6,6 +6,7 @@ numbers; then the batch on the emulator with image and audio served by a local m
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,7 +37,8 @@ def test_the_service_clock_is_learned_from_submit_windows() -> None:
     # The service runs 25x our clock, 1000 s ahead; each submit took 10 ms to answer.
     for local in (0.0, 0.01):  # back to back: the rate cannot be told yet
         clock.add(1000 + 25 * (local + 0.005), local, local + 0.01)
-    assert clock.rate is None and clock.to_local(1000.0) is None
+    assert clock.rate is None
+    assert clock.to_local(1000.0) is None
     clock.add(1000 + 25 * 2.005, 2.0, 2.01)
     assert clock.rate == pytest.approx(25, rel=0.02)
     assert clock.to_local(1000 + 25 * 5.0) == pytest.approx(5.0, abs=0.05)
@@ -131,7 +133,8 @@ def test_without_the_service_clock_our_idle_wait_is_still_not_learned() -> None:
     timing.running(p, 1.0, output_seconds=5.0)
     timing.learn(p, output_seconds=5.0, now=40.0, server_seconds=35.0)
     expected = timing.expected_length(5.0)
-    assert expected is not None and expected <= 1.0
+    assert expected is not None
+    assert expected <= 1.0
 
 
 # --- the length from the first bytes -----------------------------------------------------
@@ -329,8 +332,9 @@ async def test_a_batch_of_url_inputs_keeps_the_slot_busy(media: MediaHost, tmp_p
     assert all(auth is None for _, _, auth in media.seen)
     # The slot passed on at once: each task was queued before the one ahead of it ended.
     tasks = sorted(account.tasks, key=lambda t: t.scheduled_time or math.inf)
-    for ahead, task in zip(tasks, tasks[1:], strict=False):
-        assert ahead.end_time is not None and task.submit_time <= ahead.end_time
+    for ahead, task in itertools.pairwise(tasks):
+        assert ahead.end_time is not None
+        assert task.submit_time <= ahead.end_time
 
 
 async def test_a_batch_whose_audio_host_refuses_ranges_still_finishes(
