@@ -21,6 +21,7 @@ from emoclient._log import logger
 __all__ = ["RemoteLengths"]
 
 _HEAD_BYTES = 64 * 1024
+_REMEMBERED = 4096  # URLs whose answer is kept
 #: ID3 tags (cover art) longer than this are not skipped: the length stays unknown.
 _MAX_TAGS = 4 * 1024 * 1024
 
@@ -42,10 +43,19 @@ class RemoteLengths:
         """The audio's duration, or None when it cannot be told from its header."""
         if not url.startswith(("http://", "https://")):
             return None  # oss:// files are the service's own; nothing to read without a key
-        async with self._locks.setdefault(url, anyio.Lock()):
-            if url not in self._known:
-                self._known[url] = await self._probe(url)
+        if url in self._known:
             return self._known[url]
+        lock = self._locks.setdefault(url, anyio.Lock())
+        try:
+            async with lock:
+                if url not in self._known:
+                    if len(self._known) >= _REMEMBERED:  # a long-lived queue: forget the oldest
+                        del self._known[next(iter(self._known))]
+                    self._known[url] = await self._probe(url)
+                return self._known[url]
+        finally:
+            if not lock.statistics().tasks_waiting and self._locks.get(url) is lock:
+                del self._locks[url]
 
     async def _probe(self, url: str) -> float | None:
         try:
