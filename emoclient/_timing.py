@@ -170,6 +170,10 @@ class Fit:
         self.sum_dd = self.sum_dd * f + seconds * seconds
         self.sum_dt = self.sum_dt * f + seconds * took
 
+    def mean_seconds(self) -> float | None:
+        """The (recency-weighted) mean clip length seen; None before any sample."""
+        return self.sum_d / self.n if self.n else None
+
     def predict(self, seconds: float) -> float | None:
         """Expected processing time of a clip of ``seconds``; None before any sample."""
         if self.n == 0:
@@ -287,8 +291,8 @@ class AccountTiming:
         """``output_seconds``, or the mean the service reported when it is unknown."""
         if output_seconds:
             return output_seconds
-        fit = self.learned.server if self.learned.server.n else self.learned.local
-        return fit.sum_d / fit.n if fit.n else _DEFAULT_OUTPUT_SECONDS
+        seen = self.learned.server.mean_seconds() or self.learned.local.mean_seconds()
+        return seen or _DEFAULT_OUTPUT_SECONDS
 
     def service_seconds(self, output_seconds: float | None) -> float:
         """Predicted service seconds to render ``output_seconds`` of video."""
