@@ -16,6 +16,7 @@ from emoclient import _generate, _requests
 from emoclient._activity import ClientActivity
 from emoclient._download import download_file
 from emoclient._exceptions import MissingAPIKeyError
+from emoclient._head import read_head
 from emoclient._inputs import InputCache
 from emoclient._limits import AccountLimits, Rates, account_id, limits_for, shared_store
 from emoclient._models import (
@@ -64,14 +65,12 @@ class EmoClient:
     ``account`` name (or ``EMOCLIENT_ACCOUNT``). ``retry`` says how a request is retried;
     ``max_retries=n`` is short for ``RetryPolicy(max_attempts=n + 1)``, and given with
     ``retry`` it replaces that policy's ``max_attempts`` (its delays stay).
-    ``poll_interval``, ``max_poll_interval`` and ``wait_timeout`` are the defaults of
-    :meth:`wait`. Pass ``session`` to reuse an aiohttp session; the client does not close a
-    session it did not create.
+    ``poll_interval``, ``max_poll_interval`` and ``wait_timeout`` are :meth:`wait`'s defaults.
+    ``session``: an aiohttp session to reuse (the client closes only one it created).
 
-    The calls that make one API request (``detect_*``, ``submit_*``, ``get_task``, ``cancel``,
-    ``list_tasks``, ``iter_tasks``) also take ``timeout=`` and ``extra_headers=`` for that
-    request only; :meth:`with_options` changes them (and ``max_retries``) for every call of a
-    copy, and :attr:`with_raw_response` gives the HTTP answer's headers and request id.
+    One-request calls also take ``timeout=`` and ``extra_headers=``; :meth:`with_options`
+    makes a copy with other defaults (and ``max_retries``); :attr:`with_raw_response` gives
+    the HTTP answer's headers and request id.
     """
 
     def __init__(
@@ -420,6 +419,13 @@ class EmoClient:
     async def download(self, url: str, path: str | os.PathLike[str]) -> Path:
         """Save a result video to ``path`` atomically (resuming with Range); return the path."""
         return await download_file(self._transport, url, path)
+
+    async def read_head(
+        self, url: str, *, start: int = 0, size: int = 65536, within: float = 10.0
+    ) -> tuple[bytes, int | None]:
+        """Bytes ``start`` to ``start + size`` of a public URL and its size (None if not told):
+        one ranged GET without credentials within ``within`` s, else DownloadError."""
+        return await read_head(self._transport, url, start=start, size=size, within=within)
 
     async def upload(self, path: str | os.PathLike[str], *, model: Model | str) -> UploadedFile:
         """Put a local file into temporary storage for calls of ``model`` (valid 48 h)."""

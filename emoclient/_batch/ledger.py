@@ -51,9 +51,6 @@ ResultStatus = Literal["succeeded", "failed", "expired", "canceled", "invalid"]
 _E = TypeVar("_E", bound=JobEvent)
 logger = logging.getLogger("emoclient")
 
-# Output length assumed for a job whose length is not known locally (EMO audio by URL).
-_DEFAULT_OUTPUT_SECONDS = 10.0
-
 
 @dataclass(eq=False)
 class Ticket:
@@ -72,6 +69,7 @@ class Ticket:
     video_duration: float = 0.0
     ratio: str = "1:1"  # the output's ratio, which fixes its frame size
     exact_length: bool = False  # output_seconds is the video's length (EMO: the audio's)
+    estimated_seconds: float | None = None  # URL audio: its length as its header tells
     account: str = ""  # the label of the account that submits it (never the key)
     base_url: str = ""
     errors: int = 0  # query failures in a row
@@ -81,9 +79,9 @@ class Ticket:
     slot: anyio.Event | None = None  # set to give the account's window slot back
 
     @property
-    def expected_seconds(self) -> float:
-        """Seconds of video expected (a default when the length is unknown locally)."""
-        return self.output_seconds or _DEFAULT_OUTPUT_SECONDS
+    def expected_seconds(self) -> float | None:
+        """Seconds of video expected; None when unknown (URL audio whose header said nothing)."""
+        return self.output_seconds or self.estimated_seconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 Detection runs before the generation uploads, so a rejected portrait costs one detection
 call and nothing else. Every temporary upload is bound to one model, so a local portrait is
 uploaded once for the detect model and once for the video model; both URLs are journalled
-with their expiry and reused while they stay valid for long enough.
+with their expiry and reused while they stay valid for long enough. The length of audio given
+as a URL is read from its header (once per URL) so the scheduler can time its queries.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from emoclient._batch.checks import estimate_seconds, inspect
 from emoclient._batch.jobs import Job, is_url, local_path
 from emoclient._batch.journal import CachedDetection
 from emoclient._batch.ledger import Ledger, Ticket
+from emoclient._batch.lengths import RemoteLengths
 from emoclient._client import EmoClient
 from emoclient._exceptions import APIStatusError, EmoError, TransportError, UploadError
 from emoclient._models import BBoxTuple, SubmittedTask
@@ -79,6 +81,7 @@ class Preparer:
         # Jobs sharing a file are prepared side by side: one upload and one (billed)
         # detection per content, the others wait for it and take it from the journal.
         self._locks: dict[tuple[str, ...], anyio.Lock] = {}
+        self.lengths = RemoteLengths(client)
 
     def _lock(self, *key: str) -> anyio.Lock:
         return self._locks.setdefault(key, anyio.Lock())
@@ -90,6 +93,9 @@ class Preparer:
             found = tuple(str(p) for p in problems)
             return Rejection("invalid", "; ".join(found), problems=found)
         ticket.output_seconds = estimate_seconds(job, audio)
+        audio_source = job.sources().get("audio")
+        if ticket.output_seconds is None and audio_source is not None and is_url(audio_source):
+            ticket.estimated_seconds = await self.lengths.seconds(str(audio_source))
         attempt = 0
         while True:
             try:
