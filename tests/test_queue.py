@@ -171,12 +171,23 @@ async def test_a_restarted_app_takes_its_jobs_up_again(
 async def test_closing_cancels_pending_and_finishes_running(
     frozen: RunningEmulator, tmp_path: Path
 ) -> None:
-    running, pending = label_jobs(tmp_path / "in", 2)
+    jobs = label_jobs(tmp_path / "in", 2)
     async with make_client(frozen) as client, _queue(client, tmp_path) as queue:
-        first = await queue.start(running)
-        second = await queue.start(pending)
-        await until_state(first, JobState.RUNNING)
-        await until_state(second, JobState.SUBMITTED)
+        handles = [await queue.start(job) for job in jobs]
+        # Both are prepared at once and the one ready first is submitted first (under load
+        # not always the first started): one runs, the other waits at the service.
+        async with anyio.create_task_group() as tg:
+
+            async def until_one_runs(handle: JobHandle) -> None:
+                await until_state(handle, JobState.RUNNING)
+                tg.cancel_scope.cancel()
+
+            for handle in handles:
+                tg.start_soon(until_one_runs, handle)
+        await until_state(handles[0], JobState.SUBMITTED, JobState.RUNNING)
+        await until_state(handles[1], JobState.SUBMITTED, JobState.RUNNING)
+        first, second = sorted(handles, key=lambda h: h.state is not JobState.RUNNING)
+        assert second.state is JobState.SUBMITTED
 
         async def finish_the_running_task() -> None:
             await until_state(second, JobState.CANCELED)
