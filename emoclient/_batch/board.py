@@ -129,7 +129,11 @@ class JobBoard:
 
     async def cancel_requests(self, ids: list[str]) -> dict[str, str]:
         """Take the cancel requests left for jobs ``ids``: job id -> request id."""
-        return await self.store.read_records(self._cancels, ids, take=True)
+        # Asked every poll: a read first, so that the usual answer (none) takes no write lock.
+        found = await self.store.read_records(self._cancels, ids)
+        if not found:
+            return {}
+        return await self.store.read_records(self._cancels, list(found), take=True)
 
     # --- any queue's side ---------------------------------------------------------------
 
