@@ -14,11 +14,10 @@ import os
 import re
 import uuid
 from pathlib import Path
+from typing import BinaryIO
 
-import aiofiles
 import aiohttp
 import anyio
-from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from emoclient._answers import error_from_response, redact_url, scrub_urls
 from emoclient._exceptions import DownloadError, ResultURLExpiredError, TransportError
@@ -29,6 +28,7 @@ __all__ = ["MIN_DOWNLOAD_SECONDS", "download_file"]
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _CHUNK = 256 * 1024
+_BATCH = 4 * 1024 * 1024
 _RETRY_HINT = "Query the task for a fresh video_url and retry."
 MIN_DOWNLOAD_SECONDS = 60.0
 """The shortest deadline a download gets, however small the video."""
@@ -113,16 +113,20 @@ async def download_file(
     await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.part")
     try:
-        async with aiofiles.open(tmp, "w+b") as out:
-            with budget.scope:
-                await _fetch_with_resume(transport, budget, out, max_restarts=max_restarts)
-            if budget.scope.cancelled_caught:
-                raise budget.too_slow()
-            await _check_mp4(out, budget)
-            await out.flush()
-            await anyio.to_thread.run_sync(os.fsync, out.fileno())
-        await anyio.to_thread.run_sync(os.replace, tmp, target)
-        await anyio.to_thread.run_sync(_fsync_dir, target.parent)
+        file = await anyio.to_thread.run_sync(_open_new, tmp)
+        try:
+            await _receive(transport, budget, _Sink(file), max_restarts=max_restarts)
+            head = await anyio.to_thread.run_sync(_finish, file)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(file.close)
+        if head[4:8] != b"ftyp":
+            # An ISO-BMFF file opens with its ``ftyp`` box: 4 bytes of size, then the type.
+            raise budget.error(
+                f"The answer from {budget.where} is not an MP4 video (it starts with "
+                f"{head!r}; an error page served as a success?)"
+            )
+        await anyio.to_thread.run_sync(_publish, tmp, target)
     except BaseException:
         with anyio.CancelScope(shield=True):
             await anyio.Path(tmp).unlink(missing_ok=True)
@@ -130,28 +134,86 @@ async def download_file(
     return target
 
 
-def _fsync_dir(directory: Path) -> None:
+def _publish(tmp: Path, target: Path) -> None:
+    os.replace(tmp, target)
     # Makes the rename itself durable, so a crash cannot leave the old directory entry.
-    fd = os.open(directory, os.O_RDONLY)
+    fd = os.open(target.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-async def _check_mp4(out: AsyncBufferedIOBase, budget: _Budget) -> None:
-    # An ISO-BMFF file opens with its ``ftyp`` box: 4 bytes of size, then the type.
-    await out.seek(0)
-    head = await out.read(16)
-    if head[4:8] != b"ftyp":
-        raise budget.error(
-            f"The answer from {budget.where} is not an MP4 video (it starts with {head!r}; "
-            "an error page served as a success?)"
-        )
+async def _receive(transport: Transport, budget: _Budget, out: _Sink, *, max_restarts: int) -> None:
+    """The whole body into ``out``'s file, within the budget's deadline."""
+    with budget.scope:
+        await _fetch_with_resume(transport, budget, out, max_restarts=max_restarts)
+        await out.flush()
+    if budget.scope.cancelled_caught:
+        raise budget.too_slow()
+
+
+class _Sink:
+    """The temporary file, written from a buffer of ``_BATCH`` bytes, one thread hop a batch.
+
+    A thread hop per received chunk cost more CPU than the transfer itself, and writing in
+    the event loop would stall it when the disk is slow. The chunks are copied into one
+    buffer that lives as long as the download: holding the chunks themselves until their
+    batch is written would make the allocator hand out fresh pages for every batch, whose
+    page faults cost as much CPU again.
+    """
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self._buffer = bytearray(_BATCH)
+        self._view = memoryview(self._buffer)
+        self._filled = 0
+        #: Bytes of the body held: written, or in the buffer.
+        self.position = 0
+
+    async def write(self, data: bytes) -> None:
+        self.position += len(data)
+        rest = memoryview(data)
+        while rest:
+            piece = rest[: _BATCH - self._filled]
+            self._view[self._filled : self._filled + len(piece)] = piece
+            self._filled += len(piece)
+            rest = rest[len(piece) :]
+            if self._filled == _BATCH:
+                await self.flush()
+
+    async def flush(self) -> None:
+        """Write the buffer to the file (durable only after :func:`_finish`)."""
+        if self._filled:
+            await anyio.to_thread.run_sync(self._file.write, self._view[: self._filled])
+            self._filled = 0
+
+    async def restart_at(self, position: int) -> None:
+        """Continue the file at ``position`` (what it holds up to there is kept)."""
+        await self.flush()
+        await anyio.to_thread.run_sync(_cut, self._file, position)
+        self.position = position
+
+
+def _open_new(path: Path) -> BinaryIO:
+    return path.open("w+b")
+
+
+def _cut(file: BinaryIO, position: int) -> None:
+    file.seek(position)
+    file.truncate()
+
+
+def _finish(file: BinaryIO) -> bytes:
+    """Make the file durable; its first 16 bytes."""
+    file.flush()
+    os.fsync(file.fileno())
+    file.seek(0)
+    return file.read(16)
 
 
 async def _fetch_with_resume(
-    transport: Transport, budget: _Budget, out: AsyncBufferedIOBase, *, max_restarts: int
+    transport: Transport, budget: _Budget, out: _Sink, *, max_restarts: int
 ) -> int:
     # Give up only after ``max_restarts`` attempts in a row that brought no new byte.
     held, stalled = 0, 0
@@ -159,7 +221,7 @@ async def _fetch_with_resume(
         try:
             return await _fetch_once(transport, budget, out, written=held)
         except (_Broken, TransportError, aiohttp.ClientPayloadError) as exc:
-            now_held = await out.tell()
+            now_held = out.position
             stalled = 0 if now_held > held else stalled + 1
             held = now_held
             if stalled > max_restarts:
@@ -180,9 +242,7 @@ async def _fetch_with_resume(
             )
 
 
-async def _fetch_once(
-    transport: Transport, budget: _Budget, out: AsyncBufferedIOBase, *, written: int
-) -> int:
+async def _fetch_once(transport: Transport, budget: _Budget, out: _Sink, *, written: int) -> int:
     headers = {"Range": f"bytes={written}-"} if written else {}
     try:
         async with transport.stream(budget.url, headers=headers) as resp:
@@ -205,7 +265,7 @@ async def _fetch_once(
         ) from exc
     except aiohttp.ClientConnectionError as exc:
         raise _Broken(str(exc)) from exc
-    done = await out.tell()
+    done = out.position
     if total is not None and done != total:
         raise _Broken(f"got {done} of {total} bytes")
     return done
@@ -229,7 +289,7 @@ def _already_buffered(content: aiohttp.StreamReader) -> bytes:
 
 
 async def _position_for(
-    resp: aiohttp.ClientResponse, budget: _Budget, out: AsyncBufferedIOBase, *, written: int
+    resp: aiohttp.ClientResponse, budget: _Budget, out: _Sink, *, written: int
 ) -> tuple[int, int | None]:
     """Check the status; seek/truncate ``out`` so the body continues it; return where the
     body starts and the full size."""
@@ -237,12 +297,11 @@ async def _position_for(
         match = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
         if match is None or int(match[1]) != written:
             raise _Broken("server resumed at an unexpected offset")
-        await out.seek(written)
+        await out.restart_at(written)
         return written, None if match[3] == "*" else int(match[3])
     if resp.status == 200:
         # The server ignored Range (or this is the first request): start from scratch.
-        await out.seek(0)
-        await out.truncate()
+        await out.restart_at(0)
         return 0, resp.content_length
     text = (await resp.content.read(64 * 1024)).decode("utf-8", errors="replace")
     error = error_from_response(resp.status, text, resp.headers, operation="download")
