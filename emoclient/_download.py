@@ -110,23 +110,23 @@ async def download_file(
         min_seconds=min_seconds,
     )
     target = Path(path)
-    await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.part")
     try:
         file = await anyio.to_thread.run_sync(_open_new, tmp)
         try:
-            await _receive(transport, budget, _Sink(file), max_restarts=max_restarts)
-            head = await anyio.to_thread.run_sync(_finish, file)
+            sink = _Sink(file)
+            await _receive(transport, budget, sink, max_restarts=max_restarts)
+            head = await anyio.to_thread.run_sync(_complete, sink.rest(), file, target)
         finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(file.close)
+            if not file.closed:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(file.close)
         if head[4:8] != b"ftyp":
             # An ISO-BMFF file opens with its ``ftyp`` box: 4 bytes of size, then the type.
             raise budget.error(
                 f"The answer from {budget.where} is not an MP4 video (it starts with "
                 f"{head!r}; an error page served as a success?)"
             )
-        await anyio.to_thread.run_sync(_publish, tmp, target)
     except BaseException:
         with anyio.CancelScope(shield=True):
             await anyio.Path(tmp).unlink(missing_ok=True)
@@ -134,21 +134,36 @@ async def download_file(
     return target
 
 
-def _publish(tmp: Path, target: Path) -> None:
-    os.replace(tmp, target)
+def _open_new(path: Path) -> BinaryIO:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("w+b")
+
+
+def _complete(rest: memoryview, file: BinaryIO, target: Path) -> bytes:
+    """Write ``rest``, make the file durable and, when it opens like an MP4, move it to
+    ``target`` (durably too); return its first 16 bytes. One thread hop."""
+    file.write(rest)
+    file.flush()
+    os.fsync(file.fileno())
+    file.seek(0)
+    head = file.read(16)
+    if head[4:8] != b"ftyp":
+        return head
+    file.close()
+    os.replace(file.name, target)
     # Makes the rename itself durable, so a crash cannot leave the old directory entry.
     fd = os.open(target.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+    return head
 
 
 async def _receive(transport: Transport, budget: _Budget, out: _Sink, *, max_restarts: int) -> None:
     """The whole body into ``out``'s file, within the budget's deadline."""
     with budget.scope:
         await _fetch_with_resume(transport, budget, out, max_restarts=max_restarts)
-        await out.flush()
     if budget.scope.cancelled_caught:
         raise budget.too_slow()
 
@@ -188,28 +203,23 @@ class _Sink:
             await anyio.to_thread.run_sync(self._file.write, self._view[: self._filled])
             self._filled = 0
 
+    def rest(self) -> memoryview:
+        """What the buffer holds; the sink is not to be written again."""
+        return self._view[: self._filled]
+
     async def restart_at(self, position: int) -> None:
         """Continue the file at ``position`` (what it holds up to there is kept)."""
+        if position == 0 and self.position == self._filled:  # nothing reached the file yet
+            self._filled = self.position = 0
+            return
         await self.flush()
         await anyio.to_thread.run_sync(_cut, self._file, position)
         self.position = position
 
 
-def _open_new(path: Path) -> BinaryIO:
-    return path.open("w+b")
-
-
 def _cut(file: BinaryIO, position: int) -> None:
     file.seek(position)
     file.truncate()
-
-
-def _finish(file: BinaryIO) -> bytes:
-    """Make the file durable; its first 16 bytes."""
-    file.flush()
-    os.fsync(file.fileno())
-    file.seek(0)
-    return file.read(16)
 
 
 async def _fetch_with_resume(

@@ -7,6 +7,7 @@ fetched; the service checks them. The plan adds up billed seconds and the estima
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,25 +58,51 @@ def _read(path: Path) -> bytes:
         return stream.read(_READ_CAP)
 
 
-async def _load(job: Job, name: str, source: str | Path) -> tuple[bytes | None, Problem | None]:
-    path = local_path(source)
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What preflight needs of one local file: its size and what its header says."""
+
+    size: int
+    info: ImageInfo | AudioInfo | None
+    error: str | None  # why the header cannot be read
+
+
+@functools.lru_cache(maxsize=4096)
+def _probe_version(path: Path, kind: str, size: int, mtime_ns: int, inode: int) -> _Facts:
+    # One version of a file (size, modification time, inode) is read and probed once.
+    data = _read(path)
     try:
-        data = await anyio.to_thread.run_sync(_read, path)
-    except FileNotFoundError:
-        return None, Problem(job.display_label, name, f"file {path} does not exist")
-    except OSError as exc:
-        return None, Problem(job.display_label, name, f"cannot read {path}: {exc.strerror}")
-    return data, None
+        info = probe_image(data) if kind == "image" else probe_audio(data)
+    except MediaFormatError as exc:
+        return _Facts(len(data), None, str(exc))
+    return _Facts(len(data), info, None)
 
 
-def _image_problems(job: Job, path: str, data: bytes) -> list[Problem]:
+def _facts(sources: dict[str, Path]) -> dict[str, _Facts | OSError]:
+    found: dict[str, _Facts | OSError] = {}
+    for name, path in sources.items():
+        try:
+            stat = path.stat()
+            kind = "image" if name == "image" else "audio"
+            found[name] = _probe_version(path, kind, stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        except OSError as exc:
+            found[name] = exc
+    return found
+
+
+def _unreadable(job: Job, name: str, path: Path, exc: OSError) -> Problem:
+    if isinstance(exc, FileNotFoundError):
+        return Problem(job.display_label, name, f"file {path} does not exist")
+    return Problem(job.display_label, name, f"cannot read {path}: {exc.strerror}")
+
+
+def _image_problems(job: Job, path: str, facts: _Facts) -> list[Problem]:
     def problem(message: str) -> Problem:
         return Problem(job.display_label, "image", message)
 
-    try:
-        info: ImageInfo = probe_image(data)
-    except MediaFormatError as exc:
-        return [problem(f"{path}: {exc}; use a JPEG, PNG, BMP or WEBP portrait")]
+    info = facts.info
+    if not isinstance(info, ImageInfo):
+        return [problem(f"{path}: {facts.error}; use a JPEG, PNG, BMP or WEBP portrait")]
     problems = []
     short, long = sorted((info.width, info.height))
     if short < IMAGE_MIN_SIDE or long > IMAGE_MAX_SIDE:
@@ -86,30 +113,29 @@ def _image_problems(job: Job, path: str, data: bytes) -> list[Problem]:
             )
         )
     limit = job.spec.image_max_bytes
-    if limit is not None and len(data) > limit:
+    if limit is not None and facts.size > limit:
         problems.append(
             problem(
-                f"{path} is {len(data) / 2**20:.1f} MB; {job.model} allows {limit / 2**20:.0f} MB"
+                f"{path} is {facts.size / 2**20:.1f} MB; {job.model} allows {limit / 2**20:.0f} MB"
             )
         )
     return problems
 
 
-def _audio_problems(job: Job, path: str, data: bytes) -> tuple[AudioInfo | None, list[Problem]]:
+def _audio_problems(job: Job, path: str, facts: _Facts) -> tuple[AudioInfo | None, list[Problem]]:
     def problem(message: str) -> Problem:
         return Problem(job.display_label, "audio", message)
 
-    try:
-        info = probe_audio(data)
-    except MediaFormatError as exc:
-        return None, [problem(f"{path}: {exc}; use a WAV or MP3 file")]
+    info = facts.info
+    if not isinstance(info, AudioInfo):
+        return None, [problem(f"{path}: {facts.error}; use a WAV or MP3 file")]
     problems = []
     if info.duration > AUDIO_MAX_SECONDS:
         problems.append(problem(f"{path} lasts {info.duration:.1f} s; the limit is 60 s (cut it)"))
     if info.duration <= 0:
         problems.append(problem(f"{path} contains no audio"))
-    if len(data) > AUDIO_MAX_BYTES:
-        problems.append(problem(f"{path} is {len(data) / 2**20:.1f} MB; the limit is 15 MB"))
+    if facts.size > AUDIO_MAX_BYTES:
+        problems.append(problem(f"{path} is {facts.size / 2**20:.1f} MB; the limit is 15 MB"))
     return info, problems
 
 
@@ -117,17 +143,18 @@ async def inspect(job: Job) -> tuple[list[Problem], AudioInfo | None]:
     """Run the local checks of ``job``; also return the probed audio (EMO, local file)."""
     problems: list[Problem] = []
     audio: AudioInfo | None = None
-    for name, source in job.sources().items():
-        if is_url(source):
-            continue
-        data, problem = await _load(job, name, source)
-        if problem is not None or data is None:
-            problems.extend([problem] if problem else [])
-            continue
-        if name == "image":
-            problems += await anyio.to_thread.run_sync(_image_problems, job, str(source), data)
+    local = {n: local_path(s) for n, s in job.sources().items() if not is_url(s)}
+    if not local:
+        return problems, audio
+    # One thread hop for every input; a file already probed (same version) is not read again.
+    for name, facts in (await anyio.to_thread.run_sync(_facts, local)).items():
+        source = str(job.sources()[name])
+        if isinstance(facts, OSError):
+            problems.append(_unreadable(job, name, local[name], facts))
+        elif name == "image":
+            problems += _image_problems(job, source, facts)
         else:
-            audio, found = await anyio.to_thread.run_sync(_audio_problems, job, str(source), data)
+            audio, found = _audio_problems(job, source, facts)
             problems += found
     return problems, audio
 
