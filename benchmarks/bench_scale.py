@@ -118,7 +118,15 @@ class _JournalWrites:
 
 
 async def _batch(spec: dict[str, Any]) -> dict[str, Any]:
-    from emoclient import Batch, EmoClient, EmoJob, Rates, RetryPolicy, SchedulerOptions
+    from emoclient import (
+        Batch,
+        EmoClient,
+        EmoJob,
+        MemoryStore,
+        Rates,
+        RetryPolicy,
+        SchedulerOptions,
+    )
     from emoclient._batch.batch import JOURNAL_NAME
 
     writes = _JournalWrites()
@@ -148,10 +156,9 @@ async def _batch(spec: dict[str, Any]) -> dict[str, Any]:
     out = folder / "out"
     started_cpu, started = time.process_time(), time.perf_counter()
     statuses: dict[str, int] = {}
+    store = MemoryStore() if spec["store"] == "memory" else folder / "store.sqlite3"
     async with (
-        EmoClient(
-            spec["key"], base_url=spec["base_url"], rates=rates, store=folder / "store.sqlite3"
-        ) as client,
+        EmoClient(spec["key"], base_url=spec["base_url"], rates=rates, store=store) as client,
         Batch(client, out_dir=out, window=_WINDOW, options=options) as batch,
     ):
         async for result in batch.run(jobs):
@@ -266,6 +273,7 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
                             "images": images,
                             "voices": voices,
                             "jobs": count,
+                            "store": args.store,
                         }
                         result = _run_child(spec, path)
                         stats = _account_stats(base_url, spec["key"])
@@ -342,7 +350,8 @@ def _report(args: argparse.Namespace, measured: dict[str, Any]) -> dict[str, Any
             {
                 "title": (
                     f"EMO jobs over {args.images} portraits x {args.voices} voices, window "
-                    f"{_WINDOW}, limits off; medians of {args.rounds} round(s)"
+                    f"{_WINDOW}, limits off, {args.store} account store; medians of "
+                    f"{args.rounds} round(s)"
                 ),
                 "columns": columns,
                 "rows": rows,
@@ -385,6 +394,12 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=8, help="distinct portraits")
     parser.add_argument("--voices", type=int, default=4, help="distinct voice clips")
     parser.add_argument("--rounds", type=int, default=1, help="rounds (medians are shown)")
+    parser.add_argument(
+        "--store",
+        choices=("file", "memory"),
+        default="file",
+        help="the account store: the default SQLite file, or in memory (one process)",
+    )
     parser.add_argument(
         "--baseline", metavar="DIR", help="also measure the emoclient of another checkout"
     )

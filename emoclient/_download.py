@@ -180,21 +180,28 @@ class _Sink:
 
     def __init__(self, file: BinaryIO) -> None:
         self._file = file
-        self._buffer = bytearray(_BATCH)
-        self._view = memoryview(self._buffer)
+        self._view = memoryview(b"")  # allocated by expect() or the first write
         self._filled = 0
         #: Bytes of the body held: written, or in the buffer.
         self.position = 0
 
+    def expect(self, size: int | None) -> None:
+        """Size the buffer for a body of ``size`` bytes (None: unknown); a small video does
+        not need a whole batch of memory, which costs time to allocate."""
+        if not self._view:
+            wanted = _BATCH if size is None else min(_BATCH, max(size, 1))
+            self._view = memoryview(bytearray(wanted))
+
     async def write(self, data: bytes) -> None:
+        self.expect(None)
         self.position += len(data)
         rest = memoryview(data)
         while rest:
-            piece = rest[: _BATCH - self._filled]
+            piece = rest[: len(self._view) - self._filled]
             self._view[self._filled : self._filled + len(piece)] = piece
             self._filled += len(piece)
             rest = rest[len(piece) :]
-            if self._filled == _BATCH:
+            if self._filled == len(self._view):
                 await self.flush()
 
     async def flush(self) -> None:
@@ -259,6 +266,7 @@ async def _fetch_once(transport: Transport, budget: _Budget, out: _Sink, *, writ
             position, total = await _position_for(resp, budget, out, written=written)
             if total is not None:
                 budget.announce(total)
+            out.expect(None if total is None else total - position)
             try:
                 async for chunk in resp.content.iter_chunked(_CHUNK):
                     position += len(chunk)
