@@ -139,10 +139,10 @@ def _open_new(path: Path) -> BinaryIO:
     return path.open("w+b")
 
 
-def _complete(rest: memoryview, file: BinaryIO, target: Path) -> bytes:
+def _complete(rest: list[bytes], file: BinaryIO, target: Path) -> bytes:
     """Write ``rest``, make the file durable and, when it opens like an MP4, move it to
     ``target`` (durably too); return its first 16 bytes. One thread hop."""
-    file.write(rest)
+    file.writelines(rest)
     file.flush()
     os.fsync(file.fileno())
     file.seek(0)
@@ -169,59 +169,52 @@ async def _receive(transport: Transport, budget: _Budget, out: _Sink, *, max_res
 
 
 class _Sink:
-    """The temporary file, written from a buffer of ``_BATCH`` bytes, one thread hop a batch.
+    """The temporary file, written in batches of about ``_BATCH`` bytes, one thread hop each.
 
     A thread hop per received chunk cost more CPU than the transfer itself, and writing in
-    the event loop would stall it when the disk is slow. The chunks are copied into one
-    buffer that lives as long as the download: holding the chunks themselves until their
-    batch is written would make the allocator hand out fresh pages for every batch, whose
-    page faults cost as much CPU again.
+    the event loop would stall it when the disk is slow. The chunks are kept as they came
+    (copying them into one buffer was measured to cost more) and written together.
     """
 
     def __init__(self, file: BinaryIO) -> None:
         self._file = file
-        self._view = memoryview(b"")  # allocated by expect() or the first write
-        self._filled = 0
-        #: Bytes of the body held: written, or in the buffer.
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        #: Bytes of the body held: written, or waiting in the batch.
         self.position = 0
-
-    def expect(self, size: int | None) -> None:
-        """Size the buffer for a body of ``size`` bytes (None: unknown); a small video does
-        not need a whole batch of memory, which costs time to allocate."""
-        if not self._view:
-            wanted = _BATCH if size is None else min(_BATCH, max(size, 1))
-            self._view = memoryview(bytearray(wanted))
+        #: Bytes that reached the file.
+        self._written = 0
 
     async def write(self, data: bytes) -> None:
-        self.expect(None)
+        if not data:
+            return
+        self._pending.append(data)
+        self._pending_size += len(data)
         self.position += len(data)
-        rest = memoryview(data)
-        while rest:
-            piece = rest[: len(self._view) - self._filled]
-            self._view[self._filled : self._filled + len(piece)] = piece
-            self._filled += len(piece)
-            rest = rest[len(piece) :]
-            if self._filled == len(self._view):
-                await self.flush()
+        if self._pending_size >= _BATCH:
+            await self.flush()
 
     async def flush(self) -> None:
-        """Write the buffer to the file (durable only after :func:`_finish`)."""
-        if self._filled:
-            await anyio.to_thread.run_sync(self._file.write, self._view[: self._filled])
-            self._filled = 0
+        """Write the batch to the file (durable only once :func:`_complete` ran)."""
+        if self._pending:
+            batch = self.rest()
+            await anyio.to_thread.run_sync(self._file.writelines, batch)
+            self._written += sum(len(chunk) for chunk in batch)
 
-    def rest(self) -> memoryview:
-        """What the buffer holds; the sink is not to be written again."""
-        return self._view[: self._filled]
+    def rest(self) -> list[bytes]:
+        """Take the chunks not written yet."""
+        batch, self._pending, self._pending_size = self._pending, [], 0
+        return batch
 
     async def restart_at(self, position: int) -> None:
         """Continue the file at ``position`` (what it holds up to there is kept)."""
-        if position == 0 and self.position == self._filled:  # nothing reached the file yet
-            self._filled = self.position = 0
+        if position == 0 and self._written == 0:  # nothing reached the file yet
+            self.rest()
+            self.position = 0
             return
         await self.flush()
         await anyio.to_thread.run_sync(_cut, self._file, position)
-        self.position = position
+        self.position = self._written = position
 
 
 def _cut(file: BinaryIO, position: int) -> None:
@@ -266,7 +259,6 @@ async def _fetch_once(transport: Transport, budget: _Budget, out: _Sink, *, writ
             position, total = await _position_for(resp, budget, out, written=written)
             if total is not None:
                 budget.announce(total)
-            out.expect(None if total is None else total - position)
             try:
                 async for chunk in resp.content.iter_chunked(_CHUNK):
                     position += len(chunk)
