@@ -86,7 +86,7 @@ class _JournalWrites:
         connect = sqlite3.connect
 
         def traced(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
-            conn = connect(database, *args, **kwargs)
+            conn: sqlite3.Connection = connect(database, *args, **kwargs)
             if str(database).endswith(journal_name):
                 conn.set_trace_callback(self._statement)
             return conn
@@ -256,7 +256,11 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
             images, voices = _inputs(folder, args.images, args.voices)
             serial = 0
             for _ in range(args.rounds):
-                spec = {"mode": "requests", "base_url": base_url, "key": "sk-bench-requests"}
+                spec: dict[str, Any] = {
+                    "mode": "requests",
+                    "base_url": base_url,
+                    "key": "sk-bench-requests",
+                }
                 per_request.append(
                     _run_child({**spec, "requests": 2000}, sys.path)["cpu_per_request"]
                 )

@@ -60,7 +60,10 @@ class Preparer:
         self._locks: dict[tuple[str, ...], anyio.Lock] = {}
 
     def _lock(self, *key: str) -> anyio.Lock:
-        return self._locks.setdefault(key, anyio.Lock())
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = anyio.Lock()
+        return lock
 
     async def prepare(self, job: Job, ticket: Ticket, digests: dict[str, str]) -> Rejection | None:
         """Make ``ticket.submit`` ready for ``job``, or say why the job cannot be submitted."""
