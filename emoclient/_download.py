@@ -10,9 +10,11 @@ complete file or is untouched.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -161,29 +163,59 @@ def _complete(rest: list[bytes], file: BinaryIO, target: Path) -> bytes:
 
 
 async def _receive(transport: Transport, budget: _Budget, out: _Sink, *, max_restarts: int) -> None:
-    """The whole body into ``out``'s file, within the budget's deadline."""
-    with budget.scope:
-        await _fetch_with_resume(transport, budget, out, max_restarts=max_restarts)
+    """The whole body into ``out``'s file (but its last batch), within the budget's deadline;
+    the file is written while the body arrives."""
+    try:
+        with budget.scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(out.run)
+                try:
+                    await _fetch_with_resume(transport, budget, out, max_restarts=max_restarts)
+                finally:
+                    out.close()
+    except BaseExceptionGroup as group:
+        raise _first(group) from None
     if budget.scope.cancelled_caught:
         raise budget.too_slow()
 
 
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    # The receiver and the writer fail one at a time: the first failure is the one to show.
+    inner: BaseException = group
+    while isinstance(inner, BaseExceptionGroup):
+        inner = inner.exceptions[0]
+    return inner
+
+
 class _Sink:
-    """The temporary file, written in batches of about ``_BATCH`` bytes, one thread hop each.
+    """The temporary file, written by a task of its own in batches of about ``_BATCH`` bytes,
+    one thread hop each, while the next batch arrives.
 
     A thread hop per received chunk cost more CPU than the transfer itself, and writing in
     the event loop would stall it when the disk is slow. The chunks are kept as they came
-    (copying them into one buffer was measured to cost more) and written together.
+    (copying them into one buffer was measured to cost more). At most one batch waits for
+    the writer, so memory stays bounded whatever the video's size.
     """
 
     def __init__(self, file: BinaryIO) -> None:
         self._file = file
         self._pending: list[bytes] = []
         self._pending_size = 0
-        #: Bytes of the body held: written, or waiting in the batch.
+        self._send, self._queue = anyio.create_memory_object_stream[Callable[[], object]](1)
+        #: Bytes of the body held: written, on their way to the file, or in the batch.
         self.position = 0
-        #: Bytes that reached the file.
-        self._written = 0
+        #: Bytes handed to the writer.
+        self._sent = 0
+
+    async def run(self) -> None:
+        """Carry out the file operations in order until :meth:`close`."""
+        async with self._queue:
+            async for operation in self._queue:
+                await anyio.to_thread.run_sync(operation)
+
+    def close(self) -> None:
+        """No more operations; :meth:`run` ends once the queued one is done."""
+        self._send.close()
 
     async def write(self, data: bytes) -> None:
         if not data:
@@ -195,26 +227,26 @@ class _Sink:
             await self.flush()
 
     async def flush(self) -> None:
-        """Write the batch to the file (durable only once :func:`_complete` ran)."""
+        """Hand the batch to the writer (durable only once :func:`_complete` ran)."""
         if self._pending:
             batch = self.rest()
-            await anyio.to_thread.run_sync(self._file.writelines, batch)
-            self._written += sum(len(chunk) for chunk in batch)
+            self._sent += sum(len(chunk) for chunk in batch)
+            await self._send.send(functools.partial(self._file.writelines, batch))
 
     def rest(self) -> list[bytes]:
-        """Take the chunks not written yet."""
+        """Take the chunks not handed to the writer yet."""
         batch, self._pending, self._pending_size = self._pending, [], 0
         return batch
 
     async def restart_at(self, position: int) -> None:
         """Continue the file at ``position`` (what it holds up to there is kept)."""
-        if position == 0 and self._written == 0:  # nothing reached the file yet
+        if position == 0 and self._sent == 0:  # nothing went to the file yet
             self.rest()
             self.position = 0
             return
         await self.flush()
-        await anyio.to_thread.run_sync(_cut, self._file, position)
-        self.position = self._written = position
+        await self._send.send(functools.partial(_cut, self._file, position))
+        self.position = self._sent = position
 
 
 def _cut(file: BinaryIO, position: int) -> None:
