@@ -34,8 +34,11 @@ unit: $(STAMP)
 emulator: $(STAMP)
 	$(BIN)/emoclient emulator --host 127.0.0.1 --port 8089
 
+# The benchmark suite: every benchmarks/bench_*.py, its report in benchmarks/README.md.
+# `make bench BENCH=--quick` for the quick variant (about 3 minutes on 2 cores).
 bench: $(STAMP)
-	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+	sh scripts/ensure-redis.sh
+	$(BIN)/python -m benchmarks $(BENCH)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage

@@ -9,6 +9,7 @@ task, waits that gave up on an error (the SDK returns the 429 instead of retryin
 spent per task, 429 answers, and wall time until every wait returned.
 
     python benchmarks/bench_polling.py --tasks 30 --speed 25 --repeat 3
+    python benchmarks/bench_polling.py --quick     # 30 tasks at 100x, one run: about 30 s
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+
+import benchjson
 
 from emoclient import EmoClient, EmoError
 from emoclient.emulator import EmulatorConfig, RunningEmulator, account_label, serve
@@ -98,31 +101,49 @@ def _median(results: list[ArmResult], field: str) -> float:
     return statistics.median(float(getattr(r, field)) for r in results)
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=30)
-    parser.add_argument("--speed", type=float, default=25.0)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+async def main(args: argparse.Namespace) -> None:
     config = EmulatorConfig(speed=args.speed, render=False)
     results: dict[str, list[ArmResult]] = {"sdk": [], "emoclient": []}
     async with serve(config) as emulator:
         for _ in range(args.repeat):
             for name in results:
                 results[name].append(await _run_arm(name, emulator, args.tasks))
-    print(
+    title = (
         f"{args.tasks} concurrent waits on one account, emulator speed {args.speed:g}x, "
         f"medians of {args.repeat} runs"
     )
-    header = ("arm", "finished", "gave up", "queries/task", "429s", "wall s")
-    print("{:<12}{:>10}{:>10}{:>14}{:>8}{:>9}".format(*header))
-    for name, runs in results.items():
-        print(
-            f"{name:<12}{_median(runs, 'finished'):>10.0f}{_median(runs, 'gave_up'):>10.0f}"
-            f"{_median(runs, 'queries') / args.tasks:>14.1f}{_median(runs, 'throttled'):>8.0f}"
-            f"{_median(runs, 'wall'):>9.1f}"
-        )
+    columns = ["arm", "finished", "gave up", "queries/task", "429s", "wall s"]
+    rows = [
+        [
+            name,
+            round(_median(runs, "finished")),
+            round(_median(runs, "gave_up")),
+            round(_median(runs, "queries") / args.tasks, 1),
+            round(_median(runs, "throttled")),
+            round(_median(runs, "wall"), 1),
+        ]
+        for name, runs in results.items()
+    ]
+    benchjson.emit(
+        args.json,
+        benchmark="polling",
+        title="Waiting on many tasks: emoclient's wait() vs the SDK's AioVideoSynthesis.wait",
+        tables=[benchjson.table(title, columns, rows)],
+        notes=["sdk = dashscope's AioVideoSynthesis.wait in real time (its 1-5 s schedule)"],
+    )
+
+
+def _parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    benchjson.add_arguments(parser, "one run at 100x")
+    parser.add_argument("--tasks", type=int, default=30)
+    parser.add_argument("--speed", type=float, help="emulator speed (default 25; quick 100)")
+    parser.add_argument("--repeat", type=int, help="runs (default 3; quick 1)")
+    args = parser.parse_args()
+    args.speed = args.speed or (100.0 if args.quick else 25.0)
+    args.repeat = args.repeat or (1 if args.quick else 3)
+    return args
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(_parse()))

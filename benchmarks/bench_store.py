@@ -26,7 +26,10 @@ The target: at most ``limit`` grants in any sliding second, never more, and a ra
 97 % of the limit.
 
     python benchmarks/bench_store.py            # about 2 minutes on 2 cores
-    python benchmarks/bench_store.py --quick    # under a minute
+    python benchmarks/bench_store.py --quick    # limit 5 only: about 30 s
+    python benchmarks/bench_store.py --json results.json   # also the results as JSON
+
+Without ``redis-server`` on PATH the Redis arms are left out and the results say so.
 """
 
 from __future__ import annotations
@@ -43,7 +46,6 @@ import socket
 import sqlite3
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -56,6 +58,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.to_thread
+import benchjson
 from aiolimiter import AsyncLimiter
 
 from emoclient import MemoryStore, RateLimiter, Rates, RedisStore, SQLiteStore
@@ -91,11 +94,15 @@ def _ping(port: int) -> bool:
 
 
 @contextmanager
-def redis_server(directory: Path) -> Iterator[str]:
-    """A ``redis-server`` without persistence on 127.0.0.1; yields its URL, stops it after."""
+def redis_server(directory: Path) -> Iterator[str | None]:
+    """A ``redis-server`` without persistence on 127.0.0.1; yields its URL, stops it after.
+
+    Yields None when ``redis-server`` is not installed (scripts/ensure-redis.sh installs it).
+    """
     executable = shutil.which("redis-server")
     if executable is None:
-        raise SystemExit("redis-server is not installed; run scripts/ensure-redis.sh")
+        yield None
+        return
     port = _free_port()
     args = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)]
     args += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
@@ -177,21 +184,21 @@ async def _cost(backend: str, target: str, calls: int, rounds: int) -> Cost:
     return cost
 
 
-def _print_costs(costs: dict[str, Cost], args: argparse.Namespace) -> None:
-    print(
-        f"1. Cost per call, microseconds: {args.calls} calls one at a time, "
-        f"medians of {args.rounds} rounds"
-    )
-    header = ("backend", "acquire p50", "acquire p90", "lease p50", "lease p90")
-    print("{:<9}{:>13}{:>13}{:>12}{:>12}".format(*header))
+def _cost_table(costs: dict[str, Cost], args: argparse.Namespace) -> dict[str, Any]:
+    rows: list[list[Any]] = []
     for backend, cost in costs.items():
         numbers = [
-            statistics.median(pair[i] for pair in pairs)
+            round(statistics.median(pair[i] for pair in pairs), 1)
             for pairs in (cost.acquire, cost.lease)
             for i in (0, 1)
         ]
-        print("{:<9}{:>13.1f}{:>13.1f}{:>12.1f}{:>12.1f}".format(backend, *numbers))
-    print("  lease = try_lease + release_lease; acquire = a try_acquire that grants")
+        rows.append([backend, *numbers])
+    title = (
+        f"1. Cost per call, microseconds: {args.calls} calls one at a time, "
+        f"medians of {args.rounds} rounds"
+    )
+    columns = ["backend", "acquire p50", "acquire p90", "lease p50", "lease p90"]
+    return benchjson.table(title, columns, rows)
 
 
 # --- part 2: limiter precision ---
@@ -328,49 +335,44 @@ def _window_max(times: list[float]) -> tuple[int, list[int]]:
     return max(counts, default=0), counts
 
 
-def _precision_row(result: Precision) -> str:
+def _precision_row(result: Precision) -> list[Any]:
     primary = sorted(result.store or result.local)
     span = primary[-1] - primary[0] if len(primary) > 1 else 0.0
     rate = (len(primary) - 1) / span / result.limit if span else float("nan")
     gap = min((b - a for a, b in itertools.pairwise(primary)), default=0.0)
-    cells = []
+    cells: list[Any] = []
     for times in (result.store, result.local):
         if not times:
             cells += ["-", "-"]
             continue
         top, counts = _window_max(sorted(times))
-        cells += [str(top), str(sum(c > result.limit for c in counts))]
-    return (
-        f"{result.limit:>5}  {result.arm:<20}{result.callers:>8}{len(primary):>8}"
-        f"{rate:>11.1%}{gap * 1000:>9.1f}"
-        "{:>11}{:>7}{:>11}{:>7}".format(*cells)
-    )
+        cells += [top, sum(c > result.limit for c in counts)]
+    head = [result.limit, result.arm, result.callers, len(primary), f"{rate:.1%}"]
+    return [*head, round(gap * 1000, 1), *cells]
 
 
-def _print_precision(results: list[Precision], args: argparse.Namespace) -> None:
-    print(
+def _precision_table(results: list[Precision], args: argparse.Namespace) -> dict[str, Any]:
+    title = (
         f"2. Limiter precision: one limiter, callers hammering it for {args.seconds:g} s, "
         "one run per arm"
     )
-    print(
-        f"{'limit':>5}  {'arm':<20}{'callers':>8}{'granted':>8}{'rate/limit':>11}"
-        f"{'min gap':>9}{'store max':>11}{'over':>7}{'local max':>11}{'over':>7}"
-    )
-    for i, result in enumerate(results):
-        if i and result.limit != results[i - 1].limit:
-            print()
-        print(_precision_row(result))
-    print(
-        "  callers = processes x coroutines; min gap in ms; max = most grants in a sliding"
-        " 1 s window;\n  over = windows [t, t + 1 s) starting at a grant that hold more than"
-        " the limit; store = the\n  store's clock at the grant, local = time.time() in the"
-        " caller after acquire() returned;\n  rate and min gap on the store's clock"
-        " (aiolimiter: local)"
-    )
+    columns = ["limit", "arm", "callers", "granted", "achieved % of limit", "min gap ms"]
+    columns += ["max in 1 s (store)", "over (store)", "max in 1 s (local)", "over (local)"]
+    return benchjson.table(title, columns, [_precision_row(r) for r in results])
+
+
+PRECISION_NOTES = [
+    "callers = processes x coroutines; max in 1 s = most grants in any sliding 1 s window; "
+    "over = windows [t, t + 1 s) starting at a grant that hold more than the limit; store = "
+    "the store's clock at the grant, local = time.time() in the caller after acquire() "
+    "returned; achieved % and min gap on the store's clock (aiolimiter: local)",
+    "cost: lease = try_lease + release_lease; acquire = a try_acquire that grants",
+    "targets: at most the limit in any sliding second, never more; at least 97 % of it",
+]
 
 
 def _store_arms(args: argparse.Namespace, targets: dict[str, str], limit: int) -> Iterator[Spec]:
-    for backend in ("memory", "sqlite", "redis"):
+    for backend in ("memory", *targets):
         for headroom in (0.0, DEFAULT_HEADROOM):
             key = f"bench:rate:{uuid.uuid4().hex}"
             target = targets.get(backend, "")
@@ -381,7 +383,7 @@ def _precision(args: argparse.Namespace, targets: dict[str, str]) -> list[Precis
     results = []
     workers = Workers(args.processes)
     try:
-        for limit in LIMITS:
+        for limit in args.limits:
             for spec in _store_arms(args, targets, limit):
                 arm = f"{spec.backend} headroom {spec.headroom:g}"
                 if spec.backend == "memory":
@@ -393,7 +395,7 @@ def _precision(args: argparse.Namespace, targets: dict[str, str]) -> list[Precis
                 results.append(Precision(arm, limit, callers, store, local))
             for arm, max_rate, period in (
                 (f"AsyncLimiter({limit}, 1)", limit, 1.0),
-                (f"AsyncLimiter(1, 1/{limit})", 1, 1 / limit),
+                (f"AsyncLimiter(1, {1 / limit:g})", 1, 1 / limit),
             ):
                 spec = Spec("aiolimiter", "", "", limit, 0.0, args.coroutines, args.seconds)
                 local = anyio.run(_aiolimiter_run, AsyncLimiter(max_rate, period), spec)
@@ -406,43 +408,46 @@ def _precision(args: argparse.Namespace, targets: dict[str, str]) -> list[Precis
 # --- the run ---
 
 
-def _machine() -> str:
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 0
-    redis_version = subprocess.run(
-        ["redis-server", "--version"], capture_output=True, text=True, check=False
-    ).stdout.split()
-    server = next((w.split("=")[1] for w in redis_version if w.startswith("v=")), "?")
+def _versions(redis: bool) -> str:
+    server = "not installed"
+    if redis:
+        words = subprocess.run(
+            ["redis-server", "--version"], capture_output=True, text=True, check=False
+        ).stdout.split()
+        server = next((w.split("=")[1] for w in words if w.startswith("v=")), "?")
     return (
-        f"machine: {cores} cores usable ({os.cpu_count()} online), {platform.machine()}, "
-        f"{platform.system()} {platform.release()}; Python {platform.python_version()}\n"
-        f"         SQLite {sqlite3.sqlite_version}; redis-server {server}, "
-        f"redis-py {version('redis')}; aiolimiter {version('aiolimiter')}"
+        f"SQLite {sqlite3.sqlite_version}; redis-server {server}, redis-py {version('redis')}; "
+        f"aiolimiter {version('aiolimiter')}; {os.cpu_count()} CPUs, {platform.machine()}"
     )
 
 
 def main(args: argparse.Namespace) -> None:
-    print(_machine())
     with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as redis_url:
         folder = Path(tmp)
-        targets = {"sqlite": str(folder / "store.sqlite3"), "redis": redis_url}
+        targets = {"sqlite": str(folder / "store.sqlite3")}
+        if redis_url is not None:
+            targets["redis"] = redis_url
         costs = {
             backend: anyio.run(_cost, backend, targets.get(backend, ""), args.calls, args.rounds)
-            for backend in ("memory", "sqlite", "redis")
+            for backend in ("memory", *targets)
         }
-        print()
-        _print_costs(costs, args)
-        sys.stdout.flush()
+        print(_cost_table(costs, args)["title"], "done", flush=True)
         results = _precision(args, targets)
-    print()
-    _print_precision(results, args)
+    notes = [_versions(redis_url is not None), *PRECISION_NOTES]
+    if redis_url is None:
+        notes.append("redis-server is not installed: no Redis arms (scripts/ensure-redis.sh)")
+    benchjson.emit(
+        args.json,
+        benchmark="store",
+        title="The account store: cost per call and limiter precision vs aiolimiter",
+        tables=[_cost_table(costs, args), _precision_table(results, args)],
+        notes=notes,
+    )
 
 
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="500 calls, 3-second runs")
+    benchjson.add_arguments(parser, "500 calls, 3-second runs, the limit of 5/s only")
     parser.add_argument("--calls", type=int, help="calls per round in part 1 (default 2000)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, help="length of a part 2 run (default 6)")
@@ -451,6 +456,7 @@ def _parse() -> argparse.Namespace:
     args = parser.parse_args()
     args.calls = args.calls or (500 if args.quick else 2000)
     args.seconds = args.seconds or (3.0 if args.quick else 6.0)
+    args.limits = LIMITS[:1] if args.quick else LIMITS
     return args
 
 

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any, Self
 import aiohttp
 
 from emoclient import _generate, _requests
+from emoclient._activity import ClientActivity
 from emoclient._download import download_file
 from emoclient._exceptions import MissingAPIKeyError
+from emoclient._head import read_head
 from emoclient._inputs import InputCache
 from emoclient._limits import AccountLimits, Rates, account_id, limits_for, shared_store
 from emoclient._models import (
@@ -38,6 +40,7 @@ from emoclient._settings import DEFAULT_BASE_URL, checked_base_url, checked_key
 from emoclient._timing import PollSchedule
 from emoclient._transport import Transport
 from emoclient._upload import Uploader
+from emoclient._validate import check_optional_seconds, check_seconds
 from emoclient._wait import wait_for
 
 if TYPE_CHECKING:
@@ -62,14 +65,12 @@ class EmoClient:
     ``account`` name (or ``EMOCLIENT_ACCOUNT``). ``retry`` says how a request is retried;
     ``max_retries=n`` is short for ``RetryPolicy(max_attempts=n + 1)``, and given with
     ``retry`` it replaces that policy's ``max_attempts`` (its delays stay).
-    ``poll_interval``, ``max_poll_interval`` and ``wait_timeout`` are the defaults of
-    :meth:`wait`. Pass ``session`` to reuse an aiohttp session; the client does not close a
-    session it did not create.
+    ``poll_interval``, ``max_poll_interval`` and ``wait_timeout`` are :meth:`wait`'s defaults.
+    ``session``: an aiohttp session to reuse (the client closes only one it created).
 
-    The calls that make one API request (``detect_*``, ``submit_*``, ``get_task``, ``cancel``,
-    ``list_tasks``, ``iter_tasks``) also take ``timeout=`` and ``extra_headers=`` for that
-    request only; :meth:`with_options` changes them (and ``max_retries``) for every call of a
-    copy, and :attr:`with_raw_response` gives the HTTP answer's headers and request id.
+    One-request calls also take ``timeout=`` and ``extra_headers=``; :meth:`with_options`
+    makes a copy with other defaults (and ``max_retries``); :attr:`with_raw_response` gives
+    the HTTP answer's headers and request id.
     """
 
     def __init__(
@@ -113,9 +114,9 @@ class EmoClient:
         )
         self._uploader = Uploader(self._transport, self.limits.upload)
         self._inputs = InputCache()
-        self.poll_interval = poll_interval
-        self.max_poll_interval = max_poll_interval
-        self.wait_timeout = wait_timeout
+        self.poll_interval = check_seconds("poll_interval", poll_interval)
+        self.max_poll_interval = check_seconds("max_poll_interval", max_poll_interval)
+        self.wait_timeout = check_seconds("wait_timeout", wait_timeout)
 
     def __repr__(self) -> str:
         return f"EmoClient(base_url={self.base_url!r}, account={self.account_label!r})"
@@ -125,6 +126,12 @@ class EmoClient:
         """A short, non-secret name of this client's account (``acct-`` and 8 hex digits),
         safe to log and to store; never the key."""
         return f"acct-{self._account[:8]}"
+
+    @property
+    def activity(self) -> ClientActivity:
+        """Requests this client (and its copies) sent again, by call kind, and its waits for
+        the account's rate limits; a batch reports what changed during its run."""
+        return self._transport.activity
 
     async def __aenter__(self) -> Self:
         return self
@@ -284,7 +291,7 @@ class EmoClient:
         """The task's current state (UNKNOWN when expired or never created)."""
         body = await self._transport.call(
             "GET",
-            f"tasks/{task_id}",
+            _requests.task_path(task_id),
             operation=f"querying task {task_id}",
             limiter=self.limits.query,
             options=call_options(timeout, extra_headers),
@@ -301,7 +308,7 @@ class EmoClient:
         """Cancel a PENDING task; a task that already runs gives BadRequestError."""
         await self._transport.call(
             "POST",
-            f"tasks/{task_id}/cancel",
+            _requests.task_path(task_id, "cancel"),
             operation=f"canceling task {task_id}",
             limiter=self.limits.query,
             options=call_options(timeout, extra_headers),
@@ -396,8 +403,10 @@ class EmoClient:
         the first poll after it starts close to its expected end. Transient query failures
         are ridden out until the deadline; only the final query may run a few seconds past it.
         """
-        limit = self.wait_timeout if timeout is None else timeout
-        first = poll_interval or self.poll_interval
+        limit = self.wait_timeout if timeout is None else check_seconds("timeout", timeout)
+        first = check_optional_seconds("poll_interval", poll_interval) or self.poll_interval
+        check_optional_seconds("max_poll_interval", max_poll_interval)
+        check_optional_seconds("expected_seconds", expected_seconds)
         schedule = PollSchedule(
             min_interval=first,
             # A first interval above the cap (e.g. EmoClient(poll_interval=20)) lifts the cap.
@@ -410,6 +419,13 @@ class EmoClient:
     async def download(self, url: str, path: str | os.PathLike[str]) -> Path:
         """Save a result video to ``path`` atomically (resuming with Range); return the path."""
         return await download_file(self._transport, url, path)
+
+    async def read_head(
+        self, url: str, *, start: int = 0, size: int = 65536, within: float = 10.0
+    ) -> tuple[bytes, int | None]:
+        """Bytes ``start`` to ``start + size`` of a public URL and its size (None if not told):
+        one ranged GET without credentials within ``within`` s, else DownloadError."""
+        return await read_head(self._transport, url, start=start, size=size, within=within)
 
     async def upload(self, path: str | os.PathLike[str], *, model: Model | str) -> UploadedFile:
         """Put a local file into temporary storage for calls of ``model`` (valid 48 h)."""
@@ -432,6 +448,7 @@ class EmoClient:
         Uploads local files, detects (raising :class:`DetectionFailedError` when the portrait
         is rejected), submits, waits and downloads.
         """
+        check_optional_seconds("wait_timeout", wait_timeout)  # before anything is paid
         return await _generate.generate_emo(
             self,
             image,
@@ -451,6 +468,7 @@ class EmoClient:
         wait_timeout: float | None = None,
     ) -> Path:
         """Portrait (local path or URL) + template id → a finished emoji-v1 MP4 at ``out``."""
+        check_optional_seconds("wait_timeout", wait_timeout)  # before anything is paid
         return await _generate.generate_emoji(
             self, image, driven_id, out=out, wait_timeout=wait_timeout
         )

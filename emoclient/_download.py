@@ -22,8 +22,14 @@ import aiohttp
 import anyio
 
 from emoclient._answers import error_from_response, redact_url, scrub_urls
-from emoclient._exceptions import DownloadError, ResultURLExpiredError, TransportError
+from emoclient._exceptions import (
+    DownloadError,
+    RateLimitError,
+    ResultURLExpiredError,
+    TransportError,
+)
 from emoclient._log import logger
+from emoclient._retry import is_retryable_status
 from emoclient._transport import Transport
 
 __all__ = ["MIN_DOWNLOAD_SECONDS", "download_file"]
@@ -38,6 +44,15 @@ MIN_DOWNLOAD_SECONDS = 60.0
 
 class _Broken(Exception):
     """The body stopped early; the partial file may be resumed."""
+
+
+class _Refused(_Broken):
+    """The result host answered an error worth another try (408, 429, 5xx): the partial
+    file is kept and resumed after a pause."""
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class _Budget:
@@ -268,20 +283,25 @@ async def _fetch_with_resume(
             held = now_held
             if stalled > max_restarts:
                 logger.warning("download of %s: giving up, no progress", budget.where)
+                why = str(exc) if isinstance(exc, _Refused) else type(exc).__name__
                 raise DownloadError(
-                    f"Download of {budget.where} kept breaking ({type(exc).__name__}) without "
+                    f"Download of {budget.where} kept breaking ({why}) without "
                     "progress; nothing was written to the target. Retry later, or query the "
                     "task for a fresh video_url.",
                     url=budget.url,
                 ) from exc
+            transport.activity.retried("download")
             logger.info(
                 "download of %s broke after %d bytes (%s); resuming (no progress %d of %d)",
                 budget.where,
                 held,
-                type(exc).__name__,
+                exc if isinstance(exc, _Refused) else type(exc).__name__,
                 stalled,
                 max_restarts,
             )
+            if isinstance(exc, _Refused):
+                pause = transport.retry.delay(max(0, stalled - 1), retry_after=exc.retry_after)
+                await anyio.sleep(pause)
 
 
 async def _fetch_once(transport: Transport, budget: _Budget, out: _Sink, *, written: int) -> int:
@@ -348,6 +368,9 @@ async def _position_for(
     text = (await resp.content.read(64 * 1024)).decode("utf-8", errors="replace")
     error = error_from_response(resp.status, text, resp.headers, operation="download")
     where = budget.where
+    if is_retryable_status(resp.status, error.code):
+        retry_after = error.retry_after if isinstance(error, RateLimitError) else None
+        raise _Refused(f"HTTP {resp.status} {error.code}", retry_after)
     if resp.status == 403:
         raise ResultURLExpiredError(
             f"The result URL {where} was refused ({error.code}: {error.message}); it has "

@@ -299,6 +299,21 @@ class JournalError(EmoError):
     """A batch journal cannot be used (newer schema, not a journal, corrupt, unwritable)."""
 
 
+class DiskFullError(EmoError):
+    """The disk cannot take the batch's videos: too little free space for the plan (checked
+    before anything is paid; ``needed`` and ``free`` in bytes), or it filled up while a video
+    was written (``path``). Nothing is lost: the journal keeps the task and its URL, and a
+    rerun of the same batch downloads the video once there is room."""
+
+    def __init__(
+        self, message: str, *, path: str, needed: int | None = None, free: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.needed = needed
+        self.free = free
+
+
 class BatchBusyError(JournalError):
     """Another batch (``pid`` when known) holds the output folder or the journal."""
 

@@ -92,7 +92,11 @@ def submit_retry(model: str) -> Classifier:
 def _unknown(
     exc: ServerError | TransportError, *, model: str, started: datetime
 ) -> SubmitOutcomeUnknownError:
-    reason = f"HTTP {exc.status} {exc.code}" if isinstance(exc, ServerError) else type(exc).__name__
+    reason = (
+        f"HTTP {exc.status} {exc.code}, request_id={exc.request_id}"
+        if isinstance(exc, ServerError)
+        else type(exc).__name__
+    )
     logger.warning("submitting a %s task: outcome unknown (%s); a task may exist", model, reason)
     return SubmitOutcomeUnknownError(
         model=model, started_at=started, ended_at=datetime.now(UTC), reason=reason

@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from emoclient._loops import PerLoop
 from emoclient._models import VIDEO_MODELS, Model
+from emoclient._validate import check_count
 
 if TYPE_CHECKING:
     from emoclient._store import AccountStore
@@ -85,8 +87,7 @@ class Rates:
 
     def __post_init__(self) -> None:
         # A window below 1 would make every task_slot() wait forever.
-        if self.window < 1:
-            raise ValueError(f"window must be >= 1 task, got {self.window}")
+        object.__setattr__(self, "window", check_count("window", self.window))
         if self.headroom < 0:
             raise ValueError(f"headroom must be >= 0, got {self.headroom}")
         if not self.query > 0 or not self.upload > 0:
@@ -127,16 +128,28 @@ class RateLimiter:
         self.rate = rate
         self.interval = (1.0 + headroom) / rate
         self._sleep = sleep
-        self._queue = anyio.Lock()
+        self._queue = PerLoop(anyio.Lock)  # callers of one loop take turns; loops ask the store
 
-    async def acquire(self) -> None:
-        """Wait for this call's turn; return when the request may be sent at once."""
-        async with self._queue:
+    async def acquire(self) -> float:
+        """Wait for this call's turn; return when the request may be sent at once, with the
+        seconds it slept for its turn (0.0 when it could go at once; the wait in the queue
+        of this process's other callers is theirs)."""
+        waited = 0.0
+        async with self._queue.get():
             while True:
                 wait = await self._store.try_acquire(self._key, interval=self.interval)
                 if wait <= 0:
-                    return
+                    return waited
+                waited += wait
                 await self._sleep(wait)
+
+
+class _LoopWaiters:
+    """One event loop's waiters for a window: their turn, and the wake-up when a slot frees."""
+
+    def __init__(self) -> None:
+        self.queue = anyio.Lock()
+        self.freed: anyio.Event | None = None  # set when a slot is freed in this loop
 
 
 class _Window:
@@ -150,13 +163,13 @@ class _Window:
         self._key = key
         self._size = size
         self._ttl = ttl
-        self._queue = anyio.Lock()
-        self._freed: anyio.Event | None = None  # set when this process frees a slot
+        self._loops = PerLoop(_LoopWaiters)
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         holder = uuid.uuid4().hex
         await self._acquire(holder)
+        failure: BaseException | None = None
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._heartbeat, holder)
@@ -164,19 +177,30 @@ class _Window:
                     yield
                 finally:
                     tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The task group wraps the holder's own error (TaskFailedError, a timeout, ...)
+            # in a group; the holder's caller expects the error itself. Only the body can
+            # fail here (the heartbeat logs and goes on), so the group holds one error.
+            if len(group.exceptions) != 1:
+                raise
+            failure = group.exceptions[0]
         finally:
             with anyio.CancelScope(shield=True):
                 await self._store.release_lease(self._key, holder=holder)
-                if self._freed is not None:
-                    self._freed.set()
+                waiters = self._loops.current()
+                if waiters is not None and waiters.freed is not None:
+                    waiters.freed.set()  # wakes this loop's waiter; other loops poll
+        if failure is not None:
+            raise failure
 
     async def _acquire(self, holder: str) -> None:
-        async with self._queue:
+        waiters = self._loops.get()
+        async with waiters.queue:
             poll = self._POLL_MIN
             while not await self._store.try_lease(
                 self._key, size=self._size, holder=holder, ttl=self._ttl
             ):
-                freed = self._freed = anyio.Event()
+                freed = waiters.freed = anyio.Event()
                 with anyio.move_on_after(poll):
                     await freed.wait()
                 poll = min(poll * 2, self._POLL_MAX)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 
-__all__ = ["LOG_VARIABLE", "logger", "switch_on_from_env"]
+__all__ = ["LOG_VARIABLE", "log_to_stderr", "logger", "switch_on_from_env"]
 
 LOG_VARIABLE = "EMOCLIENT_LOG"
 logger = logging.getLogger("emoclient")
@@ -30,7 +30,18 @@ def switch_on_from_env() -> None:
     level = _LEVELS.get(os.environ.get(LOG_VARIABLE, "").strip().lower())
     if level is None or any(isinstance(h, _EnvHandler) for h in logger.handlers):
         return
-    handler = _EnvHandler()  # sys.stderr
-    handler.setFormatter(logging.Formatter("[%(asctime)s %(name)s %(levelname)s] %(message)s"))
-    logger.addHandler(handler)
+    log_to_stderr(level)
+
+
+def log_to_stderr(level: int) -> logging.Handler:
+    """Log at ``level`` (and above) to stderr, as ``EMOCLIENT_LOG`` does (``emoclient -v``).
+
+    One handler however often it is called (a later call sets the level); returns it.
+    """
+    handler = next((h for h in logger.handlers if isinstance(h, _EnvHandler)), None)
+    if handler is None:
+        handler = _EnvHandler()  # sys.stderr
+        handler.setFormatter(logging.Formatter("[%(asctime)s %(name)s %(levelname)s] %(message)s"))
+        logger.addHandler(handler)
     logger.setLevel(level)
+    return handler

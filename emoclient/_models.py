@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 
 from emoclient import _answers as wire
+from emoclient._enums import DRIVEN_IDS, DrivenId, Model, Ratio, StyleLevel
 from emoclient._exceptions import DetectionFailedError
 
 __all__ = [
@@ -49,15 +50,6 @@ _RESULT_URL_TTL = 24 * 3600.0
 SERVICE_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
 
 
-class Model(StrEnum):
-    """The four DashScope model names this client speaks."""
-
-    EMO = "emo-v1"
-    EMOJI = "emoji-v1"
-    EMO_DETECT = "emo-detect-v1"
-    EMOJI_DETECT = "emoji-detect-v1"
-
-
 class TaskStatus(StrEnum):
     """A task's ``task_status``; UNKNOWN means expired (24 h) or never existed."""
 
@@ -78,46 +70,6 @@ class TaskStatus(StrEnum):
 _TERMINAL = frozenset(
     {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELED, TaskStatus.UNKNOWN}
 )
-
-
-class StyleLevel(StrEnum):
-    """emo-v1 ``style_level``: how strongly the portrait moves."""
-
-    NORMAL = "normal"
-    CALM = "calm"
-    ACTIVE = "active"
-
-
-class Ratio(StrEnum):
-    """emo-detect-v1 ``ratio``: 1:1 head shot (512x512) or 3:4 half body (512x704)."""
-
-    SQUARE = "1:1"
-    PORTRAIT = "3:4"
-
-
-class DrivenId(StrEnum):
-    """The 20 emoji-v1 expression templates (``driven_id``)."""
-
-    MENGWA_KAIXIN = "mengwa_kaixin"
-    MENGWA_DENGYAN = "mengwa_dengyan"
-    MENGWA_GANDONG = "mengwa_gandong"
-    MENGWA_RENZHEN_1 = "mengwa_renzhen_1"
-    MENGWA_JIDONG = "mengwa_jidong"
-    MENGWA_KUN_1 = "mengwa_kun_1"
-    MENGWA_JIAOXIE = "mengwa_jiaoxie"
-    DAGONG_KAIXIN = "dagong_kaixin"
-    DAGONG_YANGWANG = "dagong_yangwang"
-    DAGONG_KUNHUO = "dagong_kunhuo"
-    DAGONG_ZHUAKUANG = "dagong_zhuakuang"
-    DAGONG_WUNAI = "dagong_wunai"
-    DAGONG_WEIXIAO = "dagong_weixiao"
-    DAGONG_GANJI = "dagong_ganji"
-    JINGDIAN_TIAOPI = "jingdian_tiaopi"
-    JINGDIAN_DEYI_1 = "jingdian_deyi_1"
-    JINGDIAN_QIDAI = "jingdian_qidai"
-    JINGDIAN_LANDUO_1 = "jingdian_landuo_1"
-    JINGDIAN_XIANQI = "jingdian_xianqi"
-    JINGDIAN_LEI = "jingdian_lei"
 
 
 BBoxTuple = tuple[int, int, int, int]
@@ -179,9 +131,6 @@ def _bbox_field(value: object, info: ValidationInfo) -> BBoxTuple:
 
 BBox = Annotated[BBoxTuple, BeforeValidator(_bbox_field)]
 """``(x1, y1, x2, y2)`` pixel corners in the original image."""
-
-DRIVEN_IDS: tuple[str, ...] = tuple(d.value for d in DrivenId)
-"""The 20 template ids, in the documentation's order (:class:`DrivenId` is the one list)."""
 
 
 @dataclass(frozen=True, slots=True)

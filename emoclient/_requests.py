@@ -26,6 +26,7 @@ __all__ = [
     "emoji_body",
     "list_params",
     "oss_headers",
+    "task_path",
 ]
 
 DETECT_PATH = "services/aigc/image2video/face-detect"
@@ -33,6 +34,25 @@ SYNTHESIS_PATH = "services/aigc/image2video/video-synthesis"
 _OSS_RESOLVE = {"X-DashScope-OssResourceResolve": "enable"}
 
 _E = TypeVar("_E", StyleLevel, DrivenId, Ratio)
+
+
+def task_path(task_id: str, action: str = "") -> str:
+    """The path of one task's route, ``tasks/ID`` or ``tasks/ID/ACTION``.
+
+    An id that is empty, or holds a character that would make it another route (``/``,
+    ``?``, ``#``, a space or a control character), is refused before anything is sent:
+    ``tasks/`` is the task list, whose answer would otherwise be read as a task.
+    """
+    if (
+        not isinstance(task_id, str)
+        or not task_id
+        or any(c in "/?#" or c.isspace() or not c.isprintable() for c in task_id)
+    ):
+        raise ValueError(
+            f"task_id {task_id!r} is not a task id; pass the task_id a submit returned "
+            "(e.g. 'a85a1c8c-4b6e-4c0b-9a0e-3b4f5c6d7e8f')"
+        )
+    return f"tasks/{task_id}/{action}" if action else f"tasks/{task_id}"
 
 
 def checked_enum(cls: type[_E], name: str, value: str) -> _E:

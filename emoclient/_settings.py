@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from urllib.parse import urlsplit
 
 from emoclient._exceptions import ConfigurationError
 
-__all__ = ["DEFAULT_BASE_URL", "INSECURE_VARIABLE", "checked_base_url", "checked_key"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "INSECURE_VARIABLE",
+    "bytes_from_env",
+    "checked_base_url",
+    "checked_key",
+]
 
 DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
 """The Beijing endpoint; EMO and Emoji exist only there."""
@@ -58,3 +65,18 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:  # a name, not an address
         return False
+
+
+def bytes_from_env(name: str, default: int, *, unit: int) -> int:
+    """A size or speed from environment variable ``name`` (in ``unit`` bytes), else ``default``."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf):
+        unit_name = "MiB" if unit == 1024 * 1024 else "KiB/s"
+        raise ConfigurationError(f"{name}={raw!r} is not a positive number of {unit_name}.")
+    return max(1, round(value * unit))

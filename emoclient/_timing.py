@@ -8,19 +8,27 @@ through :class:`AccountTiming`), so both ask the same way:
 - a RUNNING task whose length can be predicted is first asked about a little before its
   expected end (so the estimate is corrected both ways, not only ever upwards), then in short
   steps; without a prediction, at intervals that grow fast to find the scale.
+
+Lengths are learned from the service's own timestamps (a task's ``scheduled_time`` to its
+``end_time``), never from how long we happened to wait: :class:`ServiceClock` maps those
+timestamps onto our clock (the emulator's may run faster than ours), so a task's start and
+end are dated exactly and its expected length on our clock is the service's over the rate.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from emoclient._models import TaskStatus
 
-__all__ = ["AccountTiming", "Fit", "Learned", "PollSchedule", "Progress"]
+__all__ = ["AccountTiming", "Fit", "Learned", "PollSchedule", "Progress", "ServiceClock"]
 
 # Guess of processing seconds per output second until the first task teaches us better.
 _DEFAULT_SECONDS_PER_OUTPUT = 10.0
+# Output seconds assumed for a task whose length is unknown, until the service reports some.
+_DEFAULT_OUTPUT_SECONDS = 10.0
 
 
 @dataclass
@@ -35,6 +43,8 @@ class Progress:
     interval: float = 0.0
     next_poll: float = 0.0
     resumed: bool = False  # submitted by an earlier run: its start is not known
+    sent_at: float | None = None  # when its submit was sent (this run's submits only)
+    paired: bool = False  # its submit_time was given to the ServiceClock
 
 
 @dataclass(frozen=True)
@@ -83,17 +93,21 @@ class PollSchedule:
         *,
         expected: float | None,
         last_end_seen: float | None = None,
+        started_at: float | None = None,
     ) -> bool:
         """The task answered RUNNING at ``now``: set ``p.next_poll``; True if it just started.
 
-        ``expected`` is its predicted running time; ``last_end_seen`` when the task ahead of
-        it was seen to end (the slot passes on at once), to date its start.
+        ``expected`` is its predicted running time; ``started_at`` its start when the service
+        dated it, else ``last_end_seen`` (when the task ahead of it was seen to end: the slot
+        passes on at once) helps to estimate it.
         """
         started = p.status is not TaskStatus.RUNNING
         if started:
             p.status = TaskStatus.RUNNING
             p.started_at = start_estimate(p, now, last_end_seen)
             p.interval = 0.0
+        if started_at is not None:
+            p.started_at = started_at
         p.last_running = now
         if expected is not None and p.started_at is not None:
             early = p.started_at + self.early * expected
@@ -156,6 +170,10 @@ class Fit:
         self.sum_dd = self.sum_dd * f + seconds * seconds
         self.sum_dt = self.sum_dt * f + seconds * took
 
+    def mean_seconds(self) -> float | None:
+        """The (recency-weighted) mean clip length seen; None before any sample."""
+        return self.sum_d / self.n if self.n else None
+
     def predict(self, seconds: float) -> float | None:
         """Expected processing time of a clip of ``seconds``; None before any sample."""
         if self.n == 0:
@@ -185,43 +203,132 @@ class Learned:
             self.server.add(seconds, server)
 
 
+def _rate_bounds(
+    one: tuple[float, float, float], two: tuple[float, float, float]
+) -> tuple[float, float]:
+    """Bounds on service seconds per second of ours from two (service, sent, received)."""
+    if two[0] < one[0]:
+        one, two = two, one
+    service = two[0] - one[0]
+    if service <= 0:
+        return 0.0, math.inf
+    widest, narrowest = two[2] - one[1], two[1] - one[2]
+    low = service / widest if widest > 0 else math.inf  # inf: impossible, the caller resets
+    high = service / narrowest if narrowest > 0 else math.inf
+    return low, high
+
+
+@dataclass
+class ServiceClock:
+    """The service's clock mapped onto ours, learned from when our submits were answered.
+
+    A task's ``submit_time`` (the service's clock) falls between when we sent its submit and
+    when its answer came (ours). Two such windows bound the rate (service seconds per second
+    of ours: 1 for the real service, more for an emulator running faster); the tightest
+    window pins the offset. The map is used once the rate is known within ``tolerance``.
+    Service times are plain seconds (e.g. epoch seconds of the answers' timestamps).
+    """
+
+    tolerance: float = 0.05
+    low: float = 0.0
+    high: float = math.inf
+    first: tuple[float, float, float] | None = None
+    anchor: tuple[float, float, float] | None = None
+
+    def add(self, service: float, sent: float, received: float) -> None:
+        """A submit sent at ``sent`` and answered at ``received`` was stamped ``service``."""
+        if received < sent:
+            return
+        point = (service, sent, received)
+        if self.first is None or self.anchor is None:
+            self.first = self.anchor = point
+            return
+        low, high = self.low, self.high
+        for ref in (self.first, self.anchor):
+            lo, hi = _rate_bounds(ref, point)
+            low, high = max(low, lo), min(high, hi)
+        if low > high:  # the windows disagree (the service's clock jumped): start again
+            self.low, self.high, self.first, self.anchor = 0.0, math.inf, point, point
+            return
+        self.low, self.high = low, high
+        if received - sent <= self.anchor[2] - self.anchor[1]:
+            self.anchor = point
+
+    @property
+    def rate(self) -> float | None:
+        """Service seconds per second of ours, once known within the tolerance."""
+        if self.low <= 0 or math.isinf(self.high):
+            return None
+        middle = (self.low + self.high) / 2
+        return middle if self.high - self.low <= self.tolerance * middle else None
+
+    def to_local(self, service: float | None) -> float | None:
+        """The service's time ``service`` on our clock; None while the map is not known."""
+        rate = self.rate
+        if service is None or rate is None or self.anchor is None:
+            return None
+        at, sent, received = self.anchor
+        return (sent + received) / 2 + (service - at) / rate
+
+
 @dataclass
 class AccountTiming:
     """The batch poller's policy for the live tasks of one account.
 
-    Holds what has been learned about processing speed and when the last task was seen to
-    end; says whether another task fits in the queue before its 24 h life runs short, and
-    when to ask about each task (through ``schedule``).
+    Holds what has been learned about processing speed, the map of the service's clock onto
+    ours, and when the last task was seen to end; says whether another task fits in the queue
+    before its 24 h life runs short, and when to ask about each task (through ``schedule``).
+    A task's ``output_seconds`` may be None (EMO audio given as a URL whose header did not
+    tell): the mean length of the videos the service made so far stands in for it.
     """
 
     schedule: PollSchedule
     learned: Learned = field(default_factory=Learned)
+    clock: ServiceClock = field(default_factory=ServiceClock)
     last_end_seen: float | None = None
 
-    def service_seconds(self, output_seconds: float) -> float:
+    def seconds(self, output_seconds: float | None) -> float:
+        """``output_seconds``, or the mean the service reported when it is unknown."""
+        if output_seconds:
+            return output_seconds
+        seen = self.learned.server.mean_seconds() or self.learned.local.mean_seconds()
+        return seen or _DEFAULT_OUTPUT_SECONDS
+
+    def service_seconds(self, output_seconds: float | None) -> float:
         """Predicted service seconds to render ``output_seconds`` of video."""
-        predicted = self.learned.server.predict(output_seconds)
+        seconds = self.seconds(output_seconds)
+        predicted = self.learned.server.predict(seconds)
         if predicted is None:
-            return _DEFAULT_SECONDS_PER_OUTPUT * output_seconds
+            return _DEFAULT_SECONDS_PER_OUTPUT * seconds
         return predicted
 
-    def expected_length(self, output_seconds: float) -> float | None:
-        """Predicted running time on our clock; None before the first task taught us."""
-        return self.learned.local.predict(output_seconds)
+    def expected_length(self, output_seconds: float | None) -> float | None:
+        """Predicted running time on our clock; None before the first task taught us.
 
-    def service_per_local(self, output_seconds: float) -> float:
-        """Service seconds per second of our clock, as both fits tell (1 until they do).
+        The service's own length over the clock's rate once both are known; before that, what
+        was seen on our clock."""
+        seconds = self.seconds(output_seconds)
+        server, rate = self.learned.server.predict(seconds), self.clock.rate
+        if server is not None and rate is not None:
+            return server / rate
+        return self.learned.local.predict(seconds)
+
+    def service_per_local(self, output_seconds: float | None) -> float:
+        """Service seconds per second of our clock (1 until known).
 
         The real service's clock runs at ours; the emulator's may run faster. Task lifetimes
         are service time, so a wait on our clock is scaled by this before it is compared.
         """
-        server = self.learned.server.predict(output_seconds)
-        local = self.learned.local.predict(output_seconds)
+        if self.clock.rate is not None:
+            return self.clock.rate
+        seconds = self.seconds(output_seconds)
+        server = self.learned.server.predict(seconds)
+        local = self.learned.local.predict(seconds)
         if server is None or local is None or local <= 0:
             return 1.0
         return server / local
 
-    def admits(self, live: Iterable[float], new: float, *, budget: float) -> bool:
+    def admits(self, live: Iterable[float | None], new: float | None, *, budget: float) -> bool:
         """Whether a task of ``new`` output seconds, queued behind tasks of ``live`` output
         seconds, would end within ``budget`` service seconds (always, with nothing ahead)."""
         ahead = list(live)
@@ -229,42 +336,79 @@ class AccountTiming:
             return True
         return sum(self.service_seconds(s) for s in (*ahead, new)) < budget
 
-    def submitted(self, p: Progress, now: float, *, alone: bool) -> None:
-        """A task was submitted (or resumed) at ``now``; ``alone`` when none of ours is live."""
+    def submitted(self, p: Progress, now: float, *, alone: bool, sent: float | None = None) -> None:
+        """A task was submitted (or resumed) at ``now``; ``alone`` when none of ours is live.
+
+        ``sent``: when its submit went out (this run's submits), to map the service's clock."""
         p.submitted_at = p.submitted_at or now
+        p.sent_at = sent
         p.interval = 0.0
         first = self.schedule.queued_interval if not alone else None
         p.next_poll = now + (first if first is not None else self.schedule.min_interval)
+
+    def answered(self, p: Progress, *, submit_time: float | None) -> None:
+        """An answer about ``p``'s task gave its ``submit_time`` (service clock)."""
+        if submit_time is not None and p.sent_at is not None and not p.paired:
+            p.paired = True
+            self.clock.add(submit_time, p.sent_at, p.submitted_at)
 
     def pending(self, p: Progress, now: float, *, ours_running: bool) -> None:
         """The task answered PENDING."""
         self.schedule.pending(p, now, behind_ours=ours_running)
 
-    def running(self, p: Progress, now: float, *, output_seconds: float) -> bool:
-        """The task answered RUNNING; True when it just started."""
-        expected = self.expected_length(output_seconds)
-        return self.schedule.running(p, now, expected=expected, last_end_seen=self.last_end_seen)
+    def running(
+        self,
+        p: Progress,
+        now: float,
+        *,
+        output_seconds: float | None,
+        scheduled: float | None = None,
+    ) -> bool:
+        """The task answered RUNNING (``scheduled``: its start, service clock); True when it
+        just started."""
+        return self.schedule.running(
+            p,
+            now,
+            expected=self.expected_length(output_seconds),
+            last_end_seen=self.last_end_seen,
+            started_at=self._local(scheduled, p, now),
+        )
 
-    def ended(self, p: Progress, now: float) -> float:
-        """The task answered with a final state at ``now``: when it most likely ended."""
+    def ended(self, p: Progress, now: float, *, end: float | None = None) -> float:
+        """The task answered with a final state at ``now`` (``end``: when, on the service's
+        clock): when it ended on ours."""
         self.last_end_seen = now
+        mapped = self._local(end, p, now)
+        if mapped is not None:
+            return mapped
         return (p.last_running + now) / 2 if p.last_running is not None else now
 
-    def promote(self, p: Progress, *, ended: float, now: float, output_seconds: float) -> None:
+    def promote(
+        self, p: Progress, *, ended: float, now: float, output_seconds: float | None
+    ) -> None:
         """``p`` is our oldest queued task and the one ahead ended: it runs from then."""
         expected = self.expected_length(output_seconds)
         self.schedule.promoted(p, ended=ended, now=now, expected=expected)
 
     def learn(
-        self, p: Progress, *, output_seconds: float, now: float, server_seconds: float | None
+        self,
+        p: Progress,
+        *,
+        output_seconds: float,
+        now: float,
+        server_seconds: float | None,
     ) -> None:
-        """Record how long a SUCCEEDED task of ``output_seconds`` took."""
+        """Record how long a SUCCEEDED task of ``output_seconds`` took (``server_seconds``:
+        from its ``scheduled_time`` to its ``end_time``)."""
         if not output_seconds:
             return
         local = None
+        rate = self.clock.rate
+        if server_seconds is not None and rate is not None:
+            local = server_seconds / rate
         # A task from an earlier run may have started long before we first saw it; one never
         # seen RUNNING gives no end worth learning from.
-        if p.started_at is not None and not p.resumed and p.last_running is not None:
+        elif p.started_at is not None and not p.resumed and p.last_running is not None:
             # It ended after the last RUNNING answer. When that answer is old (we waited
             # long), the middle of the gap would teach our own waiting as the task's length,
             # and every next wait would grow: lean on the side we saw instead.
@@ -272,3 +416,10 @@ class AccountTiming:
             end = p.last_running + min(gap, 2 * self.schedule.min_interval) / 2
             local = end - p.started_at
         self.learned.observe(output_seconds, local, server_seconds)
+
+    def _local(self, service: float | None, p: Progress, now: float) -> float | None:
+        """A service time of ``p``'s task on our clock, kept after its submit and by ``now``."""
+        local = self.clock.to_local(service)
+        if local is None:
+            return None
+        return min(max(local, p.sent_at if p.sent_at is not None else -math.inf), now)

@@ -9,8 +9,6 @@ result downloads go out without them. Every aiohttp/asyncio failure becomes an
 from __future__ import annotations
 
 import copy
-import math
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
@@ -19,6 +17,7 @@ import aiohttp
 import anyio
 from multidict import CIMultiDict
 
+from emoclient._activity import ClientActivity, kind_of_path
 from emoclient._answers import (
     decode,
     error_from_response,
@@ -34,6 +33,7 @@ from emoclient._log import logger, switch_on_from_env
 from emoclient._options import NO_OPTIONS, RequestOptions, Timeout, as_timeout, checked_headers
 from emoclient._raw import note_answer
 from emoclient._retry import RetryPolicy
+from emoclient._settings import DEFAULT_BASE_URL, bytes_from_env
 
 __all__ = [
     "Transport",
@@ -61,21 +61,6 @@ _CHUNK = 64 * _KIB
 _ALREADY_STORED = frozenset({"FileAlreadyExists", "ObjectAlreadyExists"})
 _T = TypeVar("_T")
 Sleep = Callable[[float], Awaitable[None]]
-
-
-def bytes_from_env(name: str, default: int, *, unit: int) -> int:
-    """A size or speed from environment variable ``name`` (in ``unit`` bytes), else ``default``."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (0 < value < math.inf):
-        unit_name = "MiB" if unit == _MIB else "KiB/s"
-        raise ConfigurationError(f"{name}={raw!r} is not a positive number of {unit_name}.")
-    return max(1, round(value * unit))
 
 
 async def _read_at_most(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
@@ -136,6 +121,8 @@ class Transport:
         self.retry = retry
         self._extra_headers = CIMultiDict(checked_headers(extra_headers))
         self._sleep = sleep
+        #: Retries and rate-limit waits of this transport and its copies (shared).
+        self.activity = ClientActivity()
         self.max_json_bytes = max_json_bytes or bytes_from_env(
             "EMOCLIENT_MAX_JSON_MB", DEFAULT_MAX_JSON_BYTES, unit=_MIB
         )
@@ -252,6 +239,16 @@ class Transport:
         """The JSON object of a success, or the error an error answer stands for."""
         if status >= 400:
             raise error_from_response(status, decode(raw, charset), headers, operation=operation)
+        if 300 <= status < 400:
+            # Not followed (the key would go along): a proxy, a moved endpoint or a loop.
+            # Retrying cannot help, and the body is not the service's answer.
+            where = redact_url(headers.get("Location", "")) or "nowhere"
+            raise ConfigurationError(
+                f"{operation} failed: the base URL {self.base_url} (base_url= or "
+                f"DASHSCOPE_HTTP_BASE_URL) answered HTTP {status}, a redirect to {where}; "
+                "emoclient does not follow redirects, so the API key never goes elsewhere. "
+                f"Use the service's own URL, e.g. {DEFAULT_BASE_URL}."
+            )
         rid = headers.get("X-Request-ID")
         body = json_object(
             raw,
@@ -348,7 +345,9 @@ class Transport:
                 client_timeout=timeout,
             )
 
-        return await self._request(send, operation=operation, limiter=limiter, classify=classify)
+        return await self._request(
+            send, operation=operation, limiter=limiter, classify=classify, kind=kind_of_path(path)
+        )
 
     async def _request(
         self,
@@ -357,6 +356,7 @@ class Transport:
         operation: str,
         limiter: RateLimiter | None,
         classify: Classifier,
+        kind: str,
     ) -> _T:
         """The one retry loop: ``send(attempt)`` makes one attempt; ``classify`` says whether
         a failure may be sent again (and the server's Retry-After), or raises the error that
@@ -365,7 +365,10 @@ class Transport:
         attempt = 0
         while True:
             if limiter is not None:
-                await limiter.acquire()
+                waited = await limiter.acquire()
+                if waited > 0:
+                    self.activity.waited(waited)
+                    logger.debug("%s: waited %.3f s for the rate limit", operation, waited)
             try:
                 return await send(attempt)
             except (APIStatusError, TransportError) as exc:
@@ -385,6 +388,7 @@ class Transport:
                     brief(exc),
                     delay,
                 )
+            self.activity.retried(kind)
             await self._sleep(delay)
             attempt += 1
 
@@ -445,7 +449,9 @@ class Transport:
                     exc.code,
                 )
 
-        await self._request(send, operation=operation, limiter=None, classify=read_retry)
+        await self._request(
+            send, operation=operation, limiter=None, classify=read_retry, kind="upload"
+        )
 
     async def _post_once(
         self,

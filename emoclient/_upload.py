@@ -155,4 +155,10 @@ async def _file_size(source: Path) -> int:
         ) from exc
     if not stat_module.S_ISREG(stat.st_mode):
         raise UploadError(f"{source} is not a regular file; pass a file path.", path=str(source))
+    if stat.st_size == 0:
+        # The service would call it "not an image" (or audio) after the upload.
+        raise UploadError(
+            f"{source} is an empty file (0 bytes); give the real image or audio file.",
+            path=str(source),
+        )
     return stat.st_size

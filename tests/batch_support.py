@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from emoclient._batch import Batch, JobResult
+import anyio
+
+from emoclient._batch import Batch, JobHandle, JobResult, JobState
 from emoclient._batch.jobs import EmojiJob, EmoJob, Job
 from emoclient._batch.options import SchedulerOptions
 from emoclient._retry import RetryPolicy
@@ -58,3 +60,20 @@ def emoji_job(image: Path, label: str, driven_id: str = "dagong_weixiao") -> Emo
 async def collect(batch: Batch, jobs: list[Job]) -> list[JobResult]:
     """Run ``jobs`` to the end and return the results."""
     return [result async for result in batch.run(jobs)]
+
+
+def label_jobs(folder: Path, count: int) -> list[EmoJob]:
+    """``count`` EMO jobs of distinct portraits and one voice, labelled ``job N``."""
+    images, sounds = make_inputs(folder, portraits=count, audios=1)
+    return [
+        EmoJob(image=image, audio=sounds[0], label=f"job {n}") for n, image in enumerate(images)
+    ]
+
+
+async def until_state(handle: JobHandle, *states: JobState, deadline: float = 20.0) -> None:
+    """Follow ``handle``'s events until its state is one of ``states``."""
+    with anyio.fail_after(deadline):  # a deadline, not a synchronisation
+        async for _ in handle.events():
+            if handle.state in states:
+                return
+        assert handle.state in states

@@ -40,3 +40,10 @@ async def emulator(emulator_config: EmulatorConfig) -> AsyncIterator[RunningEmul
     """A running emulator on 127.0.0.1 (random ports) with ``emulator_config``."""
     async with serve(emulator_config) as running:
         yield running
+
+
+@pytest.fixture
+async def frozen() -> AsyncIterator[RunningEmulator]:
+    """An emulator whose clock moves only when told (``advance``)."""
+    async with serve(EmulatorConfig.fast(speed=0.0)) as running:
+        yield running

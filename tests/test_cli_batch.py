@@ -97,7 +97,7 @@ def test_a_bad_window_is_a_usage_error_naming_the_flag(
 
 def test_errors_inside_a_group_are_each_a_message_not_a_traceback() -> None:
     from emoclient import JournalError, StoreUnavailableError
-    from emoclient._cli._batch import expected_failures
+    from emoclient._cli._common import expected_failures
 
     group = ExceptionGroup(
         "two", [JournalError("journal broke"), ExceptionGroup("one", [StoreUnavailableError("x")])]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pytest
 from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
 
+from emoclient import SchedulerOptions
 from emoclient.emulator import EmulatorConfig, RunningEmulator, serve
 from emoclient.emulator.samples import make_portrait, make_speech
 
@@ -127,12 +129,16 @@ async def test_good_rows_render_while_bad_rows_are_reported(inputs: Path, tmp_pa
         ]
         downloaded = {Path(e["path"]).name for e in events if e["event"] == "downloaded"}
         assert downloaded == set(GOOD_OUTPUTS)
-        assert events[-1]["event"] == "batch_finished"
-        assert events[-1]["counts"] == {"succeeded": 4}
+        # batch_finished, the closing summary event and the summary line count alike.
+        assert [e["event"] for e in events[-2:]] == ["batch_finished", "summary"]
+        assert events[-2]["counts"] == {"succeeded": 4, "invalid": 2}
+        assert events[-1]["counts"] == {"succeeded": 4, "invalid": 2}
+        assert events[-1]["total"] == 6
         report = done.stderr.decode()
-        assert "row 6  invalid" in report
-        assert "row 7  invalid" in report
+        assert "  row 6 · invalid\n      driven_id: " in report
+        assert "  row 7 · invalid\n      image: " in report
         assert "6 jobs: 4 succeeded, 2 invalid" in report
+        assert "--retry-failed" not in report  # bad rows are fixed, not retried
         for name in GOOD_OUTPUTS:
             assert (out / name).stat().st_size > 0
         assert (await _account(emulator))["submissions"] == 4
@@ -192,7 +198,7 @@ async def test_ctrl_c_cancels_pending_tasks_and_the_rerun_finishes(
                 await _until(events, {"canceled": 1, "batch_finished": 1})
                 with anyio.fail_after(30):  # a deadline, not a synchronisation
                     assert await process.wait() == 130
-        text = report.read_text()
+        text = " ".join(report.read_text().split())  # wrapped to a terminal's width
         assert "4 jobs: 2 canceled, 2 still running" in text
         assert "Run the same command again to resume." in text
         assert "Traceback" not in text
@@ -216,7 +222,10 @@ async def test_missing_api_key_names_the_variable(inputs: Path, tmp_path: Path) 
     env = {k: v for k, v in os.environ.items() if not k.startswith("DASHSCOPE_")}
     done = await _run(_command(manifest, tmp_path / "out"), env)
     assert done.returncode == 2
-    assert "DASHSCOPE_API_KEY" in done.stderr.decode()
+    # Words for a shell, not for Python code.
+    assert "export DASHSCOPE_API_KEY=sk-..." in done.stderr.decode()
+    assert "--api-key-file" in done.stderr.decode()
+    assert b"EmoClient(" not in done.stderr
     assert b"Traceback" not in done.stderr
 
 
@@ -305,3 +314,64 @@ async def test_a_bad_store_is_a_message(inputs: Path, tmp_path: Path) -> None:
     assert done.returncode == 2
     assert b"memroy" in done.stderr
     assert b"Traceback" not in done.stderr
+
+
+async def test_transient_failures_are_shown_as_they_happen_and_the_hint_retries_them(
+    inputs: Path, tmp_path: Path
+) -> None:
+    manifest = _manifest(inputs, tmp_path, GOOD_ROWS.splitlines(keepends=True)[0])
+    out = tmp_path / "out"
+    # Every task fails with the service's own error: resubmitted (as often as the options
+    # allow), then failed.
+    async with serve(EmulatorConfig.fast(speed=200.0, faults={"task_failure_rate": 1.0})) as emu:
+        done = await _run(_command(manifest, out), _env(emu))
+        report = done.stderr.decode()
+        assert done.returncode == 1, report
+        lines = report.splitlines()
+        # Each resubmission and the failure have a line of their own while the run goes on...
+        resubmitted = [
+            line for line in lines if "row 2: task" in line and "submitted again" in line
+        ]
+        assert len(resubmitted) == SchedulerOptions().resubmits
+        failed = next(i for i, line in enumerate(lines) if "row 2: FAILED InternalError" in line)
+        assert failed < lines.index("1 job(s) did not produce a video:")
+        # ...the closing block names the task, the summary the resubmissions, and the hint
+        # is the exact command.
+        block = lines[lines.index("1 job(s) did not produce a video:") + 1]
+        assert block.startswith("  row 2 · failed · InternalError")
+        assert " · task " in block
+        resubmits = SchedulerOptions().resubmits
+        assert f"{resubmits} task(s) failed on the service's side and were submitted" in report
+        assert "may pass on another try" in report
+        hint = lines[lines.index(next(x for x in lines if x.endswith("Try them again with:"))) + 1]
+        command = shlex.split(hint)
+        batch_args = command[command.index("batch") :]
+        assert batch_args == ["batch", str(manifest), "--out", str(out), "--retry-failed"]
+
+        # The hinted command, once the service is well again, renders the job.
+        emu.set_faults(task_failure_rate=0.0)
+        again = await _run([sys.executable, "-m", "emoclient", *batch_args], _env(emu))
+        assert again.returncode == 0, again.stderr.decode()
+        assert (out / "one.mp4").stat().st_size > 0
+
+
+async def test_verbose_logs_the_library_to_stderr_without_the_key(
+    inputs: Path, tmp_path: Path
+) -> None:
+    manifest = _manifest(inputs, tmp_path, GOOD_ROWS.splitlines(keepends=True)[0])
+    key = "sk-verbose-secret-4242"
+    async with serve(EmulatorConfig.fast(speed=200.0)) as emulator:
+        command = [
+            sys.executable,
+            "-m",
+            "emoclient",
+            "-vv",
+            *_command(manifest, tmp_path / "o")[3:],
+        ]
+        done = await _run(command, _env(emulator, key=key))
+    report = done.stderr.decode()
+    assert done.returncode == 0, report
+    assert "emoclient DEBUG]" in report
+    assert "POST " in report  # the requests themselves
+    assert key not in report
+    assert key[3:] not in report

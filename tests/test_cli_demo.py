@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,9 @@ async def _demo(
 
 async def test_demo_renders_a_small_mixed_batch(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    done = await _demo("--out", str(out), "--jobs", "2,1")
+    # As after `make demo`: the command is in .venv/bin, which is not on PATH.
+    path = {"PATH": os.defpath}
+    done = await _demo("--out", str(out), "--jobs", "2,1", env=path)
     report = done.stderr.decode()
     assert done.returncode == 0, report
     videos = sorted(p.name for p in (out / "videos").glob("*.mp4"))
@@ -33,6 +36,19 @@ async def test_demo_renders_a_small_mixed_batch(tmp_path: Path) -> None:
     assert (out / "manifest.csv").read_text().startswith("image,audio,driven_id")
     assert "3 jobs: 3 succeeded" in report
     assert f"3 video(s) in {out / 'videos'}" in report
+
+    # The next command it suggests works as printed, in a shell without the venv on PATH.
+    lines = report.splitlines()
+    suggested = lines[lines.index("  export DASHSCOPE_API_KEY=sk-...") + 1]
+    command = shlex.split(suggested)
+    assert command[0] != "emoclient"  # not on this PATH: the path of this installation's
+    assert "source " in lines[-1]
+    with anyio.fail_after(60):
+        planned = await anyio.run_process(
+            [*command, "--dry-run"], env={**os.environ, **path}, check=False
+        )
+    assert planned.returncode == 0, planned.stderr.decode()
+    assert b"Dry run: nothing was submitted." in planned.stdout
 
     # A second run renders afresh into the same folder (the emulator is new each time).
     again = await _demo("--out", str(out), "--jobs", "1,0")

@@ -147,7 +147,11 @@ def test_emoji_gallery_writes_a_page_of_videos(runs: dict[str, Run]) -> None:
 def test_cancel_and_resume_pays_for_each_video_once(runs: dict[str, Run]) -> None:
     run = runs["cancel_and_resume.py"]
     first, second = run.ok().split("Second run")
-    assert "'succeeded': 1" in first
+    # How many end before the stop takes effect depends on the machine's load (a task
+    # RUNNING at the stop is billed, so it finishes); never all of them.
+    found = re.search(r"'succeeded': (\d+)", first)
+    assert found is not None
+    assert 1 <= int(found[1]) < 5
     assert "'succeeded': 5" in second
     assert len(list((run.cwd / "cancel-and-resume" / "videos").glob("*.mp4"))) == 5
     assert run.stats["submissions"] == run.stats["tasks"]["SUCCEEDED"] == 5

@@ -201,10 +201,10 @@ def test_a_csv_row_the_reader_refuses_is_a_problem_and_the_next_rows_proceed(
 @pytest.mark.parametrize(
     ("output", "message"),
     [
-        ("a\u0000b.mp4", "must not contain control characters"),
-        ("tab\there.mp4", "must not contain control characters"),
-        ("x" * 233 + ".mp4", "is longer than 236 bytes; shorten it"),
-        ("x" * 233, "is longer than 236 bytes; shorten it"),  # ".mp4" is added
+        ("a\u0000b.mp4", "contains a NUL character"),
+        ("tab\there.mp4", "contains control characters"),
+        ("x" * 233 + ".mp4", "is 237 bytes long, over the 236"),
+        ("x" * 233, "is 237 bytes long, over the 236"),  # ".mp4" is added
     ],
 )
 def test_an_output_name_no_file_system_takes_is_a_problem(
@@ -214,7 +214,8 @@ def test_an_output_name_no_file_system_takes_is_a_problem(
     row = {"image": "a.png", "driven_id": "mengwa_kaixin", "output": output}
     jobs, problems = _split(_write(tmp_path, "m.jsonl", json.dumps(row) + "\n"))
     assert jobs == []
-    assert [(p.row, p.field, p.message) for p in problems] == [(1, "output", message)]
+    assert [(p.row, p.field) for p in problems] == [(1, "output")]
+    assert message in problems[0].message
 
 
 def test_an_image_path_the_file_system_refuses_is_a_row_problem(tmp_path: Path) -> None:

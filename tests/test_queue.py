@@ -2,49 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import pytest
-from batch_support import make_inputs, options
+from batch_support import label_jobs, options, until_state
 from client_support import account_stats, make_client, new_key
 
 from emoclient import (
     BatchEvent,
     EmoClient,
-    EmoJob,
     JobHandle,
     JobQueue,
     JobState,
     QueueFullError,
     WaitTimeoutError,
 )
-from emoclient.emulator import EmulatorConfig, RunningEmulator, serve
+from emoclient.emulator import RunningEmulator
 
 DEADLINE = 20.0
-
-
-@pytest.fixture
-async def frozen() -> AsyncIterator[RunningEmulator]:
-    """An emulator whose clock moves only when told (``advance``)."""
-    async with serve(EmulatorConfig.fast(speed=0.0)) as emulator:
-        yield emulator
-
-
-def _jobs(tmp_path: Path, count: int) -> list[EmoJob]:
-    images, sounds = make_inputs(tmp_path / "in", portraits=count, audios=1)
-    return [
-        EmoJob(image=image, audio=sounds[0], label=f"job {n}") for n, image in enumerate(images)
-    ]
-
-
-async def _until(handle: JobHandle, *states: JobState) -> None:
-    with anyio.fail_after(DEADLINE):  # a deadline, not a synchronisation
-        async for _ in handle.events():
-            if handle.state in states:
-                return
-        assert handle.state in states
 
 
 def _queue(client: EmoClient, tmp_path: Path, *, max_queued: int = 100) -> JobQueue:
@@ -54,7 +30,7 @@ def _queue(client: EmoClient, tmp_path: Path, *, max_queued: int = 100) -> JobQu
 async def test_a_job_runs_to_its_video_and_its_events_tell_the_way(
     emulator: RunningEmulator, tmp_path: Path
 ) -> None:
-    (job,) = _jobs(tmp_path, 1)
+    (job,) = label_jobs(tmp_path / "in", 1)
     async with make_client(emulator) as client, _queue(client, tmp_path) as queue:
         handle = await queue.start(job, owner="alice")
         assert handle.snapshot()["state"] in {"queued", "preparing"}
@@ -72,20 +48,22 @@ async def test_a_job_runs_to_its_video_and_its_events_tell_the_way(
 
 
 async def test_cancel_in_each_state(frozen: RunningEmulator, tmp_path: Path) -> None:
-    running, pending, queued = _jobs(tmp_path, 3)
+    running, pending, queued = label_jobs(tmp_path / "in", 3)
     async with make_client(frozen) as client, _queue(client, tmp_path) as queue:
         first = await queue.start(running)
-        await _until(first, JobState.SUBMITTED, JobState.RUNNING)
+        await until_state(first, JobState.SUBMITTED, JobState.RUNNING)
         second = await queue.start(pending)
-        await _until(second, JobState.SUBMITTED)
+        await until_state(second, JobState.SUBMITTED)
         third = await queue.start(queued)  # the window (2) is full: it waits its turn
-        await _until(third, JobState.PREPARING)
+        await until_state(third, JobState.PREPARING)
 
         assert await third.cancel()  # never submitted: nothing billed
+        assert third.state is JobState.CANCELED  # ended when cancel() returns
         assert (await third.wait(timeout=DEADLINE)).status == "canceled"
         assert await second.cancel()  # PENDING: cancelled at the service
+        assert second.state is JobState.CANCELED
         assert (await second.wait(timeout=DEADLINE)).status == "canceled"
-        await _until(first, JobState.RUNNING)
+        await until_state(first, JobState.RUNNING)
         assert not await first.cancel()  # RUNNING: billed anyway, so still downloaded
         assert first.billed_anyway
         frozen.advance(600)
@@ -99,7 +77,7 @@ async def test_cancel_in_each_state(frozen: RunningEmulator, tmp_path: Path) -> 
 
 
 async def test_owners_take_turns(frozen: RunningEmulator, tmp_path: Path) -> None:
-    jobs = _jobs(tmp_path, 9)
+    jobs = label_jobs(tmp_path / "in", 9)
     async with make_client(frozen) as client, _queue(client, tmp_path) as queue:
         # Alice sends eight jobs; while they wait for the account's slot, Bob sends one.
         handles = [await queue.start(job, owner="alice") for job in jobs[:8]]
@@ -123,7 +101,7 @@ def _first(handle: JobHandle, kind: str) -> float:
 
 
 async def test_a_full_queue_says_when_to_come_back(frozen: RunningEmulator, tmp_path: Path) -> None:
-    jobs = _jobs(tmp_path, 12)
+    jobs = label_jobs(tmp_path / "in", 12)
     accepted: list[JobHandle] = []
     async with make_client(frozen) as client, _queue(client, tmp_path, max_queued=2) as queue:
         full: QueueFullError | None = None
@@ -148,7 +126,7 @@ async def test_a_full_queue_says_when_to_come_back(frozen: RunningEmulator, tmp_
 
 
 async def test_wait_has_a_deadline(frozen: RunningEmulator, tmp_path: Path) -> None:
-    (job,) = _jobs(tmp_path, 1)
+    (job,) = label_jobs(tmp_path / "in", 1)
     async with make_client(frozen) as client, _queue(client, tmp_path) as queue:
         handle = await queue.start(job)
         with pytest.raises(WaitTimeoutError):
@@ -161,7 +139,7 @@ async def test_wait_has_a_deadline(frozen: RunningEmulator, tmp_path: Path) -> N
 async def test_a_restarted_app_takes_its_jobs_up_again(
     frozen: RunningEmulator, tmp_path: Path
 ) -> None:
-    (job,) = _jobs(tmp_path, 1)
+    (job,) = label_jobs(tmp_path / "in", 1)
     key = new_key()
 
     class Crash(Exception):
@@ -173,7 +151,7 @@ async def test_a_restarted_app_takes_its_jobs_up_again(
         nonlocal job_id
         async with make_client(frozen, api_key=key) as client, _queue(client, tmp_path) as queue:
             handle = await queue.start(job)
-            await _until(handle, JobState.RUNNING)
+            await until_state(handle, JobState.RUNNING)
             job_id = handle.id
             raise Crash  # the app dies with its task running
 
@@ -193,15 +171,15 @@ async def test_a_restarted_app_takes_its_jobs_up_again(
 async def test_closing_cancels_pending_and_finishes_running(
     frozen: RunningEmulator, tmp_path: Path
 ) -> None:
-    running, pending = _jobs(tmp_path, 2)
+    running, pending = label_jobs(tmp_path / "in", 2)
     async with make_client(frozen) as client, _queue(client, tmp_path) as queue:
         first = await queue.start(running)
         second = await queue.start(pending)
-        await _until(first, JobState.RUNNING)
-        await _until(second, JobState.SUBMITTED)
+        await until_state(first, JobState.RUNNING)
+        await until_state(second, JobState.SUBMITTED)
 
         async def finish_the_running_task() -> None:
-            await _until(second, JobState.CANCELED)
+            await until_state(second, JobState.CANCELED)
             frozen.advance(600)
 
         async with anyio.create_task_group() as tg:
@@ -216,13 +194,36 @@ async def test_closing_cancels_pending_and_finishes_running(
 
 
 async def test_an_ended_job_can_be_started_again(frozen: RunningEmulator, tmp_path: Path) -> None:
-    (job,) = _jobs(tmp_path, 1)
+    (job,) = label_jobs(tmp_path / "in", 1)
     async with make_client(frozen) as client, _queue(client, tmp_path) as queue:
         first = await queue.start(job)
-        await _until(first, JobState.SUBMITTED, JobState.RUNNING)
+        await until_state(first, JobState.SUBMITTED, JobState.RUNNING)
         frozen.state.clock.set_speed(1000.0)
         assert (await first.wait(timeout=DEADLINE)).status == "succeeded"
         first.path.unlink() if first.path else None
         again = await queue.start(job)  # the same job once more (say, its file was lost)
         assert again is not first
         assert (await again.wait(timeout=DEADLINE)).status == "succeeded"
+
+
+async def test_old_ended_handles_are_forgotten_and_found_again(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    jobs = label_jobs(tmp_path / "in", 3)
+    async with (
+        make_client(emulator) as client,
+        JobQueue(client, out_dir=tmp_path / "out", options=options(), keep_ended=1) as queue,
+    ):
+        handles = []
+        for job in jobs:
+            handles.append(await queue.start(job))
+            await handles[-1].wait(timeout=DEADLINE)
+        newest = await queue.get(handles[-1].id)
+        oldest = await queue.get(handles[0].id)
+    assert newest is handles[-1]  # kept in memory, with its events
+    assert oldest is not None
+    assert oldest is not handles[0]  # rebuilt from the journal
+    assert oldest.state is JobState.SUCCEEDED
+    assert oldest.path == handles[0].path
+    with pytest.raises(ValueError, match="keep_ended"):
+        JobQueue(client, out_dir=tmp_path / "x", keep_ended=0)

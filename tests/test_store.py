@@ -347,6 +347,47 @@ async def test_a_dead_owners_job_claim_expires(backend: Backend) -> None:
     assert await store.claim_job("acct", "job", owner="dead", ttl=TTL) == "b"
 
 
+# --- records ----------------------------------------------------------------------------
+
+
+async def test_records_are_read_by_board_and_key(backend: Backend) -> None:
+    store = backend.store
+    await store.put_record("acct:jobs", "a", '{"state": "queued"}', ttl=30)
+    await store.put_record("acct:jobs", "b", "two", ttl=30)
+    await store.put_record("other:jobs", "a", "elsewhere", ttl=30)
+    await store.put_record("acct:jobs", "a", '{"state": "running"}', ttl=30)  # replaced
+    found = await store.read_records("acct:jobs", ["a", "b", "missing"])
+    assert found == {"a": '{"state": "running"}', "b": "two"}
+    assert await store.read_records("other:jobs", ["a", "b"]) == {"a": "elsewhere"}
+    assert await store.read_records("acct:jobs", []) == {}
+
+
+async def test_taking_records_deletes_them_once(backend: Backend) -> None:
+    store = backend.store
+    await store.put_record("acct:cancel", "a", "please", ttl=30)
+    assert await store.read_records("acct:cancel", ["a", "b"], take=True) == {"a": "please"}
+    assert await store.read_records("acct:cancel", ["a"], take=True) == {}
+
+
+async def test_a_record_lives_for_its_ttl(backend: Backend) -> None:
+    store = backend.store
+    await store.put_record("acct:jobs", "a", "soon gone", ttl=TTL)
+    assert await store.read_records("acct:jobs", ["a"]) == {"a": "soon gone"}
+    await backend.advance(TTL * 1.5)
+    assert await store.read_records("acct:jobs", ["a"]) == {}
+    with pytest.raises(ValueError, match="ttl"):
+        await store.put_record("acct:jobs", "a", "x", ttl=-1)
+
+
+async def test_many_records_are_read_in_one_call(backend: Backend) -> None:
+    store = backend.store
+    for n in range(600):  # past SQLite's bound on parameters per statement
+        await store.put_record("acct:jobs", f"job-{n}", str(n), ttl=30)
+    found = await store.read_records("acct:jobs", [f"job-{n}" for n in range(700)])
+    assert len(found) == 600
+    assert found["job-599"] == "599"
+
+
 # --- SQLite files -----------------------------------------------------------------------
 
 

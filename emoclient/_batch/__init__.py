@@ -2,7 +2,9 @@
 
 Modules, top to bottom (each imports only those below it):
 
-- ``queue``: :class:`JobQueue` and :class:`JobHandle`, a long-lived batch for apps;
+- ``queue``: :class:`JobQueue`, a long-lived batch for apps; ``board``: the account's job
+  board, through which every queue of an account answers about every job
+  (:class:`RemoteJobHandle`); ``handles``: :class:`JobHandle` and :class:`JobState`;
 - ``batch``: :class:`Batch`, the runner a manifest row enters and its result leaves;
 - ``scheduler``: admission window, the budgeted poller, stop/cancel;
 - ``download_lane``: finished videos fetched earliest URL expiry first; ``verify``: a
@@ -19,6 +21,7 @@ Modules, top to bottom (each imports only those below it):
 """
 
 from emoclient._batch.batch import JOURNAL_NAME, Batch
+from emoclient._batch.board import JobBoard, RemoteJobHandle
 from emoclient._batch.checks import Plan, Problem, plan_batch, preflight
 from emoclient._batch.events import (
     BatchEvent,
@@ -40,10 +43,11 @@ from emoclient._batch.events import (
     JobSucceeded,
     JobUploaded,
 )
+from emoclient._batch.handles import JobHandle, JobState
 from emoclient._batch.jobs import EmojiJob, EmoJob, Job
 from emoclient._batch.ledger import BatchSummary, JobResult, ResultStatus
 from emoclient._batch.options import SchedulerOptions
-from emoclient._batch.queue import JobHandle, JobQueue, JobState, QueueFullError
+from emoclient._batch.queue import JobQueue, QueueFullError
 
 __all__ = [
     "JOURNAL_NAME",
@@ -54,6 +58,7 @@ __all__ = [
     "EmoJob",
     "EmojiJob",
     "Job",
+    "JobBoard",
     "JobCanceled",
     "JobDetected",
     "JobDownloaded",
@@ -77,6 +82,7 @@ __all__ = [
     "Plan",
     "Problem",
     "QueueFullError",
+    "RemoteJobHandle",
     "ResultStatus",
     "SchedulerOptions",
     "plan_batch",

@@ -26,6 +26,7 @@ import anyio.to_thread
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from emoclient._activity import RETRY_KINDS, ClientActivity
 from emoclient._batch.events import BatchEvent, BatchFinished
 from emoclient._batch.jobs import Job, aiterate, input_digests, key_from, output_name
 from emoclient._batch.journal import JobRecord, Journal, State
@@ -38,6 +39,7 @@ from emoclient._batch.submit import Owner, release_job
 from emoclient._client import EmoClient
 from emoclient._exceptions import JournalError
 from emoclient._models import VIDEO_MODELS, Model
+from emoclient._validate import check_count, check_folder, check_output_name
 
 __all__ = ["JOURNAL_NAME", "Batch", "EventHandler"]
 
@@ -82,9 +84,13 @@ class Batch:
         options: SchedulerOptions | None = None,
     ) -> None:
         clients = _distinct_accounts([client] if isinstance(client, EmoClient) else list(client))
-        window = window if window is not None else clients[0].limits.rates.window
-        if window < 1:
-            raise ValueError(f"window must be at least 1, got {window}")
+        window = check_count(
+            "window", window if window is not None else clients[0].limits.rates.window
+        )
+        if isinstance(out_dir, str):
+            check_folder("out_dir", out_dir)  # Path("") would be the current folder
+        if isinstance(journal, str):
+            check_folder("journal", journal)
         self.clients = clients
         self.client = clients[0]
         self.out_dir = Path(out_dir)
@@ -194,21 +200,37 @@ class Batch:
             _Account(c, Scheduler(c, ledger, options=self.options, owner=owner), owner)
             for c in self.clients
         ]
+        before = [c.activity.copy() for c in self.clients]
         self._tg.start_soon(self._drive, jobs, ledger, send)
         async with receive:
             async for result in receive:
                 yield result
         self._running = False
-        self.summary.elapsed = time.monotonic() - self._started
-        self.summary.interrupted = sum(a.scheduler.interrupted for a in self._accounts)
-        self.summary.stopped = self._stop_requested
+        summary = self.summary
+        summary.elapsed = time.monotonic() - self._started
+        summary.interrupted = sum(a.scheduler.interrupted for a in self._accounts)
+        summary.stopped = self._stop_requested
+        activity = ClientActivity()
+        for client, earlier in zip(self.clients, before, strict=True):
+            activity.add(client.activity.since(earlier))
+        summary.retries = {k: activity.retries[k] for k in RETRY_KINDS if k in activity.retries}
+        summary.rate_waits, summary.rate_wait_seconds = (
+            activity.rate_waits,
+            activity.rate_wait_seconds,
+        )
         await self._emit(
             BatchFinished(
-                counts=dict(self.summary.counts),
-                billed_seconds=self.summary.billed_seconds,
-                estimated_cost_cny=self.summary.estimated_cost_cny,
-                elapsed=self.summary.elapsed,
-                stopped=self.summary.stopped,
+                counts=dict(summary.counts),
+                billed_seconds=summary.billed_seconds,
+                estimated_cost_cny=summary.estimated_cost_cny,
+                elapsed=summary.elapsed,
+                stopped=summary.stopped,
+                retries=dict(summary.retries),
+                rate_waits=summary.rate_waits,
+                reconciled=summary.reconciled,
+                reconciled_found=summary.reconciled_found,
+                resubmitted=summary.resubmitted,
+                stalled=summary.stalled,
             )
         )
 
@@ -226,7 +248,7 @@ class Batch:
             async with anyio.create_task_group() as work:
                 with contextlib.ExitStack() as inboxes:  # closed before `work` is awaited
                     for account in self._accounts:
-                        preparer = Preparer(account.client, ledger)
+                        preparer = Preparer(account.client, ledger, retry=self.options.retry)
                         for model in VIDEO_MODELS:
                             send = self._pipeline(work, account, preparer, ledger)
                             account.inbox[model] = inboxes.enter_context(send)
@@ -256,6 +278,10 @@ class Batch:
                 break
             digests = await input_digests(job)
             key = key_from(job, digests)
+            refused = _bad_output(job)
+            if refused is not None:  # a job made without its checks (model_construct, copy)
+                await ledger.refused(job, refused, key=key)
+                continue
             name = output_name(job, key)
             clash = seen_keys.get(key) or seen_outputs.get(name)
             if clash is not None:
@@ -385,6 +411,17 @@ class Batch:
         outcome = self._on_event(event)
         if inspect.isawaitable(outcome):
             await outcome
+
+
+def _bad_output(job: Job) -> str | None:
+    """Why the job's output name cannot be used, else None (see `check_output_name`)."""
+    if job.output is None:
+        return None
+    try:
+        check_output_name(job.output)
+    except (TypeError, ValueError) as exc:
+        return f"output {exc}"
+    return None
 
 
 def _remove_partial_downloads(out_dir: Path) -> None:

@@ -7,7 +7,7 @@ fetched; the service checks them. The plan adds up billed seconds and the estima
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,19 @@ import anyio.to_thread
 from emoclient._batch.jobs import Job, aiterate, is_url, local_path
 from emoclient._batch.probe import AudioInfo, ImageInfo, MediaFormatError, probe_audio, probe_image
 
-__all__ = ["Plan", "Problem", "estimate_seconds", "plan_batch", "preflight", "price_per_second"]
+__all__ = [
+    "Plan",
+    "ProbeCache",
+    "Problem",
+    "count_job",
+    "estimate_seconds",
+    "estimate_video_bytes",
+    "inspect",
+    "inspect_now",
+    "plan_batch",
+    "preflight",
+    "price_per_second",
+]
 
 IMAGE_MIN_SIDE = 400
 IMAGE_MAX_SIDE = 7000
@@ -59,50 +71,68 @@ def _read(path: Path) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class _Facts:
-    """What preflight needs of one local file: its size and what its header says."""
+class _Probed:
+    """What probing one local file found: its size and header, or why it cannot be used."""
 
-    size: int
-    info: ImageInfo | AudioInfo | None
-    error: str | None  # why the header cannot be read
-
-
-@functools.lru_cache(maxsize=4096)
-def _probe_version(path: Path, kind: str, size: int, mtime_ns: int, inode: int) -> _Facts:
-    # One version of a file (size, modification time, inode) is read and probed once.
-    data = _read(path)
-    try:
-        info = probe_image(data) if kind == "image" else probe_audio(data)
-    except MediaFormatError as exc:
-        return _Facts(len(data), None, str(exc))
-    return _Facts(len(data), info, None)
+    size: int = 0
+    info: ImageInfo | AudioInfo | None = None
+    error: str | None = None  # the message, without the field; the path is in it
 
 
-def _facts(sources: dict[str, Path]) -> dict[str, _Facts | OSError]:
-    found: dict[str, _Facts | OSError] = {}
-    for name, path in sources.items():
+class ProbeCache:
+    """Probe results by file (path, size, modification time, inode): a file that many jobs
+    name is read and probed once. Thread-safe; keeps the ``limit`` latest files."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._limit = limit
+        self._entries: dict[tuple[object, ...], _Probed] = {}
+        self._lock = threading.Lock()
+
+    def probe(self, path: Path, kind: str) -> _Probed:
+        """The probe of the ``kind`` (``image``/``audio``) file at ``path`` (blocking I/O)."""
         try:
             stat = path.stat()
-            kind = "image" if name == "image" else "audio"
-            found[name] = _probe_version(path, kind, stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        except FileNotFoundError:
+            return _Probed(error=f"file {path} does not exist")
         except OSError as exc:
-            found[name] = exc
-    return found
+            return _Probed(error=f"cannot read {path}: {exc.strerror or exc}")
+        key = (str(path), kind, stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev)
+        with self._lock:
+            found = self._entries.get(key)
+        if found is None:
+            found = _probe_file(path, kind, stat.st_size)
+            with self._lock:
+                if len(self._entries) >= self._limit:
+                    self._entries.pop(next(iter(self._entries)))
+                self._entries[key] = found
+        return found
 
 
-def _unreadable(job: Job, name: str, path: Path, exc: OSError) -> Problem:
-    if isinstance(exc, FileNotFoundError):
-        return Problem(job.display_label, name, f"file {path} does not exist")
-    return Problem(job.display_label, name, f"cannot read {path}: {exc.strerror}")
+def _probe_file(path: Path, kind: str, size: int) -> _Probed:
+    if size == 0:
+        # Not "not a JPEG image": the file is there, and empty.
+        return _Probed(error=f"{path} is an empty file (0 bytes); give the real {kind} file")
+    try:
+        data = _read(path)
+    except IsADirectoryError:
+        return _Probed(error=f"{path} is a folder, not a file")
+    except OSError as exc:
+        return _Probed(error=f"cannot read {path}: {exc.strerror or exc}")
+    try:
+        info: ImageInfo | AudioInfo = probe_image(data) if kind == "image" else probe_audio(data)
+    except MediaFormatError as exc:
+        use = "a JPEG, PNG, BMP or WEBP portrait" if kind == "image" else "a WAV or MP3 file"
+        return _Probed(size=size, error=f"{path}: {exc}; use {use}")
+    return _Probed(size=size, info=info)
 
 
-def _image_problems(job: Job, path: str, facts: _Facts) -> list[Problem]:
+def _image_problems(job: Job, path: str, probed: _Probed) -> list[Problem]:
     def problem(message: str) -> Problem:
         return Problem(job.display_label, "image", message)
 
-    info = facts.info
-    if not isinstance(info, ImageInfo):
-        return [problem(f"{path}: {facts.error}; use a JPEG, PNG, BMP or WEBP portrait")]
+    info = probed.info
+    if probed.error is not None or not isinstance(info, ImageInfo):
+        return [problem(probed.error or f"{path}: not an image")]
     problems = []
     short, long = sorted((info.width, info.height))
     if short < IMAGE_MIN_SIDE or long > IMAGE_MAX_SIDE:
@@ -113,56 +143,77 @@ def _image_problems(job: Job, path: str, facts: _Facts) -> list[Problem]:
             )
         )
     limit = job.spec.image_max_bytes
-    if limit is not None and facts.size > limit:
+    if limit is not None and probed.size > limit:
         problems.append(
             problem(
-                f"{path} is {facts.size / 2**20:.1f} MB; {job.model} allows {limit / 2**20:.0f} MB"
+                f"{path} is {probed.size / 2**20:.1f} MB; {job.model} allows {limit / 2**20:.0f} MB"
             )
         )
     return problems
 
 
-def _audio_problems(job: Job, path: str, facts: _Facts) -> tuple[AudioInfo | None, list[Problem]]:
+def _audio_problems(job: Job, path: str, probed: _Probed) -> tuple[AudioInfo | None, list[Problem]]:
     def problem(message: str) -> Problem:
         return Problem(job.display_label, "audio", message)
 
-    info = facts.info
-    if not isinstance(info, AudioInfo):
-        return None, [problem(f"{path}: {facts.error}; use a WAV or MP3 file")]
+    info = probed.info
+    if probed.error is not None or not isinstance(info, AudioInfo):
+        return None, [problem(probed.error or f"{path}: not audio")]
     problems = []
     if info.duration > AUDIO_MAX_SECONDS:
         problems.append(problem(f"{path} lasts {info.duration:.1f} s; the limit is 60 s (cut it)"))
     if info.duration <= 0:
         problems.append(problem(f"{path} contains no audio"))
-    if facts.size > AUDIO_MAX_BYTES:
-        problems.append(problem(f"{path} is {facts.size / 2**20:.1f} MB; the limit is 15 MB"))
+    if probed.size > AUDIO_MAX_BYTES:
+        problems.append(problem(f"{path} is {probed.size / 2**20:.1f} MB; the limit is 15 MB"))
     return info, problems
 
 
-async def inspect(job: Job) -> tuple[list[Problem], AudioInfo | None]:
-    """Run the local checks of ``job``; also return the probed audio (EMO, local file)."""
+def inspect_now(
+    job: Job, cache: ProbeCache | None = None
+) -> tuple[list[Problem], AudioInfo | None]:
+    """`inspect`, blocking (file I/O): for worker threads and streaming scans."""
+    cache = cache or ProbeCache(limit=4)
     problems: list[Problem] = []
     audio: AudioInfo | None = None
-    local = {n: local_path(s) for n, s in job.sources().items() if not is_url(s)}
-    if not local:
-        return problems, audio
-    # One thread hop for every input; a file already probed (same version) is not read again.
-    for name, facts in (await anyio.to_thread.run_sync(_facts, local)).items():
-        source = str(job.sources()[name])
-        if isinstance(facts, OSError):
-            problems.append(_unreadable(job, name, local[name], facts))
-        elif name == "image":
-            problems += _image_problems(job, source, facts)
+    for name, source in job.sources().items():
+        if is_url(source):
+            continue
+        probed = cache.probe(local_path(source), name)
+        if name == "image":
+            problems += _image_problems(job, str(source), probed)
         else:
-            audio, found = _audio_problems(job, source, facts)
+            audio, found = _audio_problems(job, str(source), probed)
             problems += found
     return problems, audio
+
+
+async def inspect(
+    job: Job, cache: ProbeCache | None = None
+) -> tuple[list[Problem], AudioInfo | None]:
+    """Run the local checks of ``job``; also return the probed audio (EMO, local file)."""
+    return await anyio.to_thread.run_sync(inspect_now, job, cache)
 
 
 async def preflight(job: Job) -> list[Problem]:
     """Check a job's local inputs without calling the service; an empty list means ready."""
     problems, _ = await inspect(job)
     return problems
+
+
+#: A conservative bitrate of the service's videos, for the disk space a plan needs: the
+#: emulator's 512x512 H.264 files carry about 83 KB per second (250,410 bytes for a 3 s
+#: video); the real service's are of the same size and kind. Three times that, plus an
+#: MP4's headers, errs on the safe side.
+VIDEO_BYTES_PER_SECOND = 250_000
+VIDEO_BYTES_OVERHEAD = 64 * 1024
+
+
+def estimate_video_bytes(seconds: float | None) -> int:
+    """Disk bytes a video of ``seconds`` may take; unknown (remote audio) means the longest
+    accepted (60 s)."""
+    length = AUDIO_MAX_SECONDS if seconds is None else seconds
+    return VIDEO_BYTES_OVERHEAD + int(length * VIDEO_BYTES_PER_SECOND)
 
 
 @dataclass(slots=True)
@@ -177,25 +228,38 @@ class Plan:
     unknown_length: int = 0
     #: Detection calls needed (jobs without both boxes), billed per image even on failure.
     detect_calls: int = 0
+    #: Disk space the videos may take (a conservative estimate, see `estimate_video_bytes`).
+    estimated_bytes: int = 0
+
+
+def count_job(plan: Plan, job: Job, problems: list[Problem], audio: AudioInfo | None) -> None:
+    """Add one checked job to ``plan``'s totals (``plan.jobs`` is left alone: a streaming
+    plan keeps no jobs)."""
+    plan.problems += problems
+    if problems:
+        return
+    seconds = estimate_seconds(job, audio)
+    if seconds is None:
+        plan.unknown_length += 1
+    else:
+        plan.billed_seconds += seconds
+        plan.estimated_cost_cny += seconds * price_per_second(job)
+    plan.estimated_bytes += estimate_video_bytes(seconds)
+    if job.face_bbox is None:
+        plan.detect_calls += 1
+        plan.estimated_cost_cny += DETECT_PRICE_CNY
 
 
 async def plan_batch(jobs: Iterable[Job] | AsyncIterable[Job]) -> Plan:
-    """Preflight every job and add up billed seconds and cost, for a ``--dry-run``."""
+    """Preflight every job and add up billed seconds and cost, for a ``--dry-run``.
+
+    A file that many jobs name is read and probed once.
+    """
     plan = Plan()
+    cache = ProbeCache()
     async for job in aiterate(jobs):
         plan.jobs.append(job)
-        problems, audio = await inspect(job)
-        plan.problems += problems
-        if problems:
-            continue
-        seconds = estimate_seconds(job, audio)
-        if seconds is None:
-            plan.unknown_length += 1
-        else:
-            plan.billed_seconds += seconds
-            plan.estimated_cost_cny += seconds * price_per_second(job)
-        if job.face_bbox is None:
-            plan.detect_calls += 1
-            plan.estimated_cost_cny += DETECT_PRICE_CNY
+        problems, audio = await inspect(job, cache)
+        count_job(plan, job, problems, audio)
     plan.estimated_cost_cny = round(plan.estimated_cost_cny, 4)
     return plan

@@ -2,16 +2,20 @@
 
 Each download goes through the client's ``download()`` (temporary file, size check, fsync,
 rename). A URL the result host refuses with 403 makes the task be queried again: a fresh URL
-is used, an expired task is reported as expired. Other failures are retried with backoff;
-when they persist the job is reported failed but stays ``succeeded`` in the journal, so a
-rerun fetches it. Second tries follow the batch's ``RetryPolicy`` (the transport's retries of
+is used, an expired task is reported as expired. Other failures are retried with backoff,
+the task asked for its URL afresh before each try; when they persist the job is reported
+failed but stays ``succeeded`` in the journal, so a rerun fetches it. A full disk stops the
+batch with one :class:`DiskFullError` (the journal keeps the task and its URL; the rerun
+downloads it). Second tries follow the batch's ``RetryPolicy`` (the transport's retries of
 one request come first).
 """
 
 from __future__ import annotations
 
+import errno
 import heapq
 import itertools
+import logging
 from pathlib import Path
 
 import anyio
@@ -19,10 +23,14 @@ import anyio
 from emoclient._batch.ledger import Ledger, Ticket
 from emoclient._batch.verify import Expected, VideoInfo, mismatch, probe_mp4
 from emoclient._client import EmoClient
-from emoclient._exceptions import EmoError, ResultURLExpiredError
+from emoclient._exceptions import DiskFullError, EmoError, ResultURLExpiredError
 from emoclient._retry import RetryPolicy
 
 __all__ = ["DownloadLane"]
+
+logger = logging.getLogger("emoclient")
+# No space left on the device, or the user's quota spent.
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class DownloadLane:
@@ -83,10 +91,34 @@ class DownloadLane:
                 if fresh is None:  # could not ask: try again later
                     error = str(exc)
                     await anyio.sleep(policy.delay(attempt))
+                self._client.activity.retried("download")
                 continue
-            except (EmoError, OSError) as exc:
+            except OSError as exc:
+                if exc.errno in _DISK_FULL:
+                    # Every other video would fail the same way: the batch stops here, and
+                    # the journal keeps the task and its URL for the rerun.
+                    raise DiskFullError(
+                        f"disk full writing {ticket.path}: free space and rerun the same "
+                        f"command (the video of task {ticket.task_id} is kept at the service "
+                        "and downloaded then)",
+                        path=str(ticket.path),
+                    ) from exc
                 error = str(exc)
                 await anyio.sleep(policy.delay(attempt))
+                continue
+            except EmoError as exc:
+                error = str(exc)
+                if not policy.should_retry(attempt):
+                    break
+                self._client.activity.retried("download")
+                logger.info(
+                    "%s: downloading the video of task %s failed (%s); retrying with a fresh URL",
+                    ticket.label,
+                    ticket.task_id,
+                    error,
+                )
+                await anyio.sleep(policy.delay(attempt))
+                await self._fresh_url(ticket)
                 continue
             except ValueError as exc:
                 # A URL or target path that can never work: fail this job, not the batch.
@@ -98,6 +130,17 @@ class DownloadLane:
             return
         message = f"downloading the video of task {ticket.task_id} failed ({error}); rerun to retry"
         await self._ledger.failed_this_run(ticket, message, billed=ticket.video_duration)
+
+    async def _fresh_url(self, ticket: Ticket) -> None:
+        """Ask the task for its URL again before another try (signed URLs may be renewed);
+        a failed query keeps the URL there is."""
+        assert ticket.task_id is not None
+        try:
+            task = await self._client.get_task(ticket.task_id)
+        except EmoError:
+            return
+        if task.video_url and task.video_url != ticket.video_url:
+            await self._ledger.url_refreshed(ticket, task.video_url)
 
     async def _refresh_url(self, ticket: Ticket) -> bool | None:
         """After a 403 on the result URL: True with a new URL, False after reporting the

@@ -6,10 +6,10 @@ job's content key), carries the ``task_id`` once there is one, and the UTC time 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 __all__ = [
     "BatchEvent",
@@ -30,6 +30,7 @@ __all__ = [
     "JobSubmitted",
     "JobSucceeded",
     "JobUploaded",
+    "event_from_json",
 ]
 
 
@@ -188,10 +189,59 @@ class JobCanceled(JobEvent):
 
 @dataclass(frozen=True, kw_only=True)
 class BatchFinished(BatchEvent):
-    """The batch ended. ``counts`` by result status; ``stopped`` if ``stop()`` ended it early."""
+    """The batch ended. ``counts`` by result status; ``stopped`` if ``stop()`` ended it early.
+
+    What was ridden out on the way: ``retries`` (requests sent again, by call kind),
+    ``rate_waits`` (requests that waited for the rate limit), ``reconciled`` (lost submit
+    answers looked up before sending again; ``reconciled_found`` of them found their task),
+    ``resubmitted`` (tasks the service failed, submitted again) and ``stalled`` (tasks
+    reported as stalled)."""
 
     counts: dict[str, int]
     billed_seconds: float
     estimated_cost_cny: float
     elapsed: float
     stopped: bool = False
+    retries: dict[str, int] = field(default_factory=dict)
+    rate_waits: int = 0
+    reconciled: int = 0
+    reconciled_found: int = 0
+    resubmitted: int = 0
+    stalled: int = 0
+
+
+def event_from_json(data: dict[str, Any]) -> BatchEvent | None:
+    """The event :meth:`BatchEvent.to_json` made ``data`` from; None for a kind this
+    version does not know (a newer emoclient wrote it), so a reader can skip it."""
+    cls = _by_kind().get(str(data.get("event")))
+    if cls is None:
+        return None
+    hints = get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for item in fields(cls):
+        if item.name not in data:
+            continue
+        value, hint = data[item.name], str(hints[item.name])
+        if value is not None and "datetime" in hint:
+            value = datetime.fromisoformat(value)
+        elif value is not None and "Path" in hint:
+            value = Path(value)
+        elif isinstance(value, list) and "tuple" in hint:
+            value = tuple(value)
+        values[item.name] = value
+    try:
+        return cls(**values)
+    except TypeError:  # a field this version requires is missing
+        return None
+
+
+def _by_kind() -> dict[str, type[BatchEvent]]:
+    found: dict[str, type[BatchEvent]] = {}
+    todo: list[type[BatchEvent]] = [BatchEvent]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        name = cls.__name__
+        snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+        found[snake.removeprefix("job_")] = cls
+    return found

@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Annotated, TypeAlias, TypeVar
 
 import anyio.to_thread
@@ -33,6 +33,7 @@ from emoclient._models import (
     SubmittedTask,
     VideoModel,
 )
+from emoclient._validate import check_output_name
 
 __all__ = ["EmoJob", "EmojiJob", "Job", "file_digest", "job_key"]
 
@@ -68,13 +69,13 @@ class _JobBase(BaseModel):
     def _check_common(self) -> _JobBase:
         if (self.face_bbox is None) != (self.ext_bbox is None):
             raise ValueError("give both face_bbox and ext_bbox, or neither (to run detection)")
-        if self.output is not None:
-            out = PurePosixPath(self.output.replace("\\", "/"))
-            if not self.output or out.is_absolute() or ".." in out.parts:
-                raise ValueError(
-                    f"output {self.output!r} must be a file name inside the output folder"
-                )
         return self
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _check_output(cls, value: object) -> object:
+        # The manifest's rule, word for word: refused here, before anything is paid.
+        return None if value is None else check_output_name(value)
 
     @property
     def model(self) -> Model:

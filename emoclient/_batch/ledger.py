@@ -51,9 +51,6 @@ ResultStatus = Literal["succeeded", "failed", "expired", "canceled", "invalid"]
 _E = TypeVar("_E", bound=JobEvent)
 logger = logging.getLogger("emoclient")
 
-# Output length assumed for a job whose length is not known locally (EMO audio by URL).
-_DEFAULT_OUTPUT_SECONDS = 10.0
-
 
 @dataclass(eq=False)
 class Ticket:
@@ -72,6 +69,7 @@ class Ticket:
     video_duration: float = 0.0
     ratio: str = "1:1"  # the output's ratio, which fixes its frame size
     exact_length: bool = False  # output_seconds is the video's length (EMO: the audio's)
+    estimated_seconds: float | None = None  # URL audio: its length as its header tells
     account: str = ""  # the label of the account that submits it (never the key)
     base_url: str = ""
     errors: int = 0  # query failures in a row
@@ -81,9 +79,9 @@ class Ticket:
     slot: anyio.Event | None = None  # set to give the account's window slot back
 
     @property
-    def expected_seconds(self) -> float:
-        """Seconds of video expected (a default when the length is unknown locally)."""
-        return self.output_seconds or _DEFAULT_OUTPUT_SECONDS
+    def expected_seconds(self) -> float | None:
+        """Seconds of video expected; None when unknown (URL audio whose header said nothing)."""
+        return self.output_seconds or self.estimated_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +115,23 @@ class BatchSummary:
     stopped: bool = False
     #: Tasks submitted again after the service's own failure (billed nothing).
     resubmitted: int = 0
+    #: Requests sent again after a failure, by call kind (upload, detect, submit, query,
+    #: download); a broken download resumed counts as a download retry.
+    retries: dict[str, int] = field(default_factory=dict)
+    #: Requests that waited for the account's rate limit, and the seconds they waited.
+    rate_waits: int = 0
+    rate_wait_seconds: float = 0.0
+    #: Submits whose answer was lost and that were looked up in the task list before any
+    #: new submit (found: the task was there, not paid twice).
+    reconciled: int = 0
+    reconciled_found: int = 0
+    #: Tasks reported as stalled (RUNNING far past their expected length).
+    stalled: int = 0
+
+    @property
+    def retried(self) -> int:
+        """Requests sent again, all call kinds together."""
+        return sum(self.retries.values())
 
     @property
     def total(self) -> int:
@@ -150,6 +165,7 @@ class Ledger:
         self._jobs: dict[str, Job] = {}
         # Columns of prepared jobs, written with their intent.
         self._staged: dict[str, dict[str, object]] = {}
+        self._stalled: set[str | None] = set()
 
     # --- intake -------------------------------------------------------------------------
 
@@ -322,6 +338,15 @@ class Ledger:
     async def reconciled(self, ticket: Ticket, task_id: str | None) -> None:
         """A lost submit's task was found (``task_id``; :meth:`submitted` follows) or found
         absent."""
+        self._summary.reconciled += 1
+        self._summary.reconciled_found += task_id is not None
+        logger.info(
+            "%s: a submit's answer was lost; the task list %s",
+            ticket.label,
+            f"has its task {task_id} (not submitted again)"
+            if task_id
+            else "has no task of it (safe to submit again)",
+        )
         await self._emit(self._event(JobReconciled, ticket, task_id, found=task_id is not None))
 
     # --- running --------------------------------------------------------------------------
@@ -334,6 +359,7 @@ class Ledger:
         note = f"task {ticket.task_id} failed ({why}); submitted again ({ticket.resubmits}/{limit})"
         await self._journal.update(ticket.key, state=State.NEW, task_id=None, code=code, error=note)
         self._summary.resubmitted += 1
+        logger.info("%s: %s", ticket.label, note)
         await self._emit(
             self._event(JobResubmitted, ticket, code=code, message=note, attempt=ticket.resubmits)
         )
@@ -346,6 +372,9 @@ class Ledger:
             "account's slot for it. Tasks queued behind it are kept from expiring"
         )
         logger.warning("%s: %s", ticket.label, message)
+        if ticket.task_id not in self._stalled:
+            self._stalled.add(ticket.task_id)
+            self._summary.stalled += 1
         await self._emit(
             self._event(JobStalled, ticket, running_for=running, expected=expected, message=message)
         )

@@ -14,13 +14,14 @@ import difflib
 import json
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any, Literal, TextIO
 
 import anyio.to_thread
 
 from emoclient._batch.jobs import EmojiJob, EmoJob, is_url
 from emoclient._models import DRIVEN_IDS, Ratio, StyleLevel, parse_bbox
+from emoclient._validate import check_output_name
 
 __all__ = [
     "ManifestEntry",
@@ -52,12 +53,17 @@ class ManifestProblem:
     row: int
     field: str
     message: str
+    #: ``"column"``: the problem is a column's (the header names one nobody knows), not a
+    #: row's; it is reported once and no row is invalid because of it.
+    scope: Literal["row", "column"] = "row"
 
     @property
     def label(self) -> str:
-        return f"row {self.row}"
+        return f"row {self.row}" if self.scope == "row" else f"column {self.field!r}"
 
     def __str__(self) -> str:
+        if self.scope == "column":
+            return f"header (row {self.row}), column {self.field!r}: {self.message}"
         return f"row {self.row}, {self.field}: {self.message}"
 
 
@@ -92,7 +98,16 @@ def read_manifest(
         try:
             fmt = format or _guess_format(path, stream)
             rows = _csv_rows(stream, path) if fmt == "csv" else _jsonl_rows(stream)
-            yield from _entries(rows, base=path.parent)
+            found = False
+            for entry in _entries(rows, base=path.parent):
+                found = found or isinstance(entry, ManifestJob) or entry.scope == "row"
+                yield entry
+            if not found:
+                below = " below its header row" if fmt == "csv" else ""
+                raise ManifestError(
+                    f"the manifest {path} has no rows{below}: nothing to render; add one row "
+                    "per video"
+                )
         except UnicodeDecodeError as exc:
             raise ManifestError(
                 f"the manifest {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
@@ -140,7 +155,12 @@ _Row = tuple[int, dict[str, Any]] | ManifestProblem
 
 def _csv_rows(stream: TextIO, path: Path) -> Iterator[_Row]:
     records = _csv_records(csv.reader(stream, dialect=_sniff_dialect(stream)))
-    first = next(records, (1, []))[1]
+    first = next(records, (1, None))[1]
+    if first is None:
+        raise ManifestError(
+            f"the manifest {path} is empty; its first row names the columns, e.g. "
+            "image,audio,driven_id,style_level,ratio,output, then one row per video"
+        )
     if isinstance(first, csv.Error):
         raise ManifestError(f"the header row of the CSV manifest {path} is not CSV ({first})")
     header = [cell.strip().lower() for cell in first]
@@ -149,9 +169,17 @@ def _csv_rows(stream: TextIO, path: Path) -> Iterator[_Row]:
             f"the CSV manifest {path} has no 'image' column in its first row; the first row "
             f"must name the columns, e.g. image,audio,driven_id,style_level,ratio,output"
         )
-    for name in header:
+    for name in dict.fromkeys(header):
         if name and name not in FIELDS:
-            yield ManifestProblem(1, name, f"unknown column; known columns: {', '.join(FIELDS)}")
+            close = difflib.get_close_matches(name, FIELDS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            yield ManifestProblem(
+                1,
+                name,
+                f"unknown column, its cells are ignored; {hint}rename or remove it "
+                f"(known columns: {', '.join(FIELDS)})",
+                scope="column",
+            )
     for row, cells in records:
         if isinstance(cells, csv.Error):
             yield ManifestProblem(row, "row", f"not readable as CSV ({cells}); fix the row")
@@ -163,7 +191,7 @@ def _csv_rows(stream: TextIO, path: Path) -> Iterator[_Row]:
                 row, "row", f"{len(cells)} cells but the header names {len(header)} columns"
             )
             continue
-        yield row, {name: cell for name, cell in zip(header, cells, strict=False) if name}
+        yield row, {name: cell for name, cell in zip(header, cells, strict=False) if name in FIELDS}
 
 
 def _csv_records(reader: Iterator[list[str]]) -> Iterator[tuple[int, list[str] | csv.Error]]:
@@ -262,11 +290,6 @@ def _clean(row: int, raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[Manif
     return fields, problems
 
 
-#: File systems take names of up to 255 bytes, and the download's temporary file name is the
-#: output's plus 19 (``.{name}.{12 hex}.part``).
-_MAX_OUTPUT_BYTES = 255 - 19
-
-
 def _check(row: int, fields: dict[str, Any]) -> list[ManifestProblem]:
     problems: list[ManifestProblem] = []
     if "image" not in fields:
@@ -333,20 +356,10 @@ def _check_emoji(row: int, fields: dict[str, Any]) -> list[ManifestProblem]:
 
 
 def _check_output(row: int, fields: dict[str, Any]) -> list[ManifestProblem]:
-    output: str = fields["output"]
-    name = PurePath(output)
-    if name.name != output or output in {".", ".."} or "\\" in output:
-        return [ManifestProblem(row, "output", "must be a file name without folders")]
-    if not output.isprintable():
-        return [ManifestProblem(row, "output", "must not contain control characters")]
-    if not name.suffix:
-        output = fields["output"] = f"{output}.mp4"
-    elif name.suffix.lower() != ".mp4":
-        return [ManifestProblem(row, "output", "videos are MP4: end the name with .mp4")]
-    if len(output.encode()) > _MAX_OUTPUT_BYTES:
-        return [
-            ManifestProblem(row, "output", f"is longer than {_MAX_OUTPUT_BYTES} bytes; shorten it")
-        ]
+    try:
+        fields["output"] = check_output_name(fields["output"])
+    except ValueError as exc:
+        return [ManifestProblem(row, "output", str(exc))]
     return []
 
 

@@ -3,11 +3,13 @@
 Detection runs before the generation uploads, so a rejected portrait costs one detection
 call and nothing else. Every temporary upload is bound to one model, so a local portrait is
 uploaded once for the detect model and once for the video model; both URLs are journalled
-with their expiry and reused while they stay valid for long enough.
+with their expiry and reused while they stay valid for long enough. The length of audio given
+as a URL is read from its header (once per URL) so the scheduler can time its queries.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -16,15 +18,29 @@ from typing import Literal
 
 import anyio
 
-from emoclient._batch.checks import estimate_seconds, inspect
+from emoclient._batch.checks import ProbeCache, estimate_seconds, inspect
 from emoclient._batch.jobs import Job, is_url, local_path
 from emoclient._batch.journal import CachedDetection
 from emoclient._batch.ledger import Ledger, Ticket
+from emoclient._batch.lengths import RemoteLengths
 from emoclient._client import EmoClient
-from emoclient._exceptions import EmoError
+from emoclient._exceptions import APIStatusError, EmoError, TransportError, UploadError
 from emoclient._models import BBoxTuple, SubmittedTask
+from emoclient._retry import RetryPolicy, is_retryable_status
 
 __all__ = ["Preparer", "Rejection"]
+
+logger = logging.getLogger("emoclient")
+
+
+def _transient(exc: BaseException | None) -> bool:
+    """Whether a failed step may pass when tried again: the network or the service's own
+    trouble (an upload error caused by either too), not a refusal."""
+    if isinstance(exc, UploadError):
+        return _transient(exc.__cause__)
+    if isinstance(exc, APIStatusError):
+        return is_retryable_status(exc.status, exc.code)
+    return isinstance(exc, TransportError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +66,24 @@ class Preparer:
     """Prepares jobs for submission; see the module docstring."""
 
     def __init__(
-        self, client: EmoClient, ledger: Ledger, *, upload_margin: float = 12 * 3600.0
+        self,
+        client: EmoClient,
+        ledger: Ledger,
+        *,
+        upload_margin: float = 12 * 3600.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._client = client
+        # Second tries of a step whose requests the transport gave up on (network trouble).
+        self._retry = retry or RetryPolicy(max_attempts=8)
         self._ledger = ledger
         self._upload_margin = upload_margin
         # Jobs sharing a file are prepared side by side: one upload and one (billed)
         # detection per content, the others wait for it and take it from the journal.
+        # Inputs many jobs share are read and probed once (per version of the file).
+        self._probes = ProbeCache()
         self._locks: dict[tuple[str, ...], anyio.Lock] = {}
+        self.lengths = RemoteLengths(client)
 
     def _lock(self, *key: str) -> anyio.Lock:
         lock = self._locks.get(key)
@@ -67,22 +93,36 @@ class Preparer:
 
     async def prepare(self, job: Job, ticket: Ticket, digests: dict[str, str]) -> Rejection | None:
         """Make ``ticket.submit`` ready for ``job``, or say why the job cannot be submitted."""
-        problems, audio = await inspect(job)
+        problems, audio = await inspect(job, self._probes)
         if problems:
             found = tuple(str(p) for p in problems)
             return Rejection("invalid", "; ".join(found), problems=found)
         ticket.output_seconds = estimate_seconds(job, audio)
-        try:
-            boxes = await self._boxes(job, ticket, digests["image"])
-            if isinstance(boxes, Rejection):
-                return boxes
-            urls = {
-                name: await self._url(ticket, name, source, digests[name], job.model)
-                for name, source in job.sources().items()
-            }
-        except (EmoError, OSError) as exc:
-            message = f"preparing the job failed: {exc}; rerun the batch to try again"
-            return Rejection("failed", message, final=False)
+        audio_source = job.sources().get("audio")
+        if ticket.output_seconds is None and audio_source is not None and is_url(audio_source):
+            ticket.estimated_seconds = await self.lengths.seconds(str(audio_source))
+        attempt = 0
+        while True:
+            try:
+                boxes = await self._boxes(job, ticket, digests["image"])
+                if isinstance(boxes, Rejection):
+                    return boxes
+                urls = {
+                    name: await self._url(ticket, name, source, digests[name], job.model)
+                    for name, source in job.sources().items()
+                }
+                break
+            except (EmoError, OSError) as exc:
+                if _transient(exc) and self._retry.should_retry(attempt):
+                    # The transport's retries of one request gave up: try the step again.
+                    kind = "upload" if isinstance(exc, UploadError) else "detect"
+                    self._client.activity.retried(kind)
+                    logger.info("%s: preparing failed (%s); trying again", ticket.label, exc)
+                    await anyio.sleep(self._retry.delay(attempt))
+                    attempt += 1
+                    continue
+                message = f"preparing the job failed: {exc}; rerun the batch to try again"
+                return Rejection("failed", message, final=False)
         face, ext = boxes
         await self._ledger.prepared(ticket, face=face, ext=ext)
         ticket.submit = _submitter(self._client, job, urls, face, ext)

@@ -3,7 +3,9 @@
 Used by preflight to reject an input before anything is paid for. Only headers are parsed
 (no Pillow, no PyAV): image format and size for JPEG/PNG/BMP/WEBP, audio format and
 duration for WAV (RIFF chunks) and MP3 (MPEG frame headers, Xing/Info and VBRI tags).
-All functions are synchronous and CPU-bound; callers run them in a worker thread.
+:func:`audio_length` does the same from only the first bytes of a file and its full size
+(audio given as a URL, read with one ranged GET). All functions are synchronous and
+CPU-bound; callers run them in a worker thread.
 """
 
 from __future__ import annotations
@@ -11,7 +13,15 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-__all__ = ["AudioInfo", "ImageInfo", "MediaFormatError", "probe_audio", "probe_image"]
+__all__ = [
+    "AudioInfo",
+    "ImageInfo",
+    "MediaFormatError",
+    "audio_length",
+    "id3_size",
+    "probe_audio",
+    "probe_image",
+]
 
 
 class MediaFormatError(ValueError):
@@ -266,3 +276,67 @@ def _mp3_duration(data: bytes) -> float:
             if found is not None:
                 pos, frame = found
     return seconds
+
+
+def id3_size(head: bytes) -> int:
+    """Bytes of ID3v2 tags at the start of an MP3 (0 if none): its frames start there."""
+    try:
+        return _skip_id3v2(head)
+    except IndexError:
+        return 0
+
+
+def audio_length(head: bytes, total: int | None) -> float:
+    """Duration of a WAV or MP3 file of ``total`` bytes (None: unknown) from its first bytes.
+
+    ``head`` starts at byte 0 of the file, or, for an MP3, at its first frame (after its
+    ID3v2 tags; ``total`` then counts from there too). WAV: the data chunk's size over the
+    byte rate (the file's size when the header leaves it open). MP3: a Xing/Info or VBRI
+    frame count, else the file's size over the bit rate of the frames in ``head``.
+    """
+    if total is not None and total <= len(head):
+        return probe_audio(head[:total]).duration
+    try:
+        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+            return _wav_length(head, total)
+        return _mp3_length(head, total)
+    except (struct.error, IndexError, ZeroDivisionError) as exc:
+        raise MediaFormatError(f"truncated or corrupt audio header ({exc})") from exc
+
+
+def _wav_length(head: bytes, total: int | None) -> float:
+    byte_rate, pos = 0, 12
+    while pos + 8 <= len(head):
+        chunk_id = head[pos : pos + 4]
+        (size,) = struct.unpack("<I", head[pos + 4 : pos + 8])
+        if chunk_id == b"fmt " and size >= 16:
+            (byte_rate,) = struct.unpack("<I", head[pos + 16 : pos + 20])
+        elif chunk_id == b"data" and byte_rate > 0:
+            if size not in (0, 0xFFFFFFFF):
+                return float(size / byte_rate)
+            if total is not None:
+                return float((total - pos - 8) / byte_rate)
+            break
+        pos += 8 + size + (size & 1)
+    raise MediaFormatError("no WAV data chunk with a known size in the first bytes")
+
+
+def _mp3_length(head: bytes, total: int | None) -> float:
+    found = _find_sync(head, _skip_id3v2(head))
+    if found is None:
+        raise MediaFormatError("no MPEG audio frames in the first bytes")
+    pos, frame = found
+    frames = _tagged_frame_count(head, pos, frame)
+    if frames is not None:
+        return frames * frame.samples / frame.sample_rate
+    if total is None:
+        raise MediaFormatError("an MP3 without a frame count, of unknown size")
+    start, seconds = pos, 0.0
+    current: _Frame | None = frame
+    while current is not None and pos + current.length <= len(head):
+        seconds += current.samples / current.sample_rate
+        pos += current.length
+        current = _parse_frame(head, pos)
+    if seconds <= 0:
+        raise MediaFormatError("no whole MPEG audio frame in the first bytes")
+    return (total - start) * seconds / (pos - start)  # bytes over the frames' byte rate

@@ -9,41 +9,45 @@ twice, across processes too. Jobs of different owners (users, tenants) are taken
 not first come first served; the queue is bounded and says when to come back instead of
 accepting work that would expire before it runs. Closing it cancels what is still PENDING
 and sees RUNNING tasks (billed anyway) to their video.
+
+Several queues of one account (the worker processes of a web service, on one host or many)
+share a job board in the account store (:mod:`emoclient._batch.board`): any of them answers
+:meth:`~JobQueue.get` about a job another holds, and passes a cancel on to it.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Sequence
-from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import anyio
 from anyio.abc import TaskGroup
 from pydantic import TypeAdapter
 
 from emoclient._batch.batch import Batch
-from emoclient._batch.events import (
-    BatchEvent,
-    JobDownloaded,
-    JobEvent,
-    JobQueued,
-    JobStarted,
-    JobSubmitted,
-    JobSucceeded,
-)
+from emoclient._batch.board import JobBoard, RemoteJobHandle
+from emoclient._batch.events import BatchEvent, JobEvent
+from emoclient._batch.handles import BY_RECORD, JobHandle
 from emoclient._batch.jobs import Job, input_digests, key_from
 from emoclient._batch.journal import JobRecord, State
 from emoclient._batch.ledger import JobResult
 from emoclient._batch.options import SchedulerOptions
 from emoclient._client import EmoClient
-from emoclient._exceptions import EmoError, WaitTimeoutError
+from emoclient._exceptions import EmoError
+from emoclient._store import StoreError
+from emoclient._validate import check_count, check_output_name
 
-__all__ = ["JobHandle", "JobQueue", "JobState", "QueueFullError"]
+__all__ = ["JobQueue", "QueueFullError"]
+
+logger = logging.getLogger("emoclient")
+# How long a successful cancel waits for the batch to end the job.
+_CANCEL_SETTLES = 10.0
 
 _JOB = TypeAdapter[Job](Job)
 
@@ -56,155 +60,18 @@ class QueueFullError(EmoError):
         super().__init__(message)
 
 
-class JobState(StrEnum):
-    """Where a job stands, as a user would say it."""
-
-    QUEUED = "queued"  # accepted, waiting for its turn
-    PREPARING = "preparing"  # checks, uploads and detection
-    SUBMITTED = "submitted"  # the task waits at the service (PENDING)
-    RUNNING = "running"  # the task renders (billed from here on)
-    DOWNLOADING = "downloading"  # the task succeeded; the video is being saved
-    SUCCEEDED = "succeeded"  # the video is on disk
-    FAILED = "failed"
-    CANCELED = "canceled"
-    EXPIRED = "expired"
-    INVALID = "invalid"
-
-    @property
-    def is_final(self) -> bool:
-        """True once the job has ended."""
-        return self in _FINAL
-
-
-_FINAL = frozenset(
-    {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED, JobState.EXPIRED, JobState.INVALID}
-)
-_BY_EVENT: dict[type[BatchEvent], JobState] = {
-    JobQueued: JobState.PREPARING,
-    JobSubmitted: JobState.SUBMITTED,
-    JobStarted: JobState.RUNNING,
-    JobSucceeded: JobState.DOWNLOADING,
-}
-_BY_RECORD = {
-    State.NEW: JobState.QUEUED,
-    State.SUBMITTING: JobState.SUBMITTED,
-    State.SUBMITTED: JobState.SUBMITTED,
-    State.SUCCEEDED: JobState.DOWNLOADING,
-    State.DOWNLOADED: JobState.SUCCEEDED,
-    State.FAILED: JobState.FAILED,
-    State.EXPIRED: JobState.EXPIRED,
-    State.INVALID: JobState.INVALID,
-}
-
-
-class JobHandle:
-    """One job of a :class:`JobQueue`: watch it, wait for it, cancel it.
-
-    ``id`` is the job's content key (stable across restarts: :meth:`JobQueue.get` finds the
-    job again by it). ``billed_anyway`` is True when a cancel came after the task started:
-    the service cannot stop a RUNNING task, so it is billed, and its video is still saved.
-    """
-
-    def __init__(self, queue: JobQueue, job: Job, *, id: str, owner: str) -> None:
-        self.id = id
-        self.job = job
-        self.owner = owner
-        self.state = JobState.QUEUED
-        self.task_id: str | None = None
-        self.path: Path | None = None
-        self.result: JobResult | None = None
-        self.billed_anyway = False
-        #: When the queue accepted the job, and when its turn came (epoch seconds).
-        self.accepted_at = time.time()
-        self.taken_at: float | None = None
-        self._queue = queue
-        self._history: list[BatchEvent] = []
-        self._changed = anyio.Event()
-        self._done = anyio.Event()
-
-    def __repr__(self) -> str:
-        return f"JobHandle(id={self.id[:12]!r}, state={self.state.value!r})"
-
-    @property
-    def error(self) -> str | None:
-        """Why the job did not produce a video, once it ended."""
-        return self.result.error if self.result is not None else None
-
-    def snapshot(self) -> dict[str, Any]:
-        """The handle as JSON-ready data (for a web API)."""
-        last = self._history[-1].to_json() if self._history else None
-        return {
-            "id": self.id,
-            "owner": self.owner,
-            "label": self.job.display_label,
-            "model": str(self.job.model),
-            "state": self.state.value,
-            "task_id": self.task_id,
-            "video": str(self.path) if self.path is not None else None,
-            "error": self.error,
-            "billed_anyway": self.billed_anyway,
-            "events": len(self._history),
-            "last_event": last,
-        }
-
-    async def events(self) -> AsyncIterator[BatchEvent]:
-        """Every event of the job, past ones first, then live ones until it ends."""
-        seen = 0
-        while True:
-            while seen < len(self._history):
-                seen += 1
-                yield self._history[seen - 1]
-            if self._done.is_set():
-                return
-            await self._changed.wait()
-
-    async def wait(self, timeout: float | None = None) -> JobResult:  # noqa: ASYNC109
-        """The job's result once it ends; :class:`WaitTimeoutError` after ``timeout`` s."""
-        with anyio.move_on_after(timeout):
-            await self._done.wait()
-        if self.result is None:
-            raise WaitTimeoutError(
-                task_id=self.task_id or self.id, timeout=timeout or 0.0, last_status=None
-            )
-        return self.result
-
-    async def cancel(self) -> bool:
-        """Cancel the job. True when nothing is billed (it had not been submitted, or its
-        PENDING task was cancelled at the service); False when its task already runs (it is
-        billed, and its video is still downloaded and kept) or the job has ended."""
-        return await self._queue.cancel(self)
-
-    def _event(self, event: BatchEvent) -> None:
-        if isinstance(event, JobEvent) and event.task_id:
-            self.task_id = event.task_id
-        state = _BY_EVENT.get(type(event))
-        if state is not None and not self.state.is_final:
-            self.state = state
-        if isinstance(event, JobDownloaded):
-            self.path = event.path
-        self._history.append(event)
-        self._wake()
-
-    def _finish(self, result: JobResult) -> None:
-        self.result = result
-        self.task_id = result.task_id or self.task_id
-        self.path = result.path
-        self.state = JobState(result.status)
-        self._done.set()
-        self._wake()
-
-    def _wake(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
-
-
 class JobQueue:
     """A long-lived batch that accepts jobs at any time; see the module docstring.
 
     ``client`` may be one client or several (jobs spread over their accounts). ``out_dir``
     holds the videos and the journal; ``max_queued`` bounds the jobs waiting for their
     turn. On exit, PENDING tasks are cancelled and RUNNING ones finish and download
-    (``finish=True`` in :meth:`aclose` waits for every job instead).
+    (``finish=True`` in :meth:`aclose` waits for every job instead). ``board`` (default
+    True) publishes the queue's jobs to the job board of the first client's account, so that
+    every queue of the account can answer about them; pass a :class:`JobBoard` to tune how
+    often it polls, or False for a queue no other process needs to ask about. The handles
+    of the last ``keep_ended`` jobs that ended stay in memory; older ones are found again by
+    :meth:`get` in the journal (and on the board), without their event history.
     """
 
     def __init__(
@@ -215,10 +82,12 @@ class JobQueue:
         journal: str | Path | None = None,
         max_queued: int = 100,
         options: SchedulerOptions | None = None,
+        board: JobBoard | bool = True,
+        keep_ended: int = 1000,
     ) -> None:
-        if max_queued < 1:
-            raise ValueError(f"max_queued must be at least 1, got {max_queued}")
-        self.max_queued = max_queued
+        self.max_queued = check_count("max_queued", max_queued)
+        self.keep_ended = check_count("keep_ended", keep_ended)
+        self._ended: deque[str] = deque()
         self._batch = Batch(
             client, out_dir=out_dir, journal=journal, on_event=self._on_event, options=options
         )
@@ -229,6 +98,13 @@ class JobQueue:
         self._closed = False
         self._tg: TaskGroup | None = None
         self._completions: deque[float] = deque(maxlen=20)
+        first = self._batch.clients[0]
+        if board is True:
+            board = JobBoard(first.limits.store, first.limits.account)
+        self._board = board or None
+        self._board_scope = anyio.CancelScope()
+        self._dirty: set[str] = set()
+        self._answers: dict[str, dict[str, bool]] = {}
 
     async def __aenter__(self) -> Self:
         await self._batch.__aenter__()
@@ -237,6 +113,9 @@ class JobQueue:
             await self._tg.__aenter__()
             self._tg.start_soon(self._run)
             await self._resume()
+            if self._board is not None:
+                await self._board.beat()
+                self._tg.start_soon(self._keep_board, self._board)
         except BaseException as exc:
             await self._batch.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -268,6 +147,12 @@ class JobQueue:
         self._arrived.set()
         for handle in list(self._handles.values()):
             await handle._done.wait()
+        self._board_scope.cancel()
+        if self._board is not None:
+            try:
+                await self._publish(self._board)  # the jobs' last states, for other queues
+            except StoreError as exc:
+                logger.warning("job board not updated at close: %s", exc)
 
     # --- the app's side ---------------------------------------------------------------
 
@@ -279,14 +164,27 @@ class JobQueue:
         """
         if self._closed or self._tg is None:
             raise RuntimeError("the queue is closed; use it as `async with JobQueue(...)`")
+        if job.output is not None:  # checked again: a copy of a job skips its checks
+            check_output_name(job.output)
         key = key_from(job, await input_digests(job))
         known = self._handles.get(key)
         if known is not None and not known.state.is_final:
             return known
+        elsewhere = await self._remote(key)
+        if elsewhere is not None and not elsewhere.state.is_final and elsewhere.worker_alive:
+            return elsewhere  # another queue of the account runs this very job
         self._check_room()
-        handle = JobHandle(self, job, id=key, owner=owner)
+        handle = JobHandle(job, id=key, owner=owner, cancel=self.cancel)
         self._handles[key] = handle
         self._enqueue(handle)
+        if self._board is not None:
+            # On the board before its id is handed out: the next request about it may
+            # reach another worker at once.
+            try:
+                await self._board.publish(handle, answers={})
+            except StoreError as exc:
+                logger.warning("job board not updated for job %s: %s", key[:12], exc)
+                self._changed(handle)
         return handle
 
     def _enqueue(self, handle: JobHandle) -> None:
@@ -299,16 +197,18 @@ class JobQueue:
         self._arrived.set()
 
     async def get(self, id: str) -> JobHandle | None:
-        """The handle of job ``id``: a live one, or one rebuilt from the journal (a job of
-        an earlier run of the app); None when the journal never saw it."""
+        """The handle of job ``id``: a live one; a :class:`RemoteJobHandle` when another
+        queue of the account holds it (its board record); one rebuilt from the journal (a job
+        of an earlier run of the app); None when none of them knows it."""
         handle = self._handles.get(id)
         if handle is not None:
             return handle
         record = await self._batch._row(id)
         if record is None or record.job is None:
-            return None
-        handle = JobHandle(self, _JOB.validate_json(record.job), id=id, owner="earlier run")
-        handle.state = _BY_RECORD[record.state]
+            return await self._remote(id)
+        job = _JOB.validate_json(record.job)
+        handle = JobHandle(job, id=id, owner="earlier run", cancel=self.cancel)
+        handle.state = BY_RECORD[record.state]
         handle.task_id = record.task_id
         if record.state == State.DOWNLOADED:
             handle.path = self._batch.out_dir / record.output
@@ -328,6 +228,11 @@ class JobQueue:
         done = await self._batch.cancel(handle.id, coming=handle.taken_at is not None)
         if done is False:
             handle.billed_anyway = True
+        elif done:
+            # The batch ends the job on its way out; the caller sees it ended on return.
+            with anyio.move_on_after(_CANCEL_SETTLES):
+                await handle._done.wait()
+        self._changed(handle)
         return bool(done)
 
     @property
@@ -369,6 +274,8 @@ class JobQueue:
                 job=handle.job, status="canceled", error="cancelled while queued", key=handle.id
             )
         )
+        self._changed(handle)
+        self._forget_old(handle)
 
     async def _jobs(self) -> AsyncIterator[Job]:
         """Queued jobs, one owner after another (round robin), for as long as the queue lives."""
@@ -390,13 +297,17 @@ class JobQueue:
             self._completions.append(time.monotonic())
             handle = self._handles.get(result.key or "")
             if handle is not None:
+                await self._publish_ending(handle, result)
                 handle._finish(result)
+                self._changed(handle)
+                self._forget_old(handle)
 
     async def _on_event(self, event: BatchEvent) -> None:
         if isinstance(event, JobEvent):
             handle = self._handles.get(event.key)
             if handle is not None:
                 handle._event(event)
+                self._changed(handle)
 
     async def _resume(self) -> None:
         # Jobs an earlier run of the app left live: their tasks are billed or may be, so
@@ -408,7 +319,82 @@ class JobQueue:
 
     async def _adopt(self, record: JobRecord) -> None:
         job = _JOB.validate_json(record.job or "")
-        handle = JobHandle(self, job, id=record.key, owner="earlier run")
-        handle.state, handle.task_id = _BY_RECORD[record.state], record.task_id
+        handle = JobHandle(job, id=record.key, owner="earlier run", cancel=self.cancel)
+        handle.state, handle.task_id = BY_RECORD[record.state], record.task_id
         self._handles[record.key] = handle
         self._enqueue(handle)
+        self._changed(handle)
+
+    def _forget_old(self, handle: JobHandle) -> None:
+        """Keep the last ``keep_ended`` ended handles; a long-lived app must not grow."""
+        self._ended.append(handle.id)
+        while len(self._ended) > self.keep_ended:
+            id = self._ended[0]
+            if id in self._dirty:
+                return  # not on the board yet: forgotten after it is
+            self._ended.popleft()
+            old = self._handles.get(id)
+            if old is not None and old.state.is_final:
+                del self._handles[id]
+                self._answers.pop(id, None)
+
+    # --- the job board ------------------------------------------------------------------
+
+    def _changed(self, handle: JobHandle) -> None:
+        if self._board is not None:
+            self._dirty.add(handle.id)
+
+    async def _publish_ending(self, handle: JobHandle, result: JobResult) -> None:
+        # On the board first: a request that sees the job ended here, then asks another
+        # worker for its video, must find it ended there too.
+        if self._board is None:
+            return
+        try:
+            await self._board.publish(
+                handle, answers=self._answers.get(handle.id, {}), ending=result
+            )
+        except StoreError as exc:
+            logger.warning("job board not updated for job %s: %s", handle.id[:12], exc)
+
+    async def _remote(self, id: str) -> RemoteJobHandle | None:
+        if self._board is None:
+            return None
+        try:
+            handle = await self._board.lookup(id)
+        except StoreError as exc:
+            logger.warning("job board unreadable, job %s looked up here only: %s", id[:12], exc)
+            return None
+        return handle  # this queue's own when it has forgotten an old ended job
+
+    async def _keep_board(self, board: JobBoard) -> None:
+        """Publish what changed, carry out cancel requests, and beat, for the queue's life."""
+        last_beat = time.monotonic()
+        with self._board_scope:
+            while True:
+                await anyio.sleep(board.poll)
+                try:
+                    await self._publish(board)
+                    await self._take_cancels(board)
+                    if time.monotonic() - last_beat >= board.heartbeat:
+                        await board.beat()
+                        last_beat = time.monotonic()
+                except StoreError as exc:  # a courtesy to other queues; the jobs go on
+                    logger.warning("job board not updated (%s); trying again", exc)
+
+    async def _publish(self, board: JobBoard) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for id in dirty:
+            handle = self._handles.get(id)
+            if handle is not None:
+                await board.publish(handle, answers=self._answers.get(id, {}))
+
+    async def _take_cancels(self, board: JobBoard) -> None:
+        live = [id for id, handle in self._handles.items() if not handle.state.is_final]
+        if not live:
+            return
+        for id, request in (await board.cancel_requests(live)).items():
+            handle = self._handles[id]
+            answer = await self.cancel(handle)
+            self._answers.setdefault(id, {})[request] = answer
+            self._changed(handle)
+        await self._publish(board)

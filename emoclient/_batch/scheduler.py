@@ -5,11 +5,14 @@ tasks submitted (by default the running one plus one queued, so the slot never i
 we learn that a task ended) and admits a task only when it can finish well inside its 24 h
 life. One poller queries every live task, spending queries where a change is likely: the
 running task around its expected end (learned as seconds per output second), queued tasks
-rarely. Finished videos go to a download lane ordered by URL expiry, earliest first; a URL
-that fails makes the task be queried again for a fresh one.
+rarely. Tasks are dated by the service's own timestamps (see :mod:`emoclient._timing`).
+Finished videos go to a download lane ordered by URL expiry, earliest first; a URL that fails
+makes the task be queried again for a fresh one.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import anyio
 from anyio.abc import TaskGroup
@@ -61,6 +64,7 @@ class Scheduler:
         # Tickets waiting for a slot of the account's window, each with its own scope.
         self._admissions: dict[Ticket, anyio.CancelScope] = {}
         self._timing: dict[Model, AccountTiming] = {}
+        self._submit_locks: dict[Model, anyio.Lock] = {}
         self.queries = 0
         self.interrupted = 0
 
@@ -153,15 +157,23 @@ class Scheduler:
     async def _submit(self, ticket: Ticket, *, intent_at: float | None) -> bool:
         if not await self._admit(ticket):
             return False
+        # One submit of a model at a time: two answers lost at once would leave two tasks
+        # that the task list cannot tell apart, and neither job would know its own.
+        lock = self._submit_locks.setdefault(ticket.model, anyio.Lock())
         try:
-            task_id = await submit_once(
-                self._client,
-                self._ledger,
-                ticket,
-                intent_at=intent_at,
-                policy=self._opt.retry,
-                owner=self._owner,
-            )
+            async with lock:
+                if self._held_back(ticket):  # stopped while waiting for the lock
+                    self._give_slot_back(ticket)
+                    return False
+                sent = self._clock()
+                task_id = await submit_once(
+                    self._client,
+                    self._ledger,
+                    ticket,
+                    intent_at=intent_at,
+                    policy=self._opt.retry,
+                    owner=self._owner,
+                )
         except APIStatusError as exc:
             self._give_slot_back(ticket)
             if isinstance(exc, ServerError):  # the service's trouble, not a refusal
@@ -182,7 +194,8 @@ class Scheduler:
         except BaseException:
             self._give_slot_back(ticket)
             raise
-        await self.track(ticket, task_id)
+        # A submit of an earlier run may have been found instead: its time says nothing here.
+        await self.track(ticket, task_id, sent=sent if intent_at is None else None)
         return True
 
     async def _admit(self, ticket: Ticket) -> bool:
@@ -252,8 +265,8 @@ class Scheduler:
             budget=self._opt.task_ttl - self._opt.expiry_margin,
         )
 
-    async def track(self, ticket: Ticket, task_id: str) -> None:
-        """Poll an existing task (just submitted, or live from an earlier run)."""
+    async def track(self, ticket: Ticket, task_id: str, *, sent: float | None = None) -> None:
+        """Poll an existing task (just submitted at ``sent``, or live from an earlier run)."""
         ticket.task_id = task_id
         if self._stopping:  # the poller may be gone already: nobody would end this task
             await self._stop_ticket(ticket)
@@ -266,7 +279,7 @@ class Scheduler:
             ticket.progress.resumed = True
             await self._take_slot(ticket, wait=False)
         alone = not self._live_of(ticket.model)
-        self.timing(ticket.model).submitted(ticket.progress, self._clock(), alone=alone)
+        self.timing(ticket.model).submitted(ticket.progress, self._clock(), alone=alone, sent=sent)
         self._live[task_id] = ticket
         await self._notify()
 
@@ -314,6 +327,7 @@ class Scheduler:
         policy = self._opt.query_retry
         ticket.errors += 1
         if policy.should_retry(ticket.errors - 1):
+            self._client.activity.retried("query")
             ticket.progress.next_poll = self._clock() + policy.delay(ticket.errors - 1)
             return
         # Give up for this run only: the journal keeps the task id, and a rerun polls again.
@@ -329,8 +343,14 @@ class Scheduler:
     async def _observe(self, ticket: Ticket, task: Task) -> None:
         now = self._clock()
         timing = self.timing(ticket.model)
+        timing.answered(ticket.progress, submit_time=_seconds(task.submit_time))
         if task.status is TaskStatus.RUNNING:
-            if timing.running(ticket.progress, now, output_seconds=ticket.expected_seconds):
+            if timing.running(
+                ticket.progress,
+                now,
+                output_seconds=ticket.expected_seconds,
+                scheduled=_seconds(task.scheduled_time),
+            ):
                 await self._ledger.started(ticket)
             await self._check_stall(ticket, now)
         elif not task.is_terminal:
@@ -341,7 +361,7 @@ class Scheduler:
         else:
             self._live.pop(ticket.task_id or "", None)
             self._give_slot_back(ticket)
-            ended = timing.ended(ticket.progress, now)
+            ended = timing.ended(ticket.progress, now, end=_seconds(task.end_time))
             await self._promote_next(ticket.model, ended, now)
             await self._terminal(ticket, task, now)
             await self._notify()
@@ -471,3 +491,7 @@ class Scheduler:
         except EmoError:
             return False  # it started meanwhile (or the call failed): leave it to a rerun
         return True
+
+
+def _seconds(when: datetime | None) -> float | None:
+    return None if when is None else when.timestamp()

@@ -229,6 +229,7 @@ async def submit_once(
             await store.close_intent(account, model, owner=job_owner)
             if not policy.should_retry(attempt):
                 raise
+            client.activity.retried("submit")
             await anyio.sleep(policy.delay(attempt))
             attempt += 1
             continue

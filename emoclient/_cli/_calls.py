@@ -8,22 +8,22 @@ stderr and exit 1. Connection settings come from ``DASHSCOPE_API_KEY`` and
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
-from pydantic import BaseModel
+from emoclient._cli._args import seconds
+from emoclient._enums import DRIVEN_IDS, Model, Ratio, StyleLevel
 
-from emoclient._client import EmoClient
-from emoclient._exceptions import EmoError
-from emoclient._models import DrivenId, Model, Ratio, StyleLevel, parse_bbox
+if TYPE_CHECKING:
+    from emoclient._client import EmoClient
 
 __all__ = ["register"]
 
-Action = Callable[[EmoClient, argparse.Namespace], Awaitable[Any]]
+Action = Callable[["EmoClient", argparse.Namespace], Awaitable[Any]]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,9 +38,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p = _parser(subparsers, name, helptext, action)
         p.add_argument("task_id", metavar="TASK_ID")
         if name == "wait":
-            p.add_argument("--timeout", type=float, default=1800.0, help="seconds (1800)")
+            p.add_argument("--timeout", type=seconds, default=1800.0, help="seconds")
             p.add_argument(
-                "--poll-interval", type=float, default=3.0, help="first poll gap, seconds (3)"
+                "--poll-interval", type=seconds, default=3.0, help="first poll gap, seconds"
             )
     p = _parser(subparsers, "download", "save a result video atomically", _download)
     p.add_argument("url", metavar="URL")
@@ -57,7 +57,9 @@ def _parser(
     action: Action,
 ) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(name, help=helptext, description=helptext)
-    parser.add_argument("--base-url", default=None, help="default: $DASHSCOPE_HTTP_BASE_URL")
+    parser.add_argument(
+        "--base-url", default=None, help="the service's address (default: $DASHSCOPE_HTTP_BASE_URL)"
+    )
     parser.add_argument("--workspace", default=None, help="X-DashScope-WorkSpace id")
     parser.set_defaults(func=lambda args: _run(action, args))
     return parser
@@ -66,23 +68,48 @@ def _parser(
 def _add_detect(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = _parser(subparsers, "detect", "check a portrait with emo-detect or emoji-detect", _detect)
     p.add_argument("image", metavar="IMAGE", help="local path or URL")
-    p.add_argument("--model", choices=["emo", "emoji"], default="emo")
-    p.add_argument("--ratio", choices=[r.value for r in Ratio], default="1:1")
+    p.add_argument("--model", choices=["emo", "emoji"], default="emo", help="which detector")
+    p.add_argument(
+        "--ratio", choices=[r.value for r in Ratio], default="1:1", help="emo: the video's frame"
+    )
 
 
 def _add_submit(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = _parser(subparsers, "submit", "submit one task (detects first if no boxes)", _submit)
+    p.epilog = "TEMPLATE, the Emoji expression template, is one of: " + ", ".join(DRIVEN_IDS)
     p.add_argument("model", choices=["emo", "emoji"])
     p.add_argument("image", metavar="IMAGE", help="local path or URL")
     p.add_argument("audio", metavar="AUDIO", nargs="?", help="emo: local path or URL")
-    p.add_argument("--driven-id", choices=[d.value for d in DrivenId], help="emoji template")
-    p.add_argument("--style-level", choices=[s.value for s in StyleLevel], default="normal")
-    p.add_argument("--ratio", choices=[r.value for r in Ratio], default="1:1")
+    p.add_argument(
+        "--driven-id",
+        type=_template,
+        metavar="TEMPLATE",
+        help="emoji: the expression template (listed below)",
+    )
+    p.add_argument(
+        "--style-level",
+        choices=[s.value for s in StyleLevel],
+        default="normal",
+        help="emo: how strongly the portrait moves",
+    )
+    p.add_argument(
+        "--ratio", choices=[r.value for r in Ratio], default="1:1", help="emo: the video's frame"
+    )
     p.add_argument("--face-bbox", type=_bbox, help="x1,y1,x2,y2 (skips detection with --ext-bbox)")
     p.add_argument("--ext-bbox", type=_bbox, help="x1,y1,x2,y2")
 
 
+def _template(text: str) -> str:
+    if text in DRIVEN_IDS:
+        return text
+    close = difflib.get_close_matches(text, DRIVEN_IDS, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else " (see the list below, under --help)"
+    raise argparse.ArgumentTypeError(f"{text!r} is not one of the 20 Emoji templates{hint}")
+
+
 def _bbox(text: str) -> list[int]:
+    from emoclient._models import parse_bbox
+
     try:
         return list(parse_bbox(text, name="box"))
     except ValueError as exc:
@@ -90,12 +117,25 @@ def _bbox(text: str) -> list[int]:
 
 
 def _run(action: Action, args: argparse.Namespace) -> int:
+    import anyio
+
+    from emoclient._client import EmoClient
+    from emoclient._exceptions import EmoError, MissingAPIKeyError
+
     async def main() -> Any:
         async with EmoClient(base_url=args.base_url, workspace=args.workspace) as client:
             return await action(client, args)
 
     try:
         result = anyio.run(main)
+    except MissingAPIKeyError:
+        # The Python API's message says EmoClient(api_key=...); a shell user exports it.
+        message = (
+            "No DashScope API key: export DASHSCOPE_API_KEY=sk-... in the shell "
+            "(a Beijing-region key)."
+        )
+        print(json.dumps({"error": "MissingAPIKeyError", "message": message}), file=sys.stderr)
+        return 1
     except (EmoError, ValueError) as exc:
         error = {"error": type(exc).__name__, "message": str(exc)}
         print(json.dumps(error), file=sys.stderr)
@@ -105,6 +145,8 @@ def _run(action: Action, args: argparse.Namespace) -> int:
 
 
 def _jsonable(result: Any) -> Any:
+    from pydantic import BaseModel
+
     if isinstance(result, BaseModel):
         return result.model_dump(mode="json")
     if isinstance(result, Path):

@@ -13,11 +13,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
-import anyio.to_thread
-
-from emoclient._cli._batch import BatchOptions, expected_failure, run_batch
-from emoclient._models import DRIVEN_IDS
+from emoclient._cli._args import folder
+from emoclient._cli._common import BatchOptions, command_name, expected_failure
+from emoclient._enums import DRIVEN_IDS
 
 __all__ = ["register"]
 
@@ -40,17 +38,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--out",
-        type=Path,
+        type=folder,
         default=Path("emoclient-demo"),
         metavar="DIR",
-        help="demo folder (default ./emoclient-demo)",
+        help="demo folder",
     )
     parser.add_argument(
         "--jobs",
         type=_job_mix,
         default=_Mix(emo=6, emoji=3),
         metavar="EMO[,EMOJI]",
-        help="how many EMO and Emoji videos to render (default 6,3; one EMO video is 3:4)",
+        help="how many EMO and Emoji videos to render (default: 6,3; one EMO video is 3:4)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
     parser.set_defaults(func=main)
@@ -82,6 +80,8 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    import anyio
+
     try:
         return anyio.run(_demo, args.out.resolve(), args.jobs, args.json)
     except Exception as exc:
@@ -102,6 +102,9 @@ def _missing_extra() -> str | None:
 
 
 async def _demo(out: Path, mix: _Mix, json_events: bool) -> int:
+    import anyio.to_thread
+
+    from emoclient._cli._run import run_batch
     from emoclient.emulator import EmulatorConfig, serve
 
     print(f"emoclient demo: drawing sample inputs into {out / 'inputs'} ...", file=sys.stderr)
@@ -126,11 +129,17 @@ def _print_videos(out: Path, manifest: Path) -> None:
     print(f"\n{len(videos)} video(s) in {out / 'videos'}:", file=sys.stderr)
     for video in videos:
         print(f"  {video.name}  ({video.stat().st_size // 1024} KiB)", file=sys.stderr)
-    print(
-        f"The inputs and the manifest are in {out}. Run your own batch against DashScope with\n"
-        f"  DASHSCOPE_API_KEY=sk-... emoclient batch {manifest} --out {out / 'videos'}",
-        file=sys.stderr,
-    )
+    batch = BatchOptions(manifest=manifest, out=out / "videos").command()
+    lines = [
+        f"The inputs and the manifest are in {out}.",
+        "Run your own batch against DashScope with:",
+        "  export DASHSCOPE_API_KEY=sk-...",
+        f"  {batch}",
+    ]
+    if not batch.startswith("emoclient "):
+        activate = Path(command_name()).parent / "activate"
+        lines.append(f"(`emoclient` is not on your PATH; `source {activate}` puts it there.)")
+    print("\n".join(lines), file=sys.stderr)
 
 
 def _prepare(out: Path, mix: _Mix) -> Path:

@@ -9,8 +9,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import anyio
-
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``emulator`` command."""
@@ -166,6 +164,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 async def _serve_until_signalled(args: argparse.Namespace) -> int:
+    import anyio
+
     from emoclient.emulator import serve
 
     config = config_from_args(args)
@@ -193,6 +193,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    import anyio
+
     try:
         return anyio.run(_serve_until_signalled, args)
     except OSError as exc:

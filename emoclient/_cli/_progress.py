@@ -3,21 +3,23 @@
 `ProgressView` is fed the batch's typed events (``Batch(on_event=view)``) and the manifest's
 problems. On a terminal it redraws one status line on stderr at most ``1 / interval`` times a
 second; elsewhere (a pipe, a CI log) it writes one plain line per event; with ``--json`` it
-writes one JSON object per event on stdout. `render_failures` and `render_summary` make the
-closing report.
+writes one JSON object per event on stdout. What a person must not miss (a failure, a
+resubmission, a stall, a lost answer matched, an event kind this module does not know) gets
+a line of its own above the status line. The closing report is in ``_report``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
+import textwrap
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Literal, TextIO
+from typing import TextIO
 
 from emoclient._batch.events import (
     BatchEvent,
@@ -39,14 +41,38 @@ from emoclient._batch.events import (
     JobSucceeded,
     JobUploaded,
 )
+from emoclient._cli._common import Mode
+from emoclient._cli._eta import EtaEstimator
+from emoclient._cli._report import counts_text, duration_text, summary_notes
 
-__all__ = ["Failure", "ProgressView", "render_failures", "render_summary"]
+__all__ = ["ENDED", "FINAL", "LogStream", "ProgressView"]
 
-Mode = Literal["tty", "plain", "json"]
-
-# Display states in the order the bar lists them; the last five are final.
+# Display states in the order the bar lists them. FINAL ones count as progress; a job
+# cancelled by a stop ends too, but the rerun renders it (the bar does not count it done),
+# and so do those "still running" and "not started" when the batch stopped.
 STATES = ("queued", "preparing", "pending", "running", "downloading", "done")
-FINAL = ("done", "failed", "expired", "canceled", "invalid")
+FINAL = ("done", "failed", "expired", "invalid")
+ENDED = (*FINAL, "canceled", "still running", "not started")
+
+# Events that only move a job along the bar; every other kind (failures, resubmissions,
+# stalls, reconciliations, and kinds added later) also gets a line of its own on a terminal.
+_QUIET = (
+    JobQueued,
+    JobUploaded,
+    JobDetected,  # a failed detection is told by the JobFailed that follows
+    JobSubmitted,
+    JobStarted,
+    JobSucceeded,
+    JobDownloaded,
+    JobResumed,
+    JobCanceled,
+)
+# Counted on the status line, by the word it shows.
+_NOTED: dict[type[JobEvent], str] = {
+    JobResubmitted: "resubmitted",
+    JobStalled: "stall warnings",
+    JobReconciled: "lost answers checked",
+}
 
 _STATE_OF: dict[type[JobEvent], str] = {
     JobQueued: "queued",
@@ -77,16 +103,6 @@ _RESUMED_STATE = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """One row of the closing failure table."""
-
-    label: str
-    status: str
-    code: str | None
-    message: str
-
-
 class ProgressView:
     """Render batch events; call it with each event, `problem` for manifest problems."""
 
@@ -110,12 +126,18 @@ class ProgressView:
         self._states: dict[str, str] = {}
         self._invalid: set[str] = set()
         self.counts: Counter[str] = Counter()
-        self._finished_videos = 0
-        self._first_video_at: float | None = None
+        self.noted: Counter[str] = Counter()  # resubmissions, stalls, ... (see _NOTED)
+        self.eta_estimator = EtaEstimator(weight=0.2, settle=20.0)
         self._drawn_at = -interval
         self._line_width = 0
+        self._ended = False
 
     # -- input ------------------------------------------------------------------------------
+
+    @property
+    def manifest_invalid(self) -> int:
+        """Rows of the manifest that never became a job (`problem`)."""
+        return len(self._invalid)
 
     def __call__(self, event: BatchEvent) -> None:
         if isinstance(event, JobEvent):
@@ -123,12 +145,26 @@ class ProgressView:
         elif isinstance(event, BatchFinished):
             self._forget_live_jobs()
         if self.mode == "json":
-            self._emit_json(event.to_json())
+            data = event.to_json()
+            if isinstance(event, BatchFinished):
+                data["counts"] = self.with_manifest_rows(event.counts)
+            self._emit_json(data)
         elif self.mode == "plain":
             self._err.write(f"{self._plain_line(event)}\n")
             self._err.flush()
+        elif isinstance(event, JobEvent) and not isinstance(event, _QUIET):
+            stamp = event.at.astimezone().strftime("%H:%M:%S")
+            self._print(f"{stamp} {_job_line(event)}")
         else:
             self.refresh(force=isinstance(event, BatchFinished))
+
+    def with_manifest_rows(self, counts: Mapping[str, int]) -> dict[str, int]:
+        """``counts`` by result status with the manifest's invalid rows added (the batch
+        never saw them), as every report counts them."""
+        merged = dict(counts)
+        if self._invalid:
+            merged["invalid"] = merged.get("invalid", 0) + len(self._invalid)
+        return merged
 
     def problem(self, label: str, field: str, message: str) -> None:
         """Count and show a row that never became a job (a manifest problem)."""
@@ -149,8 +185,22 @@ class ProgressView:
             self._print(f"{label}, {field}: {message}")
 
     def note(self, text: str) -> None:
-        """Show a message to the person at the terminal (stderr, in every mode)."""
+        """Show a message to the person at the terminal (stderr, in every mode; on a
+        terminal wrapped at word boundaries to its width)."""
+        if self.mode == "tty":
+            width = shutil.get_terminal_size((100, 20)).columns - 1
+            text = "\n".join(textwrap.wrap(text, width, break_long_words=False)) or text
         self._print(text)
+
+    def finish(self, counts: Mapping[str, int]) -> None:
+        """Show the batch's final ``counts`` by result status (the closing report's own
+        numbers, so that the last status line and the summary agree)."""
+        self._states.clear()
+        self.counts = Counter(
+            {("done" if status == "succeeded" else status): n for status, n in counts.items()}
+        )
+        self.total = max(self.total or 0, sum(self.counts.values()))
+        self._ended = True
 
     def _track(self, event: JobEvent) -> None:
         if isinstance(event, JobResumed):
@@ -158,9 +208,12 @@ class ProgressView:
         else:
             state = _STATE_OF.get(type(event), self._states.get(event.key, "queued"))
         if isinstance(event, JobDownloaded) and not event.skipped:
-            self._finished_videos += 1
-        if isinstance(event, JobSubmitted | JobStarted) and self._first_video_at is None:
-            self._first_video_at = self._clock()
+            self.eta_estimator.finished(self._clock())
+        if isinstance(event, JobSubmitted | JobStarted):
+            self.eta_estimator.start(self._clock())
+        noted = next((word for kind, word in _NOTED.items() if isinstance(event, kind)), None)
+        if noted is not None:
+            self.noted[noted] += 1
         self._move(event.key, state)
 
     def _forget_live_jobs(self) -> None:
@@ -175,7 +228,7 @@ class ProgressView:
         if previous is not None:
             self.counts[previous] -= 1
         self.counts[state] += 1
-        if state not in FINAL:  # finished jobs are forgotten: memory stays bounded
+        if state not in ENDED:  # finished jobs are forgotten: memory stays bounded
             self._states[key] = state
 
     # -- output -----------------------------------------------------------------------------
@@ -194,60 +247,88 @@ class ProgressView:
         self._err.flush()
         self._line_width = len(line)
 
+    def clear_line(self) -> None:
+        """Wipe the status line (TTY mode) so that a line of text can be written; the next
+        refresh draws it again."""
+        if self.mode == "tty" and self._line_width:
+            self._err.write("\r\x1b[K")
+            self._err.flush()
+            self._line_width = 0
+            self._drawn_at = -self._interval
+
+    def log_text(self, text: str) -> None:
+        """Write a log record's text (``-v``) on a line of its own (the status line is
+        drawn again at the next refresh)."""
+        self.clear_line()
+        self._err.write(text)
+        self._err.flush()
+
     def close(self) -> None:
         """End the status line so that what follows starts on a fresh line."""
-        if self.mode == "tty" and self._line_width:
+        if self.mode == "tty":
             self.refresh(force=True)
             self._err.write("\n")
             self._err.flush()
             self._line_width = 0
 
-    def status_line(self, *, width: int = 100) -> str:
-        """``[####....] 12/30 · 1 pending · 1 running · 2 failed · ETA 8m00s · 1.5 videos/min``.
+    def status_line(self, *, width: int = 100, bar: bool = True) -> str:
+        """``[####....] 12/30 · 1 pending · 1 running · 2 failed · ETA 8m00s · 1.5 videos/min``
+        followed by what was noted (``· 2 resubmitted``).
 
-        When the line is wider than ``width``, the rate goes first, then the end is cut.
+        When the line is wider than ``width``, the notes and the rate go first, then the
+        states from the last (``…`` says some are left out); the ETA stays.
         """
         final = sum(self.counts[state] for state in FINAL)
         total = max(self.total or 0, sum(self.counts.values()))
         parts = [f"{final}/{total}" if total else f"{final}"]
-        for state in (*STATES, *FINAL[1:]):
+        for state in (*STATES, *ENDED[1:]):
             if self.counts[state] and state != "done":
                 parts.append(f"{self.counts[state]} {state}")
         eta = self.eta()
-        parts.append(f"ETA {_duration(eta)}" if eta is not None else "ETA --")
+        eta_text = f"ETA {duration_text(eta)}" if eta is not None else "ETA --"
+        if self._ended:  # after the end there is nothing left to wait for
+            left = any(self.counts[state] for state in ENDED if state not in FINAL)
+            eta_text = "stopped" if left else "finished"
         rate = self.videos_per_minute()
         bar_width = 20 if width >= 80 else 10  # a steady bar; the text gives way instead
         filled = round(bar_width * final / total) if total else 0
-        bar = f"[{'#' * filled}{'.' * (bar_width - filled)}] "
-        line = bar + " · ".join(parts)
-        if rate and len(line) + len(f" · {rate:.1f} videos/min") <= width:
-            line += f" · {rate:.1f} videos/min"
+        drawn = f"[{'#' * filled}{'.' * (bar_width - filled)}] " if bar else ""
+        line = drawn + " · ".join([*parts, eta_text])
+        if len(line) > width and len(parts) > 1:
+            while len(parts) > 1 and len(drawn + " · ".join([*parts, "…", eta_text])) > width:
+                parts.pop()
+            line = drawn + " · ".join([*parts, "…", eta_text])
+        extras = [f"{rate:.1f} videos/min"] if rate else []
+        extras += [f"{n} {word}" for word, n in self.noted.items() if n]
+        for extra in extras:
+            if len(line) + len(extra) + 3 > width:
+                break
+            line += f" · {extra}"
         return line[:width]
 
     def videos_per_minute(self) -> float | None:
-        """Videos finished per minute since the first task was submitted in this run."""
-        if not self._finished_videos or self._first_video_at is None:
-            return None
-        elapsed = self._clock() - self._first_video_at
-        return self._finished_videos * 60.0 / elapsed if elapsed > 0 else None
+        """Videos finished per minute in this run, at the smoothed pace of the last few."""
+        return self.eta_estimator.per_minute()
 
     def eta(self) -> float | None:
-        """Seconds until every job is final, at the current throughput (None: unknown)."""
-        rate = self.videos_per_minute()
-        remaining = max(self.total or 0, sum(self.counts.values())) - sum(
-            self.counts[state] for state in FINAL
-        )
-        if remaining <= 0:
-            return 0.0
-        return remaining * 60.0 / rate if rate else None
+        """Seconds until every job is final, at the measured pace (None: unknown yet).
+
+        Smoothed (see `EtaEstimator`): it counts down between videos and one slow task
+        moves it a little, not by the whole batch.
+        """
+        total = max(self.total or 0, sum(self.counts.values()))
+        remaining = total - sum(self.counts[state] for state in ENDED)
+        return self.eta_estimator.estimate(remaining, self._clock())
 
     def _plain_line(self, event: BatchEvent) -> str:
         stamp = event.at.astimezone().strftime("%H:%M:%S")
         if isinstance(event, BatchFinished):
-            return f"{stamp} batch finished: {_counts(event.counts)}"
+            counts = counts_text(self.with_manifest_rows(event.counts))
+            return " · ".join([f"{stamp} batch finished: {counts}", *summary_notes(event)])
+        if not isinstance(event, JobEvent):
+            return f"{stamp} {_generic(event)}"
         assert isinstance(event, JobEvent)
-        task = f" (task {event.task_id})" if event.task_id else ""
-        return f"{stamp} {self._fraction()} {event.label}: {_describe(event)}{task}"
+        return f"{stamp} {self._fraction()} {_job_line(event)}"
 
     def _fraction(self) -> str:
         final = sum(self.counts[state] for state in FINAL)
@@ -258,12 +339,45 @@ class ProgressView:
         self._out.flush()
 
     def _print(self, text: str) -> None:
-        if self.mode == "tty" and self._line_width:
-            self._err.write("\r\x1b[K")
-            self._line_width = 0
+        self.clear_line()
         self._err.write(text + "\n")
         self._err.flush()
         self.refresh(force=True)
+
+
+class LogStream:
+    """A stderr log handler's stream while the view draws (``handler.setStream``): each
+    record goes through `ProgressView.log_text`, so it never lands inside the status line."""
+
+    def __init__(self, view: ProgressView) -> None:
+        self._view = view
+
+    def write(self, text: str) -> int:
+        self._view.log_text(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _job_line(event: JobEvent) -> str:
+    text = _describe(event)
+    if event.task_id and event.task_id not in text:
+        text += f" (task {event.task_id})"
+    return f"{event.label}: {text}"
+
+
+_BASE_FIELDS = frozenset({"at", "label", "key", "task_id"})
+
+
+def _generic(event: BatchEvent) -> str:
+    """An event this module has no words for: its kind and its fields."""
+    fields = [
+        f"{f.name} {getattr(event, f.name)}"
+        for f in dataclasses.fields(event)
+        if f.name not in _BASE_FIELDS
+    ]
+    return event.kind.replace("_", " ") + (f" ({', '.join(fields)})" if fields else "")
 
 
 def _describe(event: JobEvent) -> str:
@@ -289,56 +403,8 @@ def _describe(event: JobEvent) -> str:
         return f"FAILED {event.code or ''}: {event.message}".replace(" :", ":")
     if isinstance(event, JobExpired):
         return f"EXPIRED: {event.message}"
-    return event.kind
-
-
-def _counts(counts: dict[str, int] | Counter[str]) -> str:
-    return ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no jobs"
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
-def render_failures(failures: Sequence[Failure], *, limit: int = 50) -> str:
-    """A plain-text table of the jobs that did not produce a video (empty if none)."""
-    if not failures:
-        return ""
-    shown = failures[:limit]
-    rows = [("job", "status", "code", "what happened")]
-    rows += [(f.label, f.status, f.code or "-", f.message) for f in shown]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
-        + "  "
-        + row[3]
-        for row in rows
-    ]
-    if len(failures) > limit:
-        lines.append(f"... and {len(failures) - limit} more (run with --json for all of them)")
-    return "\n".join(lines)
-
-
-def render_summary(
-    counts: dict[str, int],
-    *,
-    billed_seconds: float,
-    estimated_cost_cny: float,
-    elapsed: float,
-    extra: Iterable[str] = (),
-) -> str:
-    """``30 jobs: 28 succeeded, 2 failed · 412.3 s billed · ~CNY 33.98 · took 3m12s``."""
-    total = sum(counts.values())
-    parts = [
-        f"{total} job{'s' if total != 1 else ''}: {_counts(counts)}",
-        f"{billed_seconds:.1f} s of video billed",
-        f"estimated cost CNY {estimated_cost_cny:.2f}",
-        f"took {_duration(elapsed)}",
-        *extra,
-    ]
-    return " · ".join(parts)
+    if isinstance(event, JobCanceled):
+        return "canceled (not billed; the rerun renders it)"
+    if isinstance(event, JobQueued | JobSubmitted | JobStarted):
+        return event.kind
+    return _generic(event)

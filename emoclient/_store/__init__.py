@@ -13,7 +13,10 @@ key (web workers, batches, hosts) keep their shared state here:
 - **task ownership**: open submit intents (a dead owner's become *abandoned* after their TTL
   instead of vanishing) and which owner claimed which task id, so reconciling a lost answer
   never takes another process's task;
-- **job claims**, so one job is paid for once even when two journals list it.
+- **job claims**, so one job is paid for once even when two journals list it;
+- **records**: small notes with a TTL that processes leave each other, such as the job board
+  of the :class:`~emoclient.JobQueue` of every worker of a web service and the cancel
+  requests they pass on, so any worker can answer about any job.
 
 The protocol, every method a coroutine; times are epoch seconds, durations seconds::
 
@@ -34,6 +37,9 @@ The protocol, every method a coroutine; times are epoch seconds, durations secon
         async def claim_job(self, account: str, job_key: str, *, owner: str,
                             ttl: float) -> str | None
         async def release_job(self, account: str, job_key: str, *, owner: str) -> None
+        async def put_record(self, board: str, key: str, value: str, *, ttl: float) -> None
+        async def read_records(self, board: str, keys: Sequence[str], *,
+                               take: bool = False) -> dict[str, str]
         async def aclose(self) -> None
 
 ``claim_task`` also closes the winner's open intent in the same step. ``renew_lease`` only

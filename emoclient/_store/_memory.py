@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -25,6 +25,7 @@ class MemoryStore:
         self._intents: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
         self._tasks: dict[tuple[str, str], dict[str, tuple[str, float]]] = {}
         self._jobs: dict[tuple[str, str], tuple[str, float]] = {}
+        self._records: dict[tuple[str, str], tuple[str, float]] = {}
 
     async def __aenter__(self) -> Self:
         return self
@@ -129,6 +130,28 @@ class MemoryStore:
         current = self._jobs.get((account, job_key))
         if current is not None and current[0] == owner:
             del self._jobs[(account, job_key)]
+
+    async def put_record(self, board: str, key: str, value: str, *, ttl: float) -> None:
+        """See :meth:`AccountStore.put_record`."""
+        check_duration("ttl", ttl)
+        now = self._clock()
+        for old in [k for k, (_, expires_at) in self._records.items() if expires_at <= now]:
+            del self._records[old]
+        self._records[(board, key)] = (value, now + ttl)
+
+    async def read_records(
+        self, board: str, keys: Sequence[str], *, take: bool = False
+    ) -> dict[str, str]:
+        """See :meth:`AccountStore.read_records`."""
+        now = self._clock()
+        found = {}
+        for key in keys:
+            record = self._records.get((board, key))
+            if record is not None and record[1] > now:
+                found[key] = record[0]
+                if take:
+                    del self._records[(board, key)]
+        return found
 
     async def aclose(self) -> None:
         """Nothing to release; kept for the protocol."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -98,6 +99,23 @@ class AccountStore(Protocol):
 
     async def release_job(self, account: str, job_key: str, *, owner: str) -> None:
         """Give the job up if ``owner`` holds it."""
+        ...
+
+    async def put_record(self, board: str, key: str, value: str, *, ttl: float) -> None:
+        """Keep ``value`` under ``key`` of ``board`` for ``ttl`` seconds, replacing any other.
+
+        Records are small shared notes between the processes of an account, such as the job
+        board of a :class:`~emoclient.JobQueue` and the cancel requests sent to it.
+        """
+        ...
+
+    async def read_records(
+        self, board: str, keys: Sequence[str], *, take: bool = False
+    ) -> dict[str, str]:
+        """The live values of those ``keys`` of ``board`` that have one.
+
+        ``take`` deletes what it returns in the same step, so each value is taken once.
+        """
         ...
 
     async def aclose(self) -> None:

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
+from emoclient._loops import PerLoop
 from emoclient._store._errors import StoreError, StoreUnavailableError
 from emoclient._store._maths import check_duration, check_size
 from emoclient._store._protocol import RETENTION, Intent
@@ -175,6 +176,22 @@ _RELEASE_JOB = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 """
 
+# KEYS: the record. ARGV: value, ttl.
+_PUT_RECORD = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ms(tonumber(ARGV[2])))
+"""
+
+# KEYS: records. ARGV: '1' to delete what is read. Returns a value or false per key.
+_READ_RECORDS = """
+local found = {}
+for i, key in ipairs(KEYS) do
+  local value = redis.call('GET', key)
+  found[i] = value
+  if value and ARGV[1] == '1' then redis.call('DEL', key) end
+end
+return found
+"""
+
 _SCRIPTS = {
     "release_lease": "redis.call('ZREM', KEYS[1], ARGV[1])",
     "close_intent": "redis.call('HDEL', KEYS[1], ARGV[1])",
@@ -188,6 +205,8 @@ _SCRIPTS = {
     "task_owners": _TASK_OWNERS,
     "claim_job": _CLAIM_JOB,
     "release_job": _RELEASE_JOB,
+    "put_record": _PUT_RECORD,
+    "read_records": _READ_RECORDS,
 }
 
 
@@ -237,16 +256,23 @@ class RedisStore:
         self.deadline = check_duration("deadline", deadline)
         timeout = min(check_duration("socket_timeout", socket_timeout), self.deadline)
         # Retries happen here, under one deadline, not inside redis-py.
-        self._client: Redis = aioredis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
-        self._scripts: dict[str, AsyncScript] = {
-            name: self._client.register_script(_PRELUDE + body) for name, body in _SCRIPTS.items()
-        }
+
+        def connect() -> tuple[Redis, dict[str, AsyncScript]]:
+            client: Redis = aioredis.Redis.from_url(
+                url,
+                decode_responses=True,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),
+            )
+            scripts = {
+                name: client.register_script(_PRELUDE + body) for name, body in _SCRIPTS.items()
+            }
+            return client, scripts
+
+        # redis-py's connections belong to the event loop that opened them: one client per
+        # loop (a BlockingEmoClient's loop beside the app's, say; see emoclient._loops).
+        self._clients = PerLoop(connect)
         self._closed = False
         self._outage_since: float | None = None
 
@@ -270,7 +296,8 @@ class RedisStore:
         attempt = 0
         while True:
             try:
-                result = await self._scripts[script](keys=keys, args=[_arg(a) for a in args])
+                scripts = self._clients.get()[1]
+                result = await scripts[script](keys=keys, args=[_arg(a) for a in args])
             except errors.AuthenticationError as exc:
                 raise StoreError(
                     f"Redis at {self.url} refused the login ({exc}); fix the user and password "
@@ -396,11 +423,29 @@ class RedisStore:
         """See :meth:`AccountStore.release_job`."""
         await self._run("release_job", [self._key("job", account, job_key)], [owner])
 
+    async def put_record(self, board: str, key: str, value: str, *, ttl: float) -> None:
+        """See :meth:`AccountStore.put_record`."""
+        check_duration("ttl", ttl)
+        await self._run("put_record", [self._key("record", board, key)], [value, ttl])
+
+    async def read_records(
+        self, board: str, keys: Sequence[str], *, take: bool = False
+    ) -> dict[str, str]:
+        """See :meth:`AccountStore.read_records`."""
+        if not keys:
+            return {}
+        names = [self._key("record", board, key) for key in keys]
+        values = await self._run("read_records", names, ["1" if take else "0"])
+        return {key: value for key, value in zip(keys, values, strict=True) if value}
+
     async def aclose(self) -> None:
         """Close the connections; later calls raise :class:`StoreError`."""
         if not self._closed:
             self._closed = True
-            await self._client.aclose()
+            mine = self._clients.current()
+            self._clients.clear()  # other loops' connections close with their loops
+            if mine is not None:
+                await mine[0].aclose()
 
 
 def _arg(value: str | float) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
@@ -18,6 +19,7 @@ from typing import Self, TypeVar
 import anyio
 import anyio.to_thread
 
+from emoclient._loops import PerLoop
 from emoclient._store._errors import StoreError
 from emoclient._store._maths import check_duration, check_size, gcra_try
 from emoclient._store._protocol import RETENTION, Intent
@@ -52,6 +54,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     expires_at REAL NOT NULL,
     PRIMARY KEY (account, job_key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+    board TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires_at REAL NOT NULL,
+    PRIMARY KEY (board, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_by_expiry ON records (expires_at);
 """
 
 _CLOSE_INTENT = "DELETE FROM intents WHERE account = ? AND model = ? AND owner = ?"
@@ -72,7 +79,10 @@ class SQLiteStore:
         self._busy_ms = int(check_duration("busy_timeout", busy_timeout) * 1000)
         self._conn: sqlite3.Connection | None = None
         self._closed = False
-        self._limiter = anyio.CapacityLimiter(1)
+        # One call at a time per event loop (a worker thread each), and one at a time on
+        # the connection across the loops of this process (see emoclient._loops).
+        self._limiter = PerLoop(lambda: anyio.CapacityLimiter(1))
+        self._lock = threading.Lock()
 
     async def __aenter__(self) -> Self:
         return self
@@ -132,6 +142,10 @@ class SQLiteStore:
             delay = min(delay * 2, 0.1)
 
     def _transaction(self, work: _Work[_T], write: bool) -> _T:
+        with self._lock:
+            return self._locked_transaction(work, write)
+
+    def _locked_transaction(self, work: _Work[_T], write: bool) -> _T:
         if self._closed:
             raise StoreError(f"account store {self.path} is closed")
         if self._conn is None:
@@ -151,7 +165,8 @@ class SQLiteStore:
         return result
 
     async def _call(self, work: _Work[_T], *, write: bool = True) -> _T:
-        return await anyio.to_thread.run_sync(self._transaction, work, write, limiter=self._limiter)
+        limiter = self._limiter.get()
+        return await anyio.to_thread.run_sync(self._transaction, work, write, limiter=limiter)
 
     async def try_acquire(self, key: str, *, interval: float) -> float:
         """See :meth:`AccountStore.try_acquire`."""
@@ -301,16 +316,52 @@ class SQLiteStore:
         sql = "DELETE FROM jobs WHERE account = ? AND job_key = ? AND owner = ?"
         await self._call(_statement(sql, (account, job_key, owner)))
 
+    async def put_record(self, board: str, key: str, value: str, *, ttl: float) -> None:
+        """See :meth:`AccountStore.put_record`."""
+        check_duration("ttl", ttl)
+
+        def work(conn: sqlite3.Connection, now: float) -> None:
+            conn.execute("DELETE FROM records WHERE expires_at <= ?", (now,))
+            conn.execute("REPLACE INTO records VALUES (?, ?, ?, ?)", (board, key, value, now + ttl))
+
+        await self._call(work)
+
+    async def read_records(
+        self, board: str, keys: Sequence[str], *, take: bool = False
+    ) -> dict[str, str]:
+        """See :meth:`AccountStore.read_records`."""
+        if not keys:
+            return {}
+        wanted = list(keys)
+
+        def work(conn: sqlite3.Connection, now: float) -> dict[str, str]:
+            found: dict[str, str] = {}
+            for start in range(0, len(wanted), 500):  # SQLite's bound on parameters
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                where = f"board = ? AND key IN ({marks})"
+                rows = conn.execute(
+                    f"SELECT key, value FROM records WHERE {where} AND expires_at > ?",
+                    (board, *chunk, now),
+                ).fetchall()
+                found.update(rows)
+                if take and rows:
+                    conn.execute(f"DELETE FROM records WHERE {where}", (board, *chunk))
+            return found
+
+        return await self._call(work, write=take)
+
     async def aclose(self) -> None:
         """Close the file; later calls raise :class:`StoreError`."""
 
         def close() -> None:
-            self._closed = True
-            if self._conn is not None:
-                conn, self._conn = self._conn, None
-                conn.close()
+            with self._lock:
+                self._closed = True
+                if self._conn is not None:
+                    conn, self._conn = self._conn, None
+                    conn.close()
 
-        await anyio.to_thread.run_sync(close, limiter=self._limiter)
+        await anyio.to_thread.run_sync(close, limiter=self._limiter.get())
 
 
 def _live_leases(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import math
 from typing import Any
 
 from aiohttp import web
@@ -46,7 +45,7 @@ async def loopback_only(request: web.Request, handler: Any) -> web.StreamRespons
 async def _json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.read() or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
         body = None
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text="Send a JSON object as the request body.")
@@ -58,20 +57,27 @@ async def stats(request: web.Request) -> web.Response:
     return json_response(stats_document(request.app[STATE]))
 
 
+#: The largest clock step or speed accepted: about 32 years of virtual seconds. A larger
+#: one would carry the clock past the dates Python and the wire formats can write.
+MAX_CLOCK_NUMBER = 1e9
+
+
 async def _non_negative(request: web.Request, name: str) -> float | None:
-    """The number ``name`` of the JSON body if it is finite and >= 0, else None."""
+    """The number ``name`` of the JSON body if it is in 0..MAX_CLOCK_NUMBER, else None."""
     value = (await _json_object(request)).get(name)
     if not isinstance(value, int | float) or isinstance(value, bool):
         return None
     # Python's JSON accepts NaN and Infinity; either would break the clock for good.
-    return float(value) if 0 <= value < math.inf else None
+    return float(value) if 0 <= value <= MAX_CLOCK_NUMBER else None
 
 
 async def advance_clock(request: web.Request) -> web.Response:
     """``POST /_emulator/clock/advance {"seconds": N}``."""
     seconds = await _non_negative(request, "seconds")
     if seconds is None:
-        return _admin_error(400, 'Send {"seconds": N} with a number N >= 0 of virtual seconds.')
+        return _admin_error(
+            400, 'Send {"seconds": N} with a number 0 <= N <= 1e9 of virtual seconds.'
+        )
     state = request.app[STATE]
     state.advance_clock(seconds)
     return json_response({"virtual_time": state.now()})
@@ -81,7 +87,9 @@ async def set_speed(request: web.Request) -> web.Response:
     """``POST /_emulator/clock/speed {"speed": F}``: virtual seconds per real second from now."""
     speed = await _non_negative(request, "speed")
     if speed is None:
-        return _admin_error(400, 'Send {"speed": F} with a number F >= 0 (0 freezes the clock).')
+        return _admin_error(
+            400, 'Send {"speed": F} with a number 0 <= F <= 1e9 (0 freezes the clock).'
+        )
     state = request.app[STATE]
     state.set_speed(speed)
     return json_response({"virtual_time": state.now(), "speed": state.clock.speed})

@@ -26,7 +26,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object, or the service's body-format error."""
     try:
         body = json.loads(await request.read())
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
         raise err.bad_request(err.BODY_INVALID) from exc
     if not isinstance(body, dict):
         raise err.bad_request(err.BODY_INVALID)

@@ -57,7 +57,7 @@ async def request_model(request: web.Request, route: str) -> str | None:
         return None
     try:
         body = json.loads(await request.read())
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
         return None
     model = body.get("model") if isinstance(body, dict) else None
     return model if model in known else None
@@ -67,14 +67,25 @@ async def request_model(request: web.Request, route: str) -> str | None:
 async def service_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Auth, statistics, faults and rate limits in front of every service route."""
     route = request.match_info.route.name
-    if route is None or route.startswith("admin"):
+    if route is not None and route.startswith("admin"):
         result: web.StreamResponse = await handler(request)
         return result
-    state = request.app[STATE]
     try:
-        return await _serve(request, handler, state, route)
+        if route is None:  # no such path or method: aiohttp's 404 or 405, as an API answer
+            result = await handler(request)
+            return result
+        return await _serve(request, handler, request.app[STATE], route)
     except ApiError as exc:
         return exc.response()
+    except web.HTTPException as exc:
+        # aiohttp's own refusals (unknown path, wrong method, body over the size limit)
+        # answer in the service's JSON envelope like every other error.
+        if exc.status < 400 or not request.path.startswith(API):
+            raise
+        response = ApiError.of(err.http_error(exc.status)).response()
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
 
 
 async def _serve(

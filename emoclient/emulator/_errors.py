@@ -111,5 +111,22 @@ INTERNAL = _spec(
     "An internal error has occured, please try again later or contact service support.",
 )
 UNAVAILABLE = _spec(503, "ModelUnavailable", "Model is unavailable, please try again later.")
+NOT_FOUND = _spec(404, "NotFound", "The requested resource does not exist, please check the URL.")
+METHOD_NOT_ALLOWED = _spec(
+    405, "MethodNotAllowed", "The HTTP method is not supported by this URL, please check it."
+)
+TOO_LARGE = _spec(413, "BadRequest.TooLarge", "The request body is too large.")
+
+
+def http_error(status: int) -> ErrorSpec:
+    """The service's answer to a request aiohttp refused itself with ``status``.
+
+    Only 413 ``BadRequest.TooLarge`` is documented; the 404 and 405 codes are the
+    emulator's guesses.
+    """
+    known = {404: NOT_FOUND, 405: METHOD_NOT_ALLOWED, 413: TOO_LARGE}
+    return known.get(status) or _spec(status, "InvalidParameter", MISSING_PARAMETERS)
+
+
 #: What a task that fails inside the "algorithm" reports (fault injection).
 ALGO_FAILURE = ("InternalError.Algo", "An internal error occurred during model inference.")

@@ -22,6 +22,26 @@ from ._uploads_api import oss_error, oss_upload
 
 
 @web.middleware
+async def oss_refusals(request: web.Request, handler: Any) -> web.StreamResponse:
+    """aiohttp's own refusals (no such path, wrong method, body too large) as OSS XML."""
+    try:
+        result: web.StreamResponse = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code, message = _OSS_REFUSALS.get(exc.status, ("InvalidArgument", exc.reason))
+        return oss_error(exc.status, code, message)
+    return result
+
+
+_OSS_REFUSALS = {
+    404: ("NoSuchKey", "The specified key does not exist."),
+    405: ("MethodNotAllowed", "The specified method is not allowed against this resource."),
+    413: ("EntityTooLarge", "Your proposed upload exceeds the maximum allowed size."),
+}
+
+
+@web.middleware
 async def count_foreign_auth(request: web.Request, handler: Any) -> web.StreamResponse:
     """Count requests that carried an Authorization header to this foreign host."""
     if "Authorization" in request.headers:
@@ -135,7 +155,8 @@ _ROUTES: dict[object, str] = {oss_upload: "oss_upload", result_download: "result
 def create_files_app(state: EmulatorState) -> web.Application:
     """The application of the fake OSS and result host, sharing ``state``."""
     app = web.Application(
-        middlewares=[count_foreign_auth, files_faults], client_max_size=1024**3 + 1024**2
+        middlewares=[oss_refusals, count_foreign_auth, files_faults],
+        client_max_size=1024**3 + 1024**2,
     )
     app[STATE] = state
     app.router.add_post("/", oss_upload)

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from . import _errors as err
 from ._core import EmulatorState
@@ -54,6 +55,9 @@ def oss_error(status: int, code: str, message: str) -> web.Response:
 
 async def _read_form(request: web.Request) -> dict[str, bytes]:
     form: dict[str, bytes] = {}
+    if not request.headers.get("Content-Type", "").startswith("multipart/"):
+        # aiohttp's reader would fail with a KeyError (a 500) on a missing content type.
+        raise ValueError("multipart/form-data content type expected")
     reader = await request.multipart()
     async for part in reader:
         if isinstance(part, aiohttp.BodyPartReader) and part.name:
@@ -107,7 +111,8 @@ async def oss_upload(request: web.Request) -> web.Response:
     book = state.policies
     try:
         form = await _read_form(request)
-    except (ValueError, AssertionError, aiohttp.ClientError) as exc:
+    except (ValueError, AssertionError, aiohttp.ClientError, HttpProcessingError) as exc:
+        # HttpProcessingError: a part's headers are cut off or malformed.
         return oss_error(400, "InvalidArgument", f"The multipart form could not be read: {exc}")
     grant = book.grant_for(form.get("key", b"").decode(errors="replace"))
     if grant is not None:
@@ -145,7 +150,9 @@ def _store(
             "FileAlreadyExists",
             "The object you specified already exists and can not be overwritten.",
         )
-    content_type = form.get("x-oss-content-type", b"application/octet-stream").decode()
+    content_type = form.get("x-oss-content-type", b"application/octet-stream").decode(
+        errors="replace"
+    )
     state.uploads.put(
         key,
         StoredObject(
@@ -157,5 +164,5 @@ def _store(
         ),
         now=now,
     )
-    status = form.get("success_action_status", b"204").decode()
+    status = form.get("success_action_status", b"204").decode(errors="replace")
     return web.Response(status=200 if status == "200" else 204)

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from emoclient import (
     BatchBusyError,
     EmoClient,
+    EmoError,
     EmojiJob,
     EmoJob,
     Job,
@@ -157,9 +158,15 @@ async def _save(settings: Settings, upload: Upload) -> Path:
 
 
 def view(handle: JobHandle) -> dict[str, Any]:
-    """The job as the API shows it: its snapshot, with the video's URL once it is saved."""
+    """The job as the API shows it: its snapshot, with the video's URL once it is saved.
+
+    With several workers, a request may reach one that does not hold the job: the queue
+    then answers from the account's job board (``worker`` names the holder), and
+    ``served_by`` says which process answered.
+    """
     done = handle.state is JobState.SUCCEEDED and handle.path is not None
-    return {**handle.snapshot(), "video": f"/jobs/{handle.id}/video" if done else None}
+    video = f"/jobs/{handle.id}/video" if done else None
+    return {**handle.snapshot(), "video": video, "served_by": os.getpid()}
 
 
 async def progress(handle: JobHandle) -> AsyncGenerator[str, None]:
@@ -171,7 +178,11 @@ async def progress(handle: JobHandle) -> AsyncGenerator[str, None]:
 
 async def cancel(handle: JobHandle) -> tuple[int, dict[str, Any]]:
     """Cancel the job: the HTTP status and an answer that says whether it is billed."""
-    if not handle.state.is_final and await handle.cancel():
+    try:
+        canceled = not handle.state.is_final and await handle.cancel()
+    except EmoError as exc:  # another worker holds the job and did not answer
+        return 503, {"canceled": False, "message": str(exc)}
+    if canceled:
         return 200, {"canceled": True, "billed": False, "message": "cancelled; nothing is billed"}
     if handle.billed_anyway and not handle.state.is_final:
         message = "its task already runs at the service, so it is billed; the video will be saved"
@@ -182,6 +193,6 @@ async def cancel(handle: JobHandle) -> tuple[int, dict[str, Any]]:
 def missing(job_id: str) -> str:
     """What to say about an unknown job id."""
     return (
-        f"no job {job_id} in this process (pid {os.getpid()}); with several workers, "
-        "a job's requests must reach the worker that accepted it (see README.md)"
+        f"no job {job_id}: no worker of this account has it, nor the journal of an earlier "
+        "run (ids are the `id` answers of POST /jobs)"
     )

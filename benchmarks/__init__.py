@@ -1,0 +1,1 @@
+"""The benchmark suite: ``python -m benchmarks`` runs every ``bench_*.py`` and writes the report."""

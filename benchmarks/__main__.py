@@ -1,0 +1,7 @@
+"""python -m benchmarks [--quick] [--only NAME]: see benchmarks/harness.py."""
+
+import sys
+
+from benchmarks.harness import main
+
+sys.exit(main())

@@ -1,0 +1,236 @@
+"""The job board: queues of one account (web workers) answer about each other's jobs."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from batch_support import label_jobs, options, until_state
+from client_support import account_stats, make_client, new_key
+
+from emoclient import (
+    AccountStore,
+    BatchEvent,
+    EmoError,
+    JobBoard,
+    JobHandle,
+    JobQueue,
+    JobState,
+    MemoryStore,
+    RemoteJobHandle,
+    SQLiteStore,
+)
+from emoclient._batch import events as event_module
+from emoclient._batch.events import event_from_json
+from emoclient.emulator import RunningEmulator
+
+DEADLINE = 20.0
+FAST = {"poll": 0.02, "heartbeat": 0.2, "gone_after": 1.0, "cancel_timeout": 5.0}
+
+
+def _queue(client: Any, folder: Path, **board: float) -> JobQueue:
+    """A worker's queue: its own folder, the account's board (fast polls for tests)."""
+    limits = client.limits
+    return JobQueue(
+        client,
+        out_dir=folder,
+        options=options(),
+        board=JobBoard(limits.store, limits.account, **{**FAST, **board}),
+    )
+
+
+@asynccontextmanager
+async def two_workers(
+    emulator: RunningEmulator, tmp_path: Path, store: AccountStore
+) -> AsyncIterator[tuple[JobQueue, JobQueue]]:
+    """The queues of two workers of one account, sharing ``store``."""
+    key = new_key()
+    async with (
+        make_client(emulator, api_key=key, store=store) as one,
+        make_client(emulator, api_key=key, store=store) as two,
+        _queue(one, tmp_path / "worker-1") as holder,
+        _queue(two, tmp_path / "worker-2") as other,
+    ):
+        yield holder, other
+
+
+async def _remote(queue: JobQueue, id: str) -> RemoteJobHandle:
+    with anyio.fail_after(DEADLINE):
+        while True:
+            handle = await queue.get(id)
+            if handle is not None:
+                assert isinstance(handle, RemoteJobHandle)
+                return handle
+            await anyio.sleep(0.02)  # the holder publishes within its poll
+
+
+async def test_another_queue_follows_a_job_to_its_video(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    (job,) = label_jobs(tmp_path / "in", 1)
+    async with two_workers(emulator, tmp_path, SQLiteStore(tmp_path / "store.sqlite3")) as (
+        holder,
+        other,
+    ):
+        local = await holder.start(job, owner="alice")
+        remote = await _remote(other, local.id)
+        assert remote.id == local.id
+        assert remote.owner == "alice"
+        assert remote.worker != ""
+        assert remote.worker_alive
+        seen: list[BatchEvent] = []
+        with anyio.fail_after(DEADLINE):
+            async for event in remote.events():
+                seen.append(event)
+        result = await remote.wait(timeout=DEADLINE)
+        snapshot = remote.snapshot()
+    assert result.status == "succeeded"
+    assert result.path is not None
+    assert result.path.is_absolute()
+    assert result.path.exists()
+    assert remote.path == result.path
+    assert remote.task_id == local.task_id is not None
+    kinds = [event.kind for event in seen]
+    assert kinds.index("queued") < kinds.index("submitted") < kinds.index("downloaded")
+    assert snapshot["state"] == "succeeded"
+    assert snapshot["worker"] == remote.worker
+    assert snapshot["events"] == len(local.history)
+    assert account_stats(await emulator.stats())["submissions"] == 1
+
+
+async def test_starting_a_job_another_queue_runs_returns_its_handle(
+    frozen: RunningEmulator, tmp_path: Path
+) -> None:
+    (job,) = label_jobs(tmp_path / "in", 1)
+    async with two_workers(frozen, tmp_path, MemoryStore()) as (holder, other):
+        local = await holder.start(job)
+        await until_state(local, JobState.SUBMITTED, JobState.RUNNING)
+        await _remote(other, local.id)
+        again = await other.start(job)  # the same upload reached the other worker
+        assert isinstance(again, RemoteJobHandle)
+        assert other.queued == 0
+        frozen.advance(600)
+        assert (await again.wait(timeout=DEADLINE)).status == "succeeded"
+    assert account_stats(await frozen.stats())["submissions"] == 1
+
+
+async def test_a_cancel_through_another_queue_saves_a_pending_task(
+    frozen: RunningEmulator, tmp_path: Path
+) -> None:
+    running, pending, queued = label_jobs(tmp_path / "in", 3)
+    async with two_workers(frozen, tmp_path, MemoryStore()) as (holder, other):
+        first = await holder.start(running)
+        await until_state(first, JobState.SUBMITTED, JobState.RUNNING)
+        second = await holder.start(pending)
+        await until_state(second, JobState.SUBMITTED)
+        third = await holder.start(queued)  # the window (2) is full: it waits its turn
+        await until_state(third, JobState.PREPARING)
+
+        assert await (await _remote(other, third.id)).cancel()  # never submitted
+        assert await (await _remote(other, second.id)).cancel()  # PENDING: cancelled there
+        await until_state(first, JobState.RUNNING)
+        far = await _remote(other, first.id)
+        assert not await far.cancel()  # RUNNING: billed anyway, still downloaded
+        assert first.billed_anyway
+        await far.refresh()
+        assert far.billed_anyway
+        frozen.advance(600)
+        result = await far.wait(timeout=DEADLINE)
+        assert (await second.wait(timeout=DEADLINE)).status == "canceled"
+        assert (await third.wait(timeout=DEADLINE)).status == "canceled"
+    assert result.status == "succeeded"
+    account = account_stats(await frozen.stats())
+    assert account["submissions"] == 2
+    assert account["tasks"] == {"SUCCEEDED": 1, "CANCELED": 1}
+
+
+async def test_a_gone_holder_is_named_and_its_cancel_says_so(tmp_path: Path) -> None:
+    (job,) = label_jobs(tmp_path / "in", 1)
+    store = MemoryStore()
+    gone = JobBoard(store, "acct", **{**FAST, "cancel_timeout": 0.3})
+    handle = JobHandle(job, id="job-1", owner="alice", cancel=_never)
+    await gone.publish(handle, answers={})  # published once, then its process died
+    reader = JobBoard(store, "acct", **{**FAST, "cancel_timeout": 0.3})
+    remote = await reader.lookup("job-1")
+    assert remote is not None
+    assert remote.state is JobState.QUEUED
+    assert not remote.worker_alive
+    assert remote.snapshot()["worker_alive"] is False
+    with pytest.raises(EmoError, match=r"did not answer a cancel .*heartbeat stopped"):
+        await remote.cancel()
+    assert await reader.lookup("another") is None
+    assert await JobBoard(store, "other account").lookup("job-1") is None
+
+
+async def _never(handle: JobHandle) -> bool:
+    raise AssertionError("a published handle is not cancelled through its own queue here")
+
+
+async def test_a_queue_without_a_board_publishes_nothing(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    (job,) = label_jobs(tmp_path / "in", 1)
+    store, key = MemoryStore(), new_key()
+    async with (
+        make_client(emulator, api_key=key, store=store) as one,
+        make_client(emulator, api_key=key, store=store) as two,
+        JobQueue(one, out_dir=tmp_path / "w1", options=options(), board=False) as holder,
+        _queue(two, tmp_path / "w2") as other,
+    ):
+        local = await holder.start(job)
+        await local.wait(timeout=DEADLINE)
+        assert await other.get(local.id) is None
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("poll", 0.0, "poll must be"),
+        ("heartbeat", float("nan"), "heartbeat must be"),
+        ("gone_after", 0.1, "gone_after .* must be longer than heartbeat"),
+        ("cancel_timeout", -1.0, "cancel_timeout must be"),
+    ],
+)
+def test_board_settings_are_checked(setting: str, value: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        JobBoard(MemoryStore(), "acct", **{**FAST, setting: value})
+
+
+def _example(cls: type[BatchEvent]) -> BatchEvent:
+    values: dict[str, Any] = {}
+    for item in dataclasses.fields(cls):
+        if item.name == "at":
+            continue
+        hint = str(item.type)
+        if "Path" in hint:
+            values[item.name] = Path("/videos/a.mp4")
+        elif "tuple" in hint:
+            values[item.name] = ("one", "two")
+        elif "dict" in hint:
+            values[item.name] = {"succeeded": 2}
+        elif "bool" in hint:
+            values[item.name] = True
+        elif "int" in hint:
+            values[item.name] = 3
+        elif "float" in hint:
+            values[item.name] = 1.5
+        else:
+            values[item.name] = f"{item.name}-value"
+    return cls(**values)
+
+
+@pytest.mark.parametrize("name", [n for n in event_module.__all__ if n[0].isupper()])
+def test_every_event_survives_json(name: str) -> None:
+    cls = getattr(event_module, name)
+    event = _example(cls)
+    assert event_from_json(event.to_json()) == event
+
+
+def test_an_unknown_or_incomplete_event_is_skipped() -> None:
+    assert event_from_json({"event": "from_a_newer_version", "at": "2026-01-01T00:00:00"}) is None
+    assert event_from_json({"event": "downloaded", "label": "a"}) is None
