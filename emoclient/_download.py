@@ -10,15 +10,16 @@ complete file or is untouched.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
-import aiofiles
 import aiohttp
 import anyio
-from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from emoclient._answers import error_from_response, redact_url, scrub_urls
 from emoclient._exceptions import (
@@ -35,6 +36,7 @@ __all__ = ["MIN_DOWNLOAD_SECONDS", "download_file"]
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _CHUNK = 256 * 1024
+_BATCH = 4 * 1024 * 1024
 _RETRY_HINT = "Query the task for a fresh video_url and retry."
 MIN_DOWNLOAD_SECONDS = 60.0
 """The shortest deadline a download gets, however small the video."""
@@ -125,19 +127,23 @@ async def download_file(
         min_seconds=min_seconds,
     )
     target = Path(path)
-    await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.part")
     try:
-        async with aiofiles.open(tmp, "w+b") as out:
-            with budget.scope:
-                await _fetch_with_resume(transport, budget, out, max_restarts=max_restarts)
-            if budget.scope.cancelled_caught:
-                raise budget.too_slow()
-            await _check_mp4(out, budget)
-            await out.flush()
-            await anyio.to_thread.run_sync(os.fsync, out.fileno())
-        await anyio.to_thread.run_sync(os.replace, tmp, target)
-        await anyio.to_thread.run_sync(_fsync_dir, target.parent)
+        file = await anyio.to_thread.run_sync(_open_new, tmp)
+        try:
+            sink = _Sink(file)
+            await _receive(transport, budget, sink, max_restarts=max_restarts)
+            head = await anyio.to_thread.run_sync(_complete, sink.rest(), file, target)
+        finally:
+            if not file.closed:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(file.close)
+        if head[4:8] != b"ftyp":
+            # An ISO-BMFF file opens with its ``ftyp`` box: 4 bytes of size, then the type.
+            raise budget.error(
+                f"The answer from {budget.where} is not an MP4 video (it starts with "
+                f"{head!r}; an error page served as a success?)"
+            )
     except BaseException:
         with anyio.CancelScope(shield=True):
             await anyio.Path(tmp).unlink(missing_ok=True)
@@ -145,28 +151,126 @@ async def download_file(
     return target
 
 
-def _fsync_dir(directory: Path) -> None:
+def _open_new(path: Path) -> BinaryIO:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("w+b")
+
+
+def _complete(rest: list[bytes], file: BinaryIO, target: Path) -> bytes:
+    """Write ``rest``, make the file durable and, when it opens like an MP4, move it to
+    ``target`` (durably too); return its first 16 bytes. One thread hop."""
+    file.writelines(rest)
+    file.flush()
+    os.fsync(file.fileno())
+    file.seek(0)
+    head = file.read(16)
+    if head[4:8] != b"ftyp":
+        return head
+    file.close()
+    os.replace(file.name, target)
     # Makes the rename itself durable, so a crash cannot leave the old directory entry.
-    fd = os.open(directory, os.O_RDONLY)
+    fd = os.open(target.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+    return head
 
 
-async def _check_mp4(out: AsyncBufferedIOBase, budget: _Budget) -> None:
-    # An ISO-BMFF file opens with its ``ftyp`` box: 4 bytes of size, then the type.
-    await out.seek(0)
-    head = await out.read(16)
-    if head[4:8] != b"ftyp":
-        raise budget.error(
-            f"The answer from {budget.where} is not an MP4 video (it starts with {head!r}; "
-            "an error page served as a success?)"
-        )
+async def _receive(transport: Transport, budget: _Budget, out: _Sink, *, max_restarts: int) -> None:
+    """The whole body into ``out``'s file (but its last batch), within the budget's deadline;
+    the file is written while the body arrives."""
+    try:
+        with budget.scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(out.run)
+                try:
+                    await _fetch_with_resume(transport, budget, out, max_restarts=max_restarts)
+                finally:
+                    out.close()
+    except BaseExceptionGroup as group:
+        raise _first(group) from None
+    if budget.scope.cancelled_caught:
+        raise budget.too_slow()
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    # The receiver and the writer fail one at a time: the first failure is the one to show.
+    inner: BaseException = group
+    while isinstance(inner, BaseExceptionGroup):
+        inner = inner.exceptions[0]
+    return inner
+
+
+class _Sink:
+    """The temporary file, written by a task of its own in batches of about ``_BATCH`` bytes,
+    one thread hop each, while the next batch arrives.
+
+    A thread hop per received chunk cost more CPU than the transfer itself, and writing in
+    the event loop would stall it when the disk is slow. The chunks are kept as they came
+    (copying them into one buffer was measured to cost more). At most one batch waits for
+    the writer, so memory stays bounded whatever the video's size.
+    """
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._send, self._queue = anyio.create_memory_object_stream[Callable[[], object]](1)
+        #: Bytes of the body held: written, on their way to the file, or in the batch.
+        self.position = 0
+        #: Bytes handed to the writer.
+        self._sent = 0
+
+    async def run(self) -> None:
+        """Carry out the file operations in order until :meth:`close`."""
+        async with self._queue:
+            async for operation in self._queue:
+                await anyio.to_thread.run_sync(operation)
+
+    def close(self) -> None:
+        """No more operations; :meth:`run` ends once the queued one is done."""
+        self._send.close()
+
+    async def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self._pending.append(data)
+        self._pending_size += len(data)
+        self.position += len(data)
+        if self._pending_size >= _BATCH:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Hand the batch to the writer (durable only once :func:`_complete` ran)."""
+        if self._pending:
+            batch = self.rest()
+            self._sent += sum(len(chunk) for chunk in batch)
+            await self._send.send(functools.partial(self._file.writelines, batch))
+
+    def rest(self) -> list[bytes]:
+        """Take the chunks not handed to the writer yet."""
+        batch, self._pending, self._pending_size = self._pending, [], 0
+        return batch
+
+    async def restart_at(self, position: int) -> None:
+        """Continue the file at ``position`` (what it holds up to there is kept)."""
+        if position == 0 and self._sent == 0:  # nothing went to the file yet
+            self.rest()
+            self.position = 0
+            return
+        await self.flush()
+        await self._send.send(functools.partial(_cut, self._file, position))
+        self.position = self._sent = position
+
+
+def _cut(file: BinaryIO, position: int) -> None:
+    file.seek(position)
+    file.truncate()
 
 
 async def _fetch_with_resume(
-    transport: Transport, budget: _Budget, out: AsyncBufferedIOBase, *, max_restarts: int
+    transport: Transport, budget: _Budget, out: _Sink, *, max_restarts: int
 ) -> int:
     # Give up only after ``max_restarts`` attempts in a row that brought no new byte.
     held, stalled = 0, 0
@@ -174,7 +278,7 @@ async def _fetch_with_resume(
         try:
             return await _fetch_once(transport, budget, out, written=held)
         except (_Broken, TransportError, aiohttp.ClientPayloadError) as exc:
-            now_held = await out.tell()
+            now_held = out.position
             stalled = 0 if now_held > held else stalled + 1
             held = now_held
             if stalled > max_restarts:
@@ -200,9 +304,7 @@ async def _fetch_with_resume(
                 await anyio.sleep(pause)
 
 
-async def _fetch_once(
-    transport: Transport, budget: _Budget, out: AsyncBufferedIOBase, *, written: int
-) -> int:
+async def _fetch_once(transport: Transport, budget: _Budget, out: _Sink, *, written: int) -> int:
     headers = {"Range": f"bytes={written}-"} if written else {}
     try:
         async with transport.stream(budget.url, headers=headers) as resp:
@@ -225,7 +327,7 @@ async def _fetch_once(
         ) from exc
     except aiohttp.ClientConnectionError as exc:
         raise _Broken(str(exc)) from exc
-    done = await out.tell()
+    done = out.position
     if total is not None and done != total:
         raise _Broken(f"got {done} of {total} bytes")
     return done
@@ -249,7 +351,7 @@ def _already_buffered(content: aiohttp.StreamReader) -> bytes:
 
 
 async def _position_for(
-    resp: aiohttp.ClientResponse, budget: _Budget, out: AsyncBufferedIOBase, *, written: int
+    resp: aiohttp.ClientResponse, budget: _Budget, out: _Sink, *, written: int
 ) -> tuple[int, int | None]:
     """Check the status; seek/truncate ``out`` so the body continues it; return where the
     body starts and the full size."""
@@ -257,12 +359,11 @@ async def _position_for(
         match = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
         if match is None or int(match[1]) != written:
             raise _Broken("server resumed at an unexpected offset")
-        await out.seek(written)
+        await out.restart_at(written)
         return written, None if match[3] == "*" else int(match[3])
     if resp.status == 200:
         # The server ignored Range (or this is the first request): start from scratch.
-        await out.seek(0)
-        await out.truncate()
+        await out.restart_at(0)
         return 0, resp.content_length
     text = (await resp.content.read(64 * 1024)).decode("utf-8", errors="replace")
     error = error_from_response(resp.status, text, resp.headers, operation="download")

@@ -148,3 +148,21 @@ async def test_a_cold_batch_uploads_and_detects_each_distinct_file_once(
     # Each portrait once for emo-detect-v1 and once for emo-v1, the voice once: 5 uploads.
     assert routes["oss_upload"]["requests"] == 5
     assert routes["detect"]["requests"] == 2  # detection is billed per call: once per image
+
+
+async def test_many_jobs_sharing_two_files_upload_each_once_per_model(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    images, sounds = make_inputs(tmp_path / "in", portraits=1, audios=1)
+    jobs = emo_jobs(images, sounds, 16)  # 16 jobs, one portrait and one voice between them
+    async with (
+        make_client(emulator) as client,
+        Batch(client, out_dir=tmp_path / "out", options=options(), prepare_concurrency=8) as batch,
+    ):
+        results = await collect(batch, jobs)
+    assert Counter(r.status for r in results) == {"succeeded": 16}
+    routes = account_stats(await emulator.stats())["routes"]
+    # The portrait for emo-detect-v1 and for emo-v1, the voice for emo-v1: 3 uploads, however
+    # many preparation workers reach the same file at once.
+    assert routes["oss_upload"]["requests"] == 3
+    assert routes["detect"]["requests"] == 1

@@ -16,11 +16,12 @@ import errno
 import heapq
 import itertools
 import logging
+from pathlib import Path
 
 import anyio
 
 from emoclient._batch.ledger import Ledger, Ticket
-from emoclient._batch.verify import Expected, mismatch, probe_mp4
+from emoclient._batch.verify import Expected, VideoInfo, mismatch, probe_mp4
 from emoclient._client import EmoClient
 from emoclient._exceptions import DiskFullError, EmoError, ResultURLExpiredError
 from emoclient._retry import RetryPolicy
@@ -123,8 +124,8 @@ class DownloadLane:
                 # A URL or target path that can never work: fail this job, not the batch.
                 error = str(exc)
                 break
-            if await self._belongs(ticket):
-                size = (await anyio.Path(ticket.path).stat()).st_size
+            size = await self._belongs(ticket)
+            if size is not None:
                 await self._ledger.downloaded(ticket, size=size)
             return
         message = f"downloading the video of task {ticket.task_id} failed ({error}); rerun to retry"
@@ -160,16 +161,17 @@ class DownloadLane:
         await self._ledger.expired(ticket, message)
         return False
 
-    async def _belongs(self, ticket: Ticket) -> bool:
-        """Whether the saved video is the job's; if not, it is set aside and the job fails."""
+    async def _belongs(self, ticket: Ticket) -> int | None:
+        """The saved video's size when it is the job's; if not, it is set aside, the job
+        fails and None is returned."""
         seconds = ticket.output_seconds if ticket.exact_length else None
         try:
-            info = await anyio.to_thread.run_sync(probe_mp4, ticket.path)
+            size, info = await anyio.to_thread.run_sync(_size_and_probe, ticket.path)
             problem = mismatch(info, Expected(ratio=ticket.ratio, seconds=seconds))
         except (OSError, ValueError) as exc:
             problem = f"it cannot be read as an MP4 ({exc})"
         if problem is None:
-            return True
+            return size
         aside = ticket.path.with_name(f"{ticket.path.stem}.mismatch-{ticket.task_id}.mp4")
         await anyio.Path(ticket.path).rename(aside)
         message = (
@@ -178,4 +180,8 @@ class DownloadLane:
             "render the job again"
         )
         await self._ledger.failed(ticket, "VideoMismatch", message)
-        return False
+        return None
+
+
+def _size_and_probe(path: Path) -> tuple[int, VideoInfo]:
+    return path.stat().st_size, probe_mp4(path)

@@ -8,6 +8,7 @@ on a rerun, so that nothing is submitted twice.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -197,7 +198,9 @@ class EmojiJob(_JobBase):
 Job: TypeAlias = EmoJob | EmojiJob
 
 
-def _hash_file(path: Path) -> str:
+@functools.lru_cache(maxsize=4096)
+def _hash_version(path: Path, size: int, mtime_ns: int, inode: int) -> str:
+    # One version of a file (its size, modification time and inode) is hashed once.
     digest = hashlib.sha256()
     with path.open("rb") as stream:
         while chunk := stream.read(1 << 20):
@@ -205,24 +208,39 @@ def _hash_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-async def file_digest(source: str | Path) -> str:
-    """``url:<url>`` for a URL, ``sha256:<hex>`` of a file's bytes (hashed off the loop).
-
-    A file that cannot be read gives ``unreadable:<path>``.
-    """
+def _digest_now(source: str | Path) -> str:
     if is_url(source):
         return f"url:{source}"
     path = local_path(source)
     try:
-        return "sha256:" + await anyio.to_thread.run_sync(_hash_file, path)
+        stat = path.stat()
+        return "sha256:" + _hash_version(path, stat.st_size, stat.st_mtime_ns, stat.st_ino)
     except OSError:
         # Preflight reports the file; the key still has to name the job.
         return f"unreadable:{path}"
 
 
+def _digests_now(sources: dict[str, str | Path]) -> dict[str, str]:
+    return {name: _digest_now(source) for name, source in sources.items()}
+
+
+async def file_digest(source: str | Path) -> str:
+    """``url:<url>`` for a URL, ``sha256:<hex>`` of a file's bytes (hashed off the loop,
+    once per version of the file: path, size, modification time).
+
+    A file that cannot be read gives ``unreadable:<path>``.
+    """
+    if is_url(source):
+        return f"url:{source}"
+    return await anyio.to_thread.run_sync(_digest_now, source)
+
+
 async def input_digests(job: Job) -> dict[str, str]:
-    """The :func:`file_digest` of each of the job's inputs, by field name."""
-    return {name: await file_digest(source) for name, source in job.sources().items()}
+    """The :func:`file_digest` of each of the job's inputs, by field name (one thread hop)."""
+    sources = job.sources()
+    if all(is_url(source) for source in sources.values()):
+        return _digests_now(sources)
+    return await anyio.to_thread.run_sync(_digests_now, sources)
 
 
 def key_from(job: Job, digests: dict[str, str]) -> str:

@@ -7,6 +7,13 @@ held is kept in ``tasks``, so reconciliation never claims a task twice. Uploads 
 URLs with their expiry) and detection results are cached by content digest.
 
 sqlite3 is blocking: every statement runs in a worker thread, one at a time, in WAL mode.
+Only the intent is written with ``synchronous = FULL`` (an fsync before the submit is sent,
+which also makes everything written before it durable); the other writes use ``NORMAL``,
+which in WAL mode survives a crash of the process, just not of the machine, and what such a
+loss costs is a query or a download again, never a second submit. Writes that arrive while
+one is being committed are grouped into the next transaction (group commit): every caller
+still returns only once its own write is committed. Uploads and detections, once read or
+written, are served from memory.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Any, Self, TypeVar
 import anyio
 import anyio.to_thread
 
+from emoclient._batch.commits import GroupCommit, Statement
 from emoclient._exceptions import JournalError
 from emoclient._models import BBoxTuple as BBox
 from emoclient._models import parse_bbox
@@ -181,6 +189,9 @@ class Journal:
         self.journal_id = ""
         self._conn: sqlite3.Connection | None = None
         self._limiter = anyio.CapacityLimiter(1)
+        self._commits = GroupCommit(self._call)
+        self._uploads: dict[tuple[str, str, str], tuple[str, float]] = {}
+        self._detections: dict[tuple[str, str, str], CachedDetection] = {}
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -207,7 +218,7 @@ class Journal:
         try:
             conn.execute("PRAGMA busy_timeout = 5000")
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA synchronous = NORMAL")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise JournalError(
@@ -253,6 +264,20 @@ class Journal:
     async def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         return await self._call(lambda conn: conn.execute(sql, params).fetchall())
 
+    async def _write(
+        self, statements: list[Statement], *, durable: bool = False, then: Statement | None = None
+    ) -> list[sqlite3.Row]:
+        """Commit ``statements`` (with an fsync when ``durable``); the rows of ``then``."""
+        if self._conn is None:
+            raise JournalError(f"journal {self.path} is not open")
+        try:
+            return await self._commits.write(statements, durable=durable, then=then)
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {self.path}: {exc}") from exc
+
+    async def _write_one(self, sql: str, params: tuple[Any, ...]) -> None:
+        await self._write([(sql, params)])
+
     # --- jobs -------------------------------------------------------------------------
 
     async def get(self, key: str) -> JobRecord | None:
@@ -268,43 +293,36 @@ class Journal:
             for n in _COLUMNS
         )
         marks = ", ".join("?" * len(_COLUMNS))
-        await self._run(
-            f"INSERT OR IGNORE INTO jobs ({', '.join(_COLUMNS)}) VALUES ({marks})", values
+        rows = await self._write(
+            [(f"INSERT OR IGNORE INTO jobs ({', '.join(_COLUMNS)}) VALUES ({marks})", values)],
+            then=("SELECT * FROM jobs WHERE key = ?", (record.key,)),
         )
-        stored = await self.get(record.key)
-        assert stored is not None
-        return stored
+        return _record(rows[0])
 
     async def update(self, key: str, **changes: Any) -> None:
         """Set the given columns of a job's row."""
-        unknown = set(changes) - set(_COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown journal columns {sorted(unknown)}")
-        changes["updated_at"] = time.time()
-        for name in _BOX_COLUMNS:
-            if name in changes:
-                changes[name] = _box_out(changes[name])
-        assignments = ", ".join(f"{name} = ?" for name in changes)
-        await self._run(f"UPDATE jobs SET {assignments} WHERE key = ?", (*changes.values(), key))
+        await self._write([_update(key, changes)])
 
     async def record_intent(
-        self, key: str, *, at: float, account: str | None = None, base_url: str | None = None
+        self,
+        key: str,
+        *,
+        at: float,
+        account: str | None = None,
+        base_url: str | None = None,
+        **changes: Any,
     ) -> None:
         """Write, durably, that a submit of this job is about to be sent (by ``account`` at
-        ``base_url``)."""
-        await self.update(
-            key,
-            state=State.SUBMITTING,
-            intent_at=at,
-            task_id=None,
-            account=account,
-            base_url=base_url,
+        ``base_url``), with other ``changes`` to its row."""
+        changes.update(
+            state=State.SUBMITTING, intent_at=at, task_id=None, account=account, base_url=base_url
         )
+        await self._write([_update(key, changes)], durable=True)
 
     async def record_submitted(self, key: str, *, task_id: str, model: str) -> None:
         """Store the task id of a job and claim it, in one transaction."""
         now = time.time()
-        await self._transaction(
+        await self._write(
             [
                 (
                     "INSERT OR IGNORE INTO tasks (task_id, key, model, claimed_at)"
@@ -318,15 +336,6 @@ class Journal:
                 ),
             ]
         )
-
-    async def _transaction(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-        def execute(conn: sqlite3.Connection) -> None:
-            with conn:
-                conn.execute("BEGIN IMMEDIATE")
-                for sql, params in statements:
-                    conn.execute(sql, params)
-
-        await self._call(execute)
 
     async def claimed_tasks(self, model: str, *, before: float | None = None) -> set[str]:
         """Every task id of ``model`` some job of this journal held (claimed before ``before``)."""
@@ -354,18 +363,26 @@ class Journal:
     ) -> str | None:
         """A cached ``oss://`` URL of this content for ``model`` and ``account`` (uploads are
         bound to both) still valid at ``valid_after``."""
-        rows = await self._run(
-            "SELECT url FROM uploads WHERE digest = ? AND model = ? AND account = ?"
-            " AND expires_at > ?",
-            (digest, model, account, valid_after),
-        )
-        return str(rows[0]["url"]) if rows else None
+        key = (digest, model, account)
+        known = self._uploads.get(key)
+        if known is None:
+            rows = await self._run(
+                "SELECT url, expires_at FROM uploads WHERE digest = ? AND model = ?"
+                " AND account = ?",
+                key,
+            )
+            if not rows:
+                return None
+            known = self._uploads[key] = (str(rows[0]["url"]), float(rows[0]["expires_at"]))
+        url, expires_at = known
+        return url if expires_at > valid_after else None
 
     async def put_upload(
         self, digest: str, model: str, *, account: str, url: str, expires_at: float
     ) -> None:
         """Remember an upload of this content for ``model`` and ``account``."""
-        await self._run(
+        self._uploads[(digest, model, account)] = (url, expires_at)
+        await self._write_one(
             "INSERT OR REPLACE INTO uploads (digest, model, account, url, expires_at)"
             " VALUES (?, ?, ?, ?, ?)",
             (digest, model, account, url, expires_at),
@@ -382,26 +399,31 @@ class Journal:
 
     async def get_detection(self, digest: str, model: str, ratio: str) -> CachedDetection | None:
         """A cached detection answer for this image content, model and ratio."""
+        key = (digest, model, ratio)
+        known = self._detections.get(key)
+        if known is not None:
+            return known
         rows = await self._run(
-            "SELECT * FROM detections WHERE digest = ? AND model = ? AND ratio = ?",
-            (digest, model, ratio),
+            "SELECT * FROM detections WHERE digest = ? AND model = ? AND ratio = ?", key
         )
         if not rows:
             return None
         row = rows[0]
-        return CachedDetection(
+        known = self._detections[key] = CachedDetection(
             passed=bool(row["passed"]),
             face_bbox=_box_in(row["face_bbox"]),
             ext_bbox=_box_in(row["ext_bbox"]),
             code=row["code"],
             message=row["message"],
         )
+        return known
 
     async def put_detection(
         self, digest: str, model: str, ratio: str, detection: CachedDetection
     ) -> None:
         """Remember a detection answer (billed per call, so never asked twice)."""
-        await self._run(
+        self._detections[(digest, model, ratio)] = detection
+        await self._write_one(
             "INSERT OR REPLACE INTO detections VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 digest,
@@ -414,3 +436,15 @@ class Journal:
                 detection.message,
             ),
         )
+
+
+def _update(key: str, changes: dict[str, Any]) -> Statement:
+    unknown = set(changes) - set(_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown journal columns {sorted(unknown)}")
+    changes["updated_at"] = time.time()
+    for name in _BOX_COLUMNS:
+        if name in changes:
+            changes[name] = _box_out(changes[name])
+    assignments = ", ".join(f"{name} = ?" for name in changes)
+    return f"UPDATE jobs SET {assignments} WHERE key = ?", (*changes.values(), key)

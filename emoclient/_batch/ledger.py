@@ -163,6 +163,8 @@ class Ledger:
         self._summary = summary
         self._on_end = on_end
         self._jobs: dict[str, Job] = {}
+        # Columns of prepared jobs, written with their intent.
+        self._staged: dict[str, dict[str, object]] = {}
         self._stalled: set[str | None] = set()
 
     # --- intake -------------------------------------------------------------------------
@@ -283,10 +285,13 @@ class Ledger:
         )
 
     async def prepared(self, ticket: Ticket, *, face: BBoxTuple, ext: BBoxTuple) -> None:
-        """The job is ready to submit."""
-        await self._journal.update(
-            ticket.key, face_bbox=face, ext_bbox=ext, output_seconds=ticket.output_seconds
-        )
+        """The job is ready to submit. Its boxes and length are journalled with the intent
+        (one write): only a submitted job needs them on a rerun."""
+        self._staged[ticket.key] = {
+            "face_bbox": face,
+            "ext_bbox": ext,
+            "output_seconds": ticket.output_seconds,
+        }
 
     async def invalid(self, ticket: Ticket, problems: tuple[str, ...]) -> None:
         """Local checks refused the job; nothing was paid for."""
@@ -317,7 +322,11 @@ class Ledger:
     async def intent(self, ticket: Ticket, *, at: float) -> None:
         """Durably: a submit of this job is about to be sent, by the ticket's account."""
         await self._journal.record_intent(
-            ticket.key, at=at, account=ticket.account, base_url=ticket.base_url
+            ticket.key,
+            at=at,
+            account=ticket.account,
+            base_url=ticket.base_url,
+            **self._staged.pop(ticket.key, {}),
         )
 
     async def submitted(self, ticket: Ticket, task_id: str) -> None:
@@ -455,6 +464,7 @@ class Ledger:
         """Deliver the job's result; ``final`` when the job is done for good (its journal row
         is not live any more)."""
         job = self._jobs.pop(ticket.key, None)
+        self._staged.pop(ticket.key, None)
         if job is None:  # already ended (a race of two ends must not crash the batch)
             return
         if self._on_end is not None:

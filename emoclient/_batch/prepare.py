@@ -18,7 +18,7 @@ from typing import Literal
 
 import anyio
 
-from emoclient._batch.checks import estimate_seconds, inspect
+from emoclient._batch.checks import ProbeCache, estimate_seconds, inspect
 from emoclient._batch.jobs import Job, is_url, local_path
 from emoclient._batch.journal import CachedDetection
 from emoclient._batch.ledger import Ledger, Ticket
@@ -80,15 +80,20 @@ class Preparer:
         self._upload_margin = upload_margin
         # Jobs sharing a file are prepared side by side: one upload and one (billed)
         # detection per content, the others wait for it and take it from the journal.
+        # Inputs many jobs share are read and probed once (per version of the file).
+        self._probes = ProbeCache()
         self._locks: dict[tuple[str, ...], anyio.Lock] = {}
         self.lengths = RemoteLengths(client)
 
     def _lock(self, *key: str) -> anyio.Lock:
-        return self._locks.setdefault(key, anyio.Lock())
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = anyio.Lock()
+        return lock
 
     async def prepare(self, job: Job, ticket: Ticket, digests: dict[str, str]) -> Rejection | None:
         """Make ``ticket.submit`` ready for ``job``, or say why the job cannot be submitted."""
-        problems, audio = await inspect(job)
+        problems, audio = await inspect(job, self._probes)
         if problems:
             found = tuple(str(p) for p in problems)
             return Rejection("invalid", "; ".join(found), problems=found)
