@@ -104,6 +104,9 @@ async def test_finished_run_is_not_repeated(
     events: list[BatchEvent] = []
     batch, _ = await _run(emulator, key, out, jobs[:3], on_event=events.append)
     assert batch.summary.counts == {"succeeded": 3}
+    assert batch.summary.from_earlier_runs == 3
+    assert batch.summary.billed_seconds == 0.0  # paid in the first run, not again
+    assert batch.summary.estimated_cost_cny == 0.0
     again = account_stats(await emulator.stats())
     assert again["submissions"] == stats["submissions"] == 3
     assert again["result_bytes_served"] == stats["result_bytes_served"]

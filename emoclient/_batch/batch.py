@@ -231,6 +231,7 @@ class Batch:
                 reconciled_found=summary.reconciled_found,
                 resubmitted=summary.resubmitted,
                 stalled=summary.stalled,
+                from_earlier_runs=summary.from_earlier_runs,
             )
         )
 

@@ -195,7 +195,8 @@ class BatchFinished(BatchEvent):
     ``rate_waits`` (requests that waited for the rate limit), ``reconciled`` (lost submit
     answers looked up before sending again; ``reconciled_found`` of them found their task),
     ``resubmitted`` (tasks the service failed, submitted again) and ``stalled`` (tasks
-    reported as stalled)."""
+    reported as stalled). ``from_earlier_runs``: videos an earlier run made (counted in
+    ``counts``, not in ``billed_seconds``)."""
 
     counts: dict[str, int]
     billed_seconds: float
@@ -208,6 +209,7 @@ class BatchFinished(BatchEvent):
     reconciled_found: int = 0
     resubmitted: int = 0
     stalled: int = 0
+    from_earlier_runs: int = 0
 
 
 def event_from_json(data: dict[str, Any]) -> BatchEvent | None:

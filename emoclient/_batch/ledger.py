@@ -98,6 +98,9 @@ class JobResult:
     cost_cny: float = 0.0
     #: The job's content key (its id in the journal and in a :class:`JobQueue`).
     key: str | None = None
+    #: True when the video is an earlier run's, still on disk: its ``billed_seconds`` and
+    #: ``cost_cny`` were paid then, not in this run.
+    earlier: bool = False
 
 
 @dataclass(slots=True)
@@ -105,6 +108,8 @@ class BatchSummary:
     """Counts by result status, billed seconds, estimated cost and elapsed seconds.
 
     ``interrupted`` counts tasks left RUNNING by :meth:`Batch.stop`; a rerun fetches them.
+    The billed seconds and the cost are this run's: videos an earlier run made are counted
+    in ``counts`` (and in ``from_earlier_runs``), not paid again.
     """
 
     counts: dict[str, int] = field(default_factory=dict)
@@ -127,6 +132,8 @@ class BatchSummary:
     reconciled_found: int = 0
     #: Tasks reported as stalled (RUNNING far past their expected length).
     stalled: int = 0
+    #: Videos an earlier run made and paid for, found on disk.
+    from_earlier_runs: int = 0
 
     @property
     def retried(self) -> int:
@@ -141,6 +148,9 @@ class BatchSummary:
     def add(self, result: JobResult) -> None:
         """Count one result in."""
         self.counts[result.status] = self.counts.get(result.status, 0) + 1
+        if result.earlier:
+            self.from_earlier_runs += 1
+            return
         self.billed_seconds += result.billed_seconds
         self.estimated_cost_cny = round(self.estimated_cost_cny + result.cost_cny, 4)
 
@@ -220,7 +230,7 @@ class Ledger:
         await self._emit(
             self._event(JobDownloaded, ticket, path=ticket.path, size=size, skipped=True)
         )
-        await self._end(ticket, "succeeded", billed=record.video_duration or 0.0)
+        await self._end(ticket, "succeeded", billed=record.video_duration or 0.0, earlier=True)
 
     async def ended_before(self, ticket: Ticket, record: JobRecord) -> None:
         """The job ended (failed, expired, invalid) in an earlier run."""
@@ -460,9 +470,10 @@ class Ledger:
         *,
         billed: float = 0.0,
         final: bool = True,
+        earlier: bool = False,
     ) -> None:
         """Deliver the job's result; ``final`` when the job is done for good (its journal row
-        is not live any more)."""
+        is not live any more); ``earlier`` when an earlier run made (and paid) the video."""
         job = self._jobs.pop(ticket.key, None)
         self._staged.pop(ticket.key, None)
         if job is None:  # already ended (a race of two ends must not crash the batch)
@@ -480,6 +491,7 @@ class Ledger:
                 billed_seconds=billed,
                 cost_cny=round(billed * price_per_second(job), 4),
                 key=ticket.key,
+                earlier=earlier,
             )
         )
 

@@ -186,9 +186,11 @@ _PHRASES = {
     "resubmitted": "{n} task(s) failed on the service's side and were submitted again",
     "retries": "retried {n}",
     "rate_waits": "{n} waits for the rate limit",
+    "rate_wait_seconds": "{n} s waited for it",
     "reconciled": "{n} lost submit answers looked up",
     "reconciled_found": "{n} of them found their task (none paid twice)",
     "stalled": "{n} task(s) stalled",
+    "from_earlier_runs": "{n} video(s) from earlier runs (paid for then)",
 }
 
 
@@ -203,7 +205,9 @@ def summary_notes(summary: Any) -> list[str]:
             continue
         if isinstance(value, Mapping):  # by kind: "3 upload, 1 query"
             text = ", ".join(f"{n:g} {kind}" for kind, n in value.items() if n)
-        elif isinstance(value, int | float):
+        elif isinstance(value, float):
+            text = f"{value:.1f}" if value >= 0.05 else ""
+        elif isinstance(value, int):
             text = f"{value:g}" if value else ""
         else:
             continue
