@@ -127,6 +127,9 @@ async def download_file(
         min_seconds=min_seconds,
     )
     target = Path(path)
+    if await anyio.Path(target).is_dir():
+        # Else the error would name the temporary file beside it, not what went wrong.
+        raise ValueError(f"cannot save the video to {target}: it is a folder; give a file path")
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.part")
     try:
         file = await anyio.to_thread.run_sync(_open_new, tmp)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from client_support import make_client
+from client_support import account_stats, make_client
 from emulator_http import emo_body
 
 from emoclient import DownloadError, EmoClient
@@ -126,3 +126,14 @@ def test_bad_limits_in_the_environment_are_refused_at_construction(
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigurationError, match=variable):
         EmoClient("sk-x", base_url="http://127.0.0.1:9/api/v1")
+
+
+async def test_a_folder_as_the_target_is_named_before_anything_is_fetched(
+    client: EmoClient, emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    url = await _video_url(client, emulator)
+    served = account_stats(await emulator.stats())["result_bytes_served"]
+    with pytest.raises(ValueError, match=r"it is a folder; give a file path"):
+        await client.download(url, tmp_path)
+    assert account_stats(await emulator.stats())["result_bytes_served"] == served
+    assert _nothing_saved(tmp_path / "v.mp4")

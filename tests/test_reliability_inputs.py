@@ -348,3 +348,37 @@ def test_a_long_manifest_probes_each_distinct_file_once(
     assert [(row, p.field) for row, p in scan.problems] == [(302, "image")]
     assert scan.plan.billed_seconds == pytest.approx(300.0, rel=0.01)  # 1 s clips
     assert scan.plan.jobs == []  # a streaming plan keeps no jobs
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("", "is not a file path or URL"),
+        ("   ", "is not a file path or URL"),
+        ("a\0b.png", "is not a file path or URL"),
+        ("ftp://example.com/a.png", "is a ftp:// URL, which the service cannot fetch"),
+        ("s3://bucket/a.png", "is a s3:// URL, which the service cannot fetch"),
+    ],
+)
+def test_an_input_that_is_neither_a_file_nor_a_fetchable_url_is_refused(
+    source: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        EmoJob(image=source, audio="voice.wav")
+    with pytest.raises(ValueError, match=message):
+        EmoJob(image="face.png", audio=source)
+    with pytest.raises(ValueError, match=message):
+        EmojiJob(image=source, driven_id="mengwa_kaixin")
+    for fine in ("https://example.com/a.png", "oss://bucket/a.png", "file:///tmp/a.png"):
+        assert EmoJob(image=fine, audio="voice.wav").image == fine
+
+
+def test_a_manifest_url_the_service_cannot_fetch_is_named_not_taken_for_a_path(
+    tmp_path: Path,
+) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("image,audio\nftp://example.com/a.png,voice.wav\n", encoding="utf-8")
+    (entry,) = list(read_manifest(manifest))
+    assert isinstance(entry, ManifestProblem)
+    assert entry.field == "image"
+    assert "'ftp://example.com/a.png' is a ftp:// URL" in entry.message

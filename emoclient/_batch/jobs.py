@@ -50,6 +50,24 @@ def is_url(source: str | Path) -> bool:
     return isinstance(source, str) and source.startswith(_URL_PREFIXES)
 
 
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def check_source(value: object) -> object:
+    """An input as given (a path, or an http(s)/oss/file URL); an empty one, or a URL the
+    service cannot fetch, raises ValueError saying what to give instead."""
+    if isinstance(value, str):
+        if not value.strip() or "\0" in value:
+            raise ValueError(f"{value!r} is not a file path or URL; give a local file or a URL")
+        scheme = _SCHEME.match(value)
+        if scheme and not value.startswith((*_URL_PREFIXES, "file://")):
+            raise ValueError(
+                f"{value[:80]!r} is a {scheme[1]}:// URL, which the service cannot fetch; "
+                "give an http(s):// or oss:// URL, or a local file"
+            )
+    return value
+
+
 def local_path(source: str | Path) -> Path:
     """The local file behind a non-URL input (``file://`` prefixes are accepted)."""
     text = str(source)
@@ -70,6 +88,11 @@ class _JobBase(BaseModel):
         if (self.face_bbox is None) != (self.ext_bbox is None):
             raise ValueError("give both face_bbox and ext_bbox, or neither (to run detection)")
         return self
+
+    @field_validator("image", mode="before")
+    @classmethod
+    def _check_image(cls, value: object) -> object:
+        return check_source(value)
 
     @field_validator("output", mode="before")
     @classmethod
@@ -130,6 +153,11 @@ class EmoJob(_JobBase):
     audio: Source
     style_level: StyleLevel = StyleLevel.NORMAL
     ratio: Ratio = Ratio.SQUARE
+
+    @field_validator("audio", mode="before")
+    @classmethod
+    def _check_audio(cls, value: object) -> object:
+        return check_source(value)
 
     @property
     def model(self) -> Model:

@@ -19,7 +19,7 @@ from typing import Any, Literal, TextIO
 
 import anyio.to_thread
 
-from emoclient._batch.jobs import EmojiJob, EmoJob, is_url
+from emoclient._batch.jobs import EmojiJob, EmoJob, check_source, is_url
 from emoclient._models import DRIVEN_IDS, Ratio, StyleLevel, parse_bbox
 from emoclient._validate import check_output_name
 
@@ -365,6 +365,11 @@ def _check_output(row: int, fields: dict[str, Any]) -> list[ManifestProblem]:
 
 def _build(row: int, fields: dict[str, Any], *, base: Path) -> ManifestEntry:
     label = f"row {row}"
+    for name in ("image", "audio"):
+        try:  # a URL the service cannot fetch is not a relative path either
+            check_source(fields.get(name))
+        except ValueError as exc:
+            return ManifestProblem(row, name, str(exc))
     image = _resolve(fields["image"], base)
     audio = _resolve(fields["audio"], base) if "audio" in fields else None
     for name, source in (("image", image), ("audio", audio)):
