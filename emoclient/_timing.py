@@ -55,7 +55,8 @@ class PollSchedule:
     caller (None: back off as usual). A RUNNING task of ``expected`` seconds is first asked
     about at ``early`` times its length after its start, then every ``step`` times its length
     (at least ``min_interval``), growing. ``probe_growth`` is the growth while no length is
-    known.
+    known, up to a third of ``max_interval`` (the task may end any moment: a video waiting to
+    be noticed costs more than a query; the official SDK asks every 5 s then).
     """
 
     min_interval: float = 3.0
@@ -119,6 +120,8 @@ class PollSchedule:
         else:
             step, growth = self.min_interval, self.probe_growth
         p.interval = self._grow(p.interval, step, growth)
+        if expected is None:
+            p.interval = min(p.interval, max(self.min_interval, self.max_interval / 3))
         p.next_poll = now + p.interval
         return started
 

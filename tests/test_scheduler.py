@@ -385,3 +385,19 @@ def test_our_own_waiting_is_not_learned_as_the_task_s_length() -> None:
     expected = timing.expected_length(5.0)
     assert expected is not None
     assert expected <= 1.0
+
+
+def test_before_any_length_is_known_a_running_task_is_asked_about_often() -> None:
+    # The first task of a batch: nothing says when it ends, so each wait grows, but never
+    # past a third of the longest (a finished video must not wait long to be noticed).
+    from emoclient._timing import PollSchedule
+
+    schedule = PollSchedule(min_interval=3.0, max_interval=15.0)
+    p, now, waits = Progress(), 0.0, []
+    for _ in range(12):
+        schedule.running(p, now, expected=None)
+        waits.append(p.next_poll - now)
+        now = p.next_poll
+    assert waits[0] == 3.0
+    assert waits == sorted(waits)  # growing...
+    assert max(waits) == 5.0  # ...up to max_interval / 3
