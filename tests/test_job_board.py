@@ -27,6 +27,7 @@ from emoclient import (
 )
 from emoclient._batch import events as event_module
 from emoclient._batch.events import event_from_json
+from emoclient._store import StoreError
 from emoclient.emulator import RunningEmulator
 
 DEADLINE = 20.0
@@ -163,6 +164,9 @@ async def test_a_gone_holder_is_named_and_its_cancel_says_so(tmp_path: Path) -> 
     assert remote.snapshot()["worker_alive"] is False
     with pytest.raises(EmoError, match=r"did not answer a cancel .*heartbeat stopped"):
         await remote.cancel()
+    with anyio.fail_after(10), pytest.raises(EmoError, match=r"holding job .* has gone"):
+        await remote.wait()  # would follow the record forever
+    assert [event async for event in remote.events()] == []  # ends, too
     assert await reader.lookup("another") is None
     assert await JobBoard(store, "other account").lookup("job-1") is None
 
@@ -234,3 +238,68 @@ def test_every_event_survives_json(name: str) -> None:
 def test_an_unknown_or_incomplete_event_is_skipped() -> None:
     assert event_from_json({"event": "from_a_newer_version", "at": "2026-01-01T00:00:00"}) is None
     assert event_from_json({"event": "downloaded", "label": "a"}) is None
+
+
+class _FlakyStore(MemoryStore):
+    """A memory store whose records can be made slow or failing, as a sick store is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read_delay = 0.0
+        self.failing = False
+
+    async def put_record(self, board: str, key: str, value: str, *, ttl: float) -> None:
+        if self.failing:
+            raise StoreError("the store is away")
+        await super().put_record(board, key, value, ttl=ttl)
+
+    async def read_records(self, board: str, keys: Any, *, take: bool = False) -> dict[str, str]:
+        await anyio.sleep(self.read_delay)
+        return await super().read_records(board, keys, take=take)
+
+
+async def test_two_starts_of_one_job_at_once_share_one_handle(
+    frozen: RunningEmulator, tmp_path: Path
+) -> None:
+    (job,) = label_jobs(tmp_path / "in", 1)
+    store = _FlakyStore()
+    store.read_delay = 0.2  # each start() waits for the board while the other runs
+    async with make_client(frozen, store=store) as client, _queue(client, tmp_path) as queue:
+        handles: list[JobHandle] = []
+        async with anyio.create_task_group() as tg:
+            for _ in range(2):
+                tg.start_soon(lambda: _append(handles, queue.start(job)))
+        assert handles[0] is handles[1]  # (the job cannot end meanwhile: the clock stands)
+        assert queue.queued <= 1
+        store.read_delay = 0.0
+        await until_state(handles[0], JobState.RUNNING)
+        frozen.advance(600)
+        assert (await handles[0].wait(timeout=DEADLINE)).status == "succeeded"
+    assert account_stats(await frozen.stats())["submissions"] == 1
+
+
+async def _append(handles: list[JobHandle], start: Any) -> None:
+    handles.append(await start)
+
+
+async def test_a_store_outage_as_a_job_ends_leaves_no_stuck_record(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    (job,) = label_jobs(tmp_path / "in", 1)
+    store = _FlakyStore()
+    async with make_client(emulator, store=store) as client, _queue(client, tmp_path) as queue:
+        handle = await queue.start(job)
+        await until_state(handle, JobState.DOWNLOADING, JobState.SUCCEEDED)
+        store.failing = True  # the end is not written to the board...
+        await handle.wait(timeout=DEADLINE)
+        await anyio.sleep(0.1)
+        store.failing = False  # ...until the store is back: then the board loop writes it
+        reader = JobBoard(store, client.limits.account, **FAST)
+        with anyio.fail_after(DEADLINE):
+            while True:
+                record = await reader.lookup(handle.id)
+                if record is not None and record.state is JobState.SUCCEEDED:
+                    break
+                await anyio.sleep(0.05)
+        again = await queue.start(job)  # ended here: started again here, not "elsewhere"
+        assert not isinstance(again, RemoteJobHandle)

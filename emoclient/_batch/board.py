@@ -186,6 +186,7 @@ class RemoteJobHandle(JobHandle):
         self.worker_alive = True
         self._board = board
         self._record = record
+        self._checked = anyio.current_time()
         self._apply(record)
 
     def __repr__(self) -> str:
@@ -228,7 +229,8 @@ class RemoteJobHandle(JobHandle):
             self.worker_alive = await self._board.worker_alive(self.worker)
 
     async def events(self) -> AsyncIterator[BatchEvent]:
-        """Every event the board still keeps, then new ones until the job ends."""
+        """Every event the board still keeps, then new ones until the job ends (or its
+        holder has gone: then :attr:`worker_alive` is False)."""
         seen = max(0, self._record["events_total"] - KEPT_EVENTS)
         while True:
             total, kept = self._record["events_total"], self._record["events"]
@@ -238,18 +240,32 @@ class RemoteJobHandle(JobHandle):
                 if event is not None:
                     yield event
             seen = total
-            if self.state.is_final:
+            if self.state.is_final or not await self._follow():
                 return
-            await anyio.sleep(self._board.poll)
-            await self.refresh()
+
+    async def _follow(self) -> bool:
+        """Wait a poll and read the record again; False once the holder has gone."""
+        await anyio.sleep(self._board.poll)
+        await self.refresh()
+        now = anyio.current_time()
+        if now - self._checked >= self._board.heartbeat:
+            self._checked = now
+            await self.check_worker()
+        return self.worker_alive or self.state.is_final
 
     async def wait(self, timeout: float | None = None) -> JobResult:  # noqa: ASYNC109
-        """The job's result once it ends; :class:`WaitTimeoutError` after ``timeout`` s."""
+        """The job's result once it ends; :class:`WaitTimeoutError` after ``timeout`` s;
+        :class:`EmoError` when its holder has gone (the next queue to open the holder's
+        folder takes the job up; ask again then)."""
         check_optional_seconds("timeout", timeout)
         with anyio.move_on_after(timeout):
             while not self.state.is_final:
-                await anyio.sleep(self._board.poll)
-                await self.refresh()
+                if not await self._follow():
+                    raise EmoError(
+                        f"the worker {self.worker} holding job {self.id[:12]} has gone (its "
+                        "heartbeat stopped); the next queue to open its folder takes the job "
+                        "up: ask about it again then"
+                    )
         if self.result is None:
             raise WaitTimeoutError(
                 task_id=self.task_id or self.id, timeout=timeout or 0.0, last_status=None
@@ -270,8 +286,8 @@ class RemoteJobHandle(JobHandle):
                 answer = self._record["cancels"].get(request)
                 if answer is not None:
                     return bool(answer)
-                if self.state.is_final:
-                    return False
+                if self.state.is_final:  # ended meanwhile (another cancel's, perhaps)
+                    return self.state is JobState.CANCELED and not self.billed_anyway
         await self.check_worker()
         why = "" if self.worker_alive else " (its heartbeat stopped: the process has gone)"
         raise EmoError(

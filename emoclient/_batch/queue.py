@@ -33,7 +33,7 @@ from pydantic import TypeAdapter
 from emoclient._batch.batch import Batch
 from emoclient._batch.board import JobBoard, RemoteJobHandle
 from emoclient._batch.events import BatchEvent, JobEvent
-from emoclient._batch.handles import BY_RECORD, JobHandle
+from emoclient._batch.handles import BY_RECORD, JobHandle, JobState
 from emoclient._batch.jobs import Job, input_digests, key_from
 from emoclient._batch.journal import JobRecord, State
 from emoclient._batch.ledger import JobResult
@@ -48,6 +48,8 @@ __all__ = ["JobQueue", "QueueFullError"]
 logger = logging.getLogger("emoclient")
 # How long a successful cancel waits for the batch to end the job.
 _CANCEL_SETTLES = 10.0
+# How long the paths that accept jobs and deliver results wait for the job board.
+_BOARD_WAIT = 2.0
 
 _JOB = TypeAdapter[Job](Job)
 
@@ -170,21 +172,20 @@ class JobQueue:
         known = self._handles.get(key)
         if known is not None and not known.state.is_final:
             return known
-        elsewhere = await self._remote(key)
+        elsewhere = await self._remote(key, others_only=True)
         if elsewhere is not None and not elsewhere.state.is_final and elsewhere.worker_alive:
             return elsewhere  # another queue of the account runs this very job
+        known = self._handles.get(key)  # looked up again: another start() ran meanwhile
+        if known is not None and not known.state.is_final:
+            return known
         self._check_room()
         handle = JobHandle(job, id=key, owner=owner, cancel=self.cancel)
         self._handles[key] = handle
         self._enqueue(handle)
-        if self._board is not None:
-            # On the board before its id is handed out: the next request about it may
-            # reach another worker at once.
-            try:
-                await self._board.publish(handle, answers={})
-            except StoreError as exc:
-                logger.warning("job board not updated for job %s: %s", key[:12], exc)
-                self._changed(handle)
+        self._changed(handle)
+        # On the board before its id is handed out (the next request about it may reach
+        # another worker at once), unless the store is slow: then within a poll.
+        await self._publish_now(handle)
         return handle
 
     def _enqueue(self, handle: JobHandle) -> None:
@@ -209,6 +210,14 @@ class JobQueue:
         job = _JOB.validate_json(record.job)
         handle = JobHandle(job, id=id, owner="earlier run", cancel=self.cancel)
         handle.state = BY_RECORD[record.state]
+        if not handle.state.is_final:
+            # Not held by this queue, so not going anywhere: a live row is taken up when the
+            # queue opens, and a NEW one was cancelled (or never submitted) and stays so
+            # until the job is started again.
+            live = await self._remote(id)
+            if live is not None:
+                return live
+            handle.state = JobState.CANCELED
         handle.task_id = record.task_id
         if record.state == State.DOWNLOADED:
             handle.path = self._batch.out_dir / record.output
@@ -344,57 +353,87 @@ class JobQueue:
         if self._board is not None:
             self._dirty.add(handle.id)
 
+    async def _publish_now(self, handle: JobHandle, ending: JobResult | None = None) -> None:
+        """Write ``handle``'s record at once; a store slower than ``_BOARD_WAIT`` or failing
+        leaves it to the board loop (the handle stays dirty), never holding the jobs up."""
+        if self._board is None:
+            return
+        answers = self._answers.get(handle.id, {})
+        with anyio.move_on_after(_BOARD_WAIT):
+            try:
+                await self._board.publish(handle, answers=answers, ending=ending)
+            except StoreError as exc:
+                logger.warning("job board not updated for job %s: %s", handle.id[:12], exc)
+            else:
+                if ending is None:
+                    self._dirty.discard(handle.id)
+
     async def _publish_ending(self, handle: JobHandle, result: JobResult) -> None:
         # On the board first: a request that sees the job ended here, then asks another
         # worker for its video, must find it ended there too.
-        if self._board is None:
-            return
-        try:
-            await self._board.publish(
-                handle, answers=self._answers.get(handle.id, {}), ending=result
-            )
-        except StoreError as exc:
-            logger.warning("job board not updated for job %s: %s", handle.id[:12], exc)
+        self._changed(handle)
+        await self._publish_now(handle, ending=result)
 
-    async def _remote(self, id: str) -> RemoteJobHandle | None:
+    async def _remote(self, id: str, *, others_only: bool = False) -> RemoteJobHandle | None:
         if self._board is None:
             return None
-        try:
-            handle = await self._board.lookup(id)
-        except StoreError as exc:
-            logger.warning("job board unreadable, job %s looked up here only: %s", id[:12], exc)
+        handle: RemoteJobHandle | None = None
+        with anyio.move_on_after(_BOARD_WAIT):
+            try:
+                handle = await self._board.lookup(id)
+            except StoreError as exc:
+                logger.warning("job board unreadable, job %s looked up here only: %s", id[:12], exc)
+        # This queue's own record of a job it no longer holds: an ended job it forgot (kept
+        # for get()), or a record a store outage left behind (never "running").
+        own = handle is not None and handle.worker == self._board.worker
+        if own and (others_only or handle is None or not handle.state.is_final):
             return None
-        return handle  # this queue's own when it has forgotten an old ended job
+        return handle
 
     async def _keep_board(self, board: JobBoard) -> None:
         """Publish what changed, carry out cancel requests, and beat, for the queue's life."""
-        last_beat = time.monotonic()
         with self._board_scope:
-            while True:
-                await anyio.sleep(board.poll)
-                try:
-                    await self._publish(board)
-                    await self._take_cancels(board)
-                    if time.monotonic() - last_beat >= board.heartbeat:
-                        await board.beat()
-                        last_beat = time.monotonic()
-                except StoreError as exc:  # a courtesy to other queues; the jobs go on
-                    logger.warning("job board not updated (%s); trying again", exc)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._beat, board)
+                while True:
+                    await anyio.sleep(board.poll)
+                    try:
+                        await self._publish(board)
+                        await self._take_cancels(board, tg)
+                    except Exception as exc:  # a courtesy to other queues; the jobs go on
+                        logger.warning("job board not updated (%s); trying again", exc)
+
+    async def _beat(self, board: JobBoard) -> None:
+        # A task of its own: a slow cancel or publish must not make this queue look gone.
+        while True:
+            await anyio.sleep(board.heartbeat)
+            try:
+                await board.beat()
+            except Exception as exc:
+                logger.warning("job board heartbeat not sent (%s); trying again", exc)
 
     async def _publish(self, board: JobBoard) -> None:
-        dirty, self._dirty = self._dirty, set()
-        for id in dirty:
+        for id in list(self._dirty):
             handle = self._handles.get(id)
             if handle is not None:
                 await board.publish(handle, answers=self._answers.get(id, {}))
+            self._dirty.discard(id)  # written (or gone): a failure above keeps the rest
 
-    async def _take_cancels(self, board: JobBoard) -> None:
+    async def _take_cancels(self, board: JobBoard, tg: TaskGroup) -> None:
         live = [id for id, handle in self._handles.items() if not handle.state.is_final]
-        if not live:
-            return
-        for id, request in (await board.cancel_requests(live)).items():
-            handle = self._handles[id]
-            answer = await self.cancel(handle)
-            self._answers.setdefault(id, {})[request] = answer
+        if live:
+            for id, request in (await board.cancel_requests(live)).items():
+                tg.start_soon(self._remote_cancel, id, request)
+
+    async def _remote_cancel(self, id: str, request: str) -> None:
+        """Carry out a cancel another queue passed on, and answer it on the board."""
+        handle = self._handles.get(id)
+        answer = False
+        if handle is not None:
+            try:
+                answer = await self.cancel(handle)
+            except Exception as exc:
+                logger.warning("a cancel of job %s passed on failed: %s", id[:12], exc)
+        self._answers.setdefault(id, {})[request] = answer
+        if handle is not None:
             self._changed(handle)
-        await self._publish(board)

@@ -296,6 +296,8 @@ class RedisStore:
         attempt = 0
         while True:
             try:
+                if self._closed:  # closed while this call waited to retry
+                    raise StoreError(f"account store {self.url} is closed")
                 scripts = self._clients.get()[1]
                 result = await scripts[script](keys=keys, args=[_arg(a) for a in args])
             except errors.AuthenticationError as exc:
