@@ -98,19 +98,15 @@ class JobResult:
     cost_cny: float = 0.0
     #: The job's content key (its id in the journal and in a :class:`JobQueue`).
     key: str | None = None
-    #: True when the video is an earlier run's, still on disk: its ``billed_seconds`` and
-    #: ``cost_cny`` were paid then, not in this run.
+    #: The video is an earlier run's, still on disk (its billed seconds were paid then).
     earlier: bool = False
 
 
 @dataclass(slots=True)
 class BatchSummary:
-    """Counts by result status, billed seconds, estimated cost and elapsed seconds.
-
-    ``interrupted`` counts tasks left RUNNING by :meth:`Batch.stop`; a rerun fetches them.
-    The billed seconds and the cost are this run's: videos an earlier run made are counted
-    in ``counts`` (and in ``from_earlier_runs``), not paid again.
-    """
+    """Counts by result status, this run's billed seconds and cost (videos an earlier run
+    made count in ``counts`` and ``from_earlier_runs`` only), elapsed seconds. ``interrupted``
+    counts tasks left RUNNING by :meth:`Batch.stop`; a rerun fetches them."""
 
     counts: dict[str, int] = field(default_factory=dict)
     billed_seconds: float = 0.0
