@@ -303,3 +303,25 @@ async def test_a_store_outage_as_a_job_ends_leaves_no_stuck_record(
                 await anyio.sleep(0.05)
         again = await queue.start(job)  # ended here: started again here, not "elsewhere"
         assert not isinstance(again, RemoteJobHandle)
+
+
+async def test_two_workers_cancelling_one_job_at_once_both_hear_the_answer(
+    frozen: RunningEmulator, tmp_path: Path
+) -> None:
+    (job,) = label_jobs(tmp_path / "in", 1)
+    async with two_workers(frozen, tmp_path, MemoryStore()) as (holder, other):
+        running = await holder.start(job)
+        await until_state(running, JobState.RUNNING)
+        one, two = await _remote(other, running.id), await _remote(other, running.id)
+        answers: list[bool] = []
+        async with anyio.create_task_group() as tg:
+            for handle in (one, two):
+                tg.start_soon(_cancel_into, answers, handle)
+        # RUNNING: billed anyway, and both askers hear so (neither waits out its timeout).
+        assert answers == [False, False]
+        assert running.billed_anyway
+        frozen.advance(600)
+
+
+async def _cancel_into(answers: list[bool], handle: JobHandle) -> None:
+    answers.append(await handle.cancel())

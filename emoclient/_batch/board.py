@@ -163,7 +163,11 @@ class JobBoard:
         return bool(await self.store.read_records(self._workers, [worker]))
 
     async def request_cancel(self, id: str) -> str:
-        """Ask the holder of job ``id`` to cancel it; the request's id."""
+        """Ask the holder of job ``id`` to cancel it; the request's id (a request already
+        waiting for the holder is joined, so that both askers read the one answer)."""
+        waiting = await self.store.read_records(self._cancels, [id])
+        if id in waiting:
+            return waiting[id]
         request = uuid.uuid4().hex
         await self.store.put_record(self._cancels, id, request, ttl=self.cancel_timeout * 4)
         return request
