@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import benchjson
+
 NAME = "download"
 TITLE = "Download of one large video: emoclient vs a plain aiohttp loop and curl"
 _CHUNK = 256 * 1024
@@ -257,21 +259,6 @@ def _table(
     }
 
 
-def _print(report: dict[str, Any]) -> None:
-    print(report["title"])
-    for table in report["tables"]:
-        print(table["title"])
-        widths = [
-            max(len(str(c)), *(len(str(r[i])) for r in table["rows"]))
-            for i, c in enumerate(table["columns"])
-        ]
-        print("  ".join(str(c).rjust(w) for c, w in zip(table["columns"], widths, strict=True)))
-        for row in table["rows"]:
-            print("  ".join(str(v).rjust(w) for v, w in zip(row, widths, strict=True)))
-    for note in report["notes"]:
-        print(f"- {note}")
-
-
 def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=TITLE)
     parser.add_argument("--quick", action="store_true", help="256 MiB, 3 rounds")
@@ -306,9 +293,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     arms, results = _measure(args)
     report = _table(args, arms, results)
-    _print(report)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    benchjson.emit(Path(args.json) if args.json else None, **report)
 
 
 if __name__ == "__main__":

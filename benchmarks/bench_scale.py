@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import benchjson
+
 NAME = "scale"
 TITLE = "Batches of 1,000 to 10,000 EMO jobs: client CPU per job, memory and journal writes"
 _WINDOW = 64
@@ -373,21 +375,6 @@ def _report(args: argparse.Namespace, measured: dict[str, Any]) -> dict[str, Any
     }
 
 
-def _print(report: dict[str, Any]) -> None:
-    print(report["title"])
-    for table in report["tables"]:
-        print(table["title"])
-        widths = [
-            max(len(str(c)), *(len(str(r[i])) for r in table["rows"]))
-            for i, c in enumerate(table["columns"])
-        ]
-        print("  ".join(str(c).rjust(w) for c, w in zip(table["columns"], widths, strict=True)))
-        for row in table["rows"]:
-            print("  ".join(str(v).rjust(w) for v, w in zip(row, widths, strict=True)))
-    for note in report["notes"]:
-        print(f"- {note}")
-
-
 def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=TITLE)
     parser.add_argument("--quick", action="store_true", help="1,000 jobs only")
@@ -424,9 +411,7 @@ def main(argv: list[str] | None = None) -> None:
         _child(args._child)
         return
     report = _report(args, _measure(args))
-    _print(report)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    benchjson.emit(Path(args.json) if args.json else None, **report)
 
 
 if __name__ == "__main__":
