@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import anyio
+from client_support import new_key
 
 from emoclient._batch import Batch, JobHandle, JobResult, JobState
 from emoclient._batch.jobs import EmojiJob, EmoJob, Job
 from emoclient._batch.options import SchedulerOptions
+from emoclient._cli._common import BatchOptions
 from emoclient._retry import RetryPolicy
+from emoclient.emulator import RunningEmulator
 from emoclient.emulator.samples import make_portrait, make_speech
 
 #: Tight polling for the emulator's fast clock, where a task lasts a fraction of a second.
@@ -77,3 +81,24 @@ async def until_state(handle: JobHandle, *states: JobState, deadline: float = 20
             if handle.state in states:
                 return
         assert handle.state in states
+
+
+def cli_options(manifest: Path, out: Path, emulator: RunningEmulator, **extra: Any) -> BatchOptions:
+    """``emoclient batch``'s options for a run on ``emulator`` with an account of its own,
+    JSON events, and both streams captured (``StringIO``)."""
+    return BatchOptions(
+        manifest=manifest,
+        out=out,
+        json=True,
+        api_key=new_key(),
+        base_url=emulator.base_url,
+        store="memory",
+        err=io.StringIO(),
+        out_stream=io.StringIO(),
+        **extra,
+    )
+
+
+def total_submissions(stats: dict[str, Any]) -> int:
+    """Submissions over every account of an emulator's stats."""
+    return sum(account["submissions"] for account in stats["accounts"].values())

@@ -5,12 +5,11 @@ mid-run is one message, loses nothing, and the rerun downloads the video."""
 from __future__ import annotations
 
 import errno
-import io
 from pathlib import Path
 from typing import Any
 
 import pytest
-from batch_support import make_inputs, options
+from batch_support import cli_options, make_inputs, options, total_submissions
 from client_support import make_client, new_key
 
 from emoclient import DiskFullError, JournalError
@@ -36,37 +35,19 @@ def inputs(tmp_path: Path) -> Path:
     return folder
 
 
-def _options(manifest: Path, out: Path, emulator: RunningEmulator, **extra: Any) -> BatchOptions:
-    return BatchOptions(
-        manifest=manifest,
-        out=out,
-        json=True,
-        api_key=new_key(),
-        base_url=emulator.base_url,
-        store="memory",
-        err=io.StringIO(),
-        out_stream=io.StringIO(),
-        **extra,
-    )
-
-
-def _submissions(stats: dict[str, Any]) -> int:
-    return sum(account["submissions"] for account in stats["accounts"].values())
-
-
 async def test_too_little_free_space_stops_the_run_before_anything_is_paid(
     emulator: RunningEmulator, inputs: Path, tmp_path: Path
 ) -> None:
     manifest = tmp_path / "m.csv"
     manifest.write_text(HEADER + f"{inputs}/face.png,{inputs}/voice.wav,,,,v.mp4\n")
     out = tmp_path / "out"
-    opts = _options(manifest, out, emulator, free_space=lambda folder: 5_000_000)
+    opts = cli_options(manifest, out, emulator, free_space=lambda folder: 5_000_000)
     assert await run_batch(opts) == 2
     message = opts.err.getvalue()  # type: ignore[attr-defined]
     assert f"not enough free space in {out}: 1 video(s) need about" in message
     assert "and 5.0 MB (5000000 bytes) are free" in message
     assert "nothing was submitted" in message
-    assert _submissions(await emulator.stats()) == 0
+    assert total_submissions(await emulator.stats()) == 0
 
 
 def test_the_journal_s_folder_is_checked_too(
@@ -138,7 +119,7 @@ async def test_a_full_disk_mid_run_loses_nothing_and_the_rerun_downloads_it(
             results = [r async for r in batch.run([job])]
     assert [r.status for r in results] == ["succeeded"]
     assert (out / "full.mp4").stat().st_size > 0
-    assert _submissions(await emulator.stats()) == 1  # fetched, not rendered again
+    assert total_submissions(await emulator.stats()) == 1  # fetched, not rendered again
 
 
 def _main_with(

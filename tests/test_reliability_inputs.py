@@ -4,7 +4,6 @@ first submit, the disk checked for room, and a disk that fills up mid-run losing
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -14,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from batch_support import make_inputs, options
-from client_support import make_client, new_key
+from batch_support import cli_options, make_inputs, options, total_submissions
+from client_support import make_client
 
 from emoclient import (
     EmoClient,
@@ -28,7 +27,6 @@ from emoclient._batch.checks import preflight
 from emoclient._batch.jobs import EmojiJob, EmoJob
 from emoclient._batch.manifest import ManifestError, ManifestJob, ManifestProblem, read_manifest
 from emoclient._batch.queue import JobQueue
-from emoclient._cli._common import BatchOptions
 from emoclient._cli._run import run_batch
 from emoclient.emulator import RunningEmulator
 from emoclient.emulator.samples import make_portrait, make_speech
@@ -274,24 +272,6 @@ def inputs(tmp_path: Path) -> Path:
     return folder
 
 
-def _options(manifest: Path, out: Path, emulator: RunningEmulator, **extra: Any) -> BatchOptions:
-    return BatchOptions(
-        manifest=manifest,
-        out=out,
-        json=True,
-        api_key=new_key(),
-        base_url=emulator.base_url,
-        store="memory",
-        err=io.StringIO(),
-        out_stream=io.StringIO(),
-        **extra,
-    )
-
-
-def _submissions(stats: dict[str, Any]) -> int:
-    return sum(account["submissions"] for account in stats["accounts"].values())
-
-
 async def test_every_row_is_checked_before_the_first_submit(
     emulator: RunningEmulator, inputs: Path, tmp_path: Path
 ) -> None:
@@ -302,7 +282,7 @@ async def test_every_row_is_checked_before_the_first_submit(
     )
     manifest = tmp_path / "m.csv"
     manifest.write_text(HEADER + good + late)
-    opts = _options(manifest, tmp_path / "out", emulator)
+    opts = cli_options(manifest, tmp_path / "out", emulator)
     assert await run_batch(opts) == 1
     events = [json.loads(line) for line in opts.out_stream.getvalue().splitlines()]  # type: ignore[attr-defined]
     kinds = [e["event"] for e in events]
@@ -311,7 +291,7 @@ async def test_every_row_is_checked_before_the_first_submit(
     assert [events[i]["label"] for i in problems] == ["row 6", "row 7"]
     assert max(problems) < first_paid
     assert "is 300x300 px" in events[problems[0]]["message"]
-    assert _submissions(await emulator.stats()) == 4  # the good rows still ran
+    assert total_submissions(await emulator.stats()) == 4  # the good rows still ran
 
 
 async def test_an_empty_file_is_never_uploaded(emulator: RunningEmulator, tmp_path: Path) -> None:
@@ -322,7 +302,7 @@ async def test_an_empty_file_is_never_uploaded(emulator: RunningEmulator, tmp_pa
             await client.upload(empty, model="emo-v1")
         with pytest.raises(UploadError, match="is an empty file"):
             await client.generate_emoji(empty, "mengwa_kaixin", out=tmp_path / "x.mp4")
-    assert _submissions(await emulator.stats()) == 0
+    assert total_submissions(await emulator.stats()) == 0
 
 
 def test_a_long_manifest_probes_each_distinct_file_once(
