@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -246,11 +247,14 @@ class _FlakyStore(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.read_delay = 0.0
+        self.live_write_delay = 0.0  # for job records of jobs not ended yet
         self.failing = False
 
     async def put_record(self, board: str, key: str, value: str, *, ttl: float) -> None:
         if self.failing:
             raise StoreError("the store is away")
+        if board.endswith(":jobs") and not JobState(json.loads(value)["state"]).is_final:
+            await anyio.sleep(self.live_write_delay)
         await super().put_record(board, key, value, ttl=ttl)
 
     async def read_records(self, board: str, keys: Any, *, take: bool = False) -> dict[str, str]:
@@ -303,6 +307,30 @@ async def test_a_store_outage_as_a_job_ends_leaves_no_stuck_record(
                 await anyio.sleep(0.05)
         again = await queue.start(job)  # ended here: started again here, not "elsewhere"
         assert not isinstance(again, RemoteJobHandle)
+
+
+async def test_a_slow_write_racing_the_end_of_a_job_does_not_leave_it_live(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    # The board loop's write of a live state, begun before the job ended, used to land after
+    # the ending record and then mark the job clean: the board said "downloading" forever.
+    (job,) = label_jobs(tmp_path / "in", 1)
+    store = _FlakyStore()
+    store.live_write_delay = 0.3  # the board loop is (nearly) always amid a live write
+    async with make_client(emulator, store=store) as client, _queue(client, tmp_path) as queue:
+        handle = await queue.start(job)
+        assert (await handle.wait(timeout=DEADLINE)).status == "succeeded"
+        reader = JobBoard(store, client.limits.account, **FAST)
+        with anyio.fail_after(DEADLINE):
+            while True:
+                record = await reader.lookup(handle.id)
+                if record is not None and record.state is JobState.SUCCEEDED:
+                    break
+                await anyio.sleep(0.05)
+        await anyio.sleep(1.0)  # and nothing older overwrites it later
+        record = await reader.lookup(handle.id)
+        assert record is not None
+        assert record.state is JobState.SUCCEEDED
 
 
 async def test_two_workers_cancelling_one_job_at_once_both_hear_the_answer(

@@ -105,7 +105,11 @@ class JobQueue:
             board = JobBoard(first.limits.store, first.limits.account)
         self._board = board or None
         self._board_scope = anyio.CancelScope()
-        self._dirty: set[str] = set()
+        # Jobs changed since last published: id -> its change count, so that a write that
+        # raced a newer change does not mark the job clean; one writer at a time, so that
+        # the record written last is the one built last.
+        self._dirty: dict[str, int] = {}
+        self._publishing = anyio.Lock()
         self._answers: dict[str, dict[str, bool]] = {}
 
     async def __aenter__(self) -> Self:
@@ -351,22 +355,18 @@ class JobQueue:
 
     def _changed(self, handle: JobHandle) -> None:
         if self._board is not None:
-            self._dirty.add(handle.id)
+            self._dirty[handle.id] = self._dirty.get(handle.id, 0) + 1
 
     async def _publish_now(self, handle: JobHandle, ending: JobResult | None = None) -> None:
         """Write ``handle``'s record at once; a store slower than ``_BOARD_WAIT`` or failing
         leaves it to the board loop (the handle stays dirty), never holding the jobs up."""
         if self._board is None:
             return
-        answers = self._answers.get(handle.id, {})
         with anyio.move_on_after(_BOARD_WAIT):
             try:
-                await self._board.publish(handle, answers=answers, ending=ending)
+                await self._write(self._board, handle, ending=ending)
             except StoreError as exc:
                 logger.warning("job board not updated for job %s: %s", handle.id[:12], exc)
-            else:
-                if ending is None:
-                    self._dirty.discard(handle.id)
 
     async def _publish_ending(self, handle: JobHandle, result: JobResult) -> None:
         # On the board first: a request that sees the job ended here, then asks another
@@ -416,8 +416,20 @@ class JobQueue:
         for id in list(self._dirty):
             handle = self._handles.get(id)
             if handle is not None:
-                await board.publish(handle, answers=self._answers.get(id, {}))
-            self._dirty.discard(id)  # written (or gone): a failure above keeps the rest
+                await self._write(board, handle)  # a failure keeps it and the rest dirty
+            elif id in self._dirty:
+                del self._dirty[id]  # gone
+
+    async def _write(
+        self, board: JobBoard, handle: JobHandle, ending: JobResult | None = None
+    ) -> None:
+        """Publish ``handle`` as it is now; clean unless it changed meanwhile (an ending
+        record is written ahead of the handle's own change, which stays dirty)."""
+        async with self._publishing:
+            change = self._dirty.get(handle.id)
+            await board.publish(handle, answers=self._answers.get(handle.id, {}), ending=ending)
+            if ending is None and change is not None and self._dirty.get(handle.id) == change:
+                del self._dirty[handle.id]
 
     async def _take_cancels(self, board: JobBoard, tg: TaskGroup) -> None:
         live = [id for id, handle in self._handles.items() if not handle.state.is_final]
