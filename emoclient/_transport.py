@@ -26,7 +26,12 @@ from emoclient._answers import (
     request_id_of,
     scrub_urls,
 )
-from emoclient._exceptions import APIStatusError, ConfigurationError, TransportError
+from emoclient._exceptions import (
+    APIStatusError,
+    ConfigurationError,
+    InvalidResponseError,
+    TransportError,
+)
 from emoclient._failures import Classifier, brief, map_client_error, read_retry, submit_retry
 from emoclient._limits import RateLimiter
 from emoclient._log import logger, switch_on_from_env
@@ -211,8 +216,6 @@ class Transport:
                     raw, complete = b"", False  # refused unread
                 else:
                     raw, complete = await _read_at_most(resp, limit)
-                # A proxy may echo the Authorization header in its page.
-                raw = raw.replace(self._api_key.encode(), b"<api key>")
         except (aiohttp.ClientError, TimeoutError) as exc:
             logger.debug("%s %s failed: %s", method, redact_url(url), type(exc).__name__)
             raise map_client_error(exc, method=method, url=url) from exc
@@ -236,8 +239,14 @@ class Transport:
         *,
         operation: str,
     ) -> dict[str, Any]:
-        """The JSON object of a success, or the error an error answer stands for."""
+        """The JSON object of a success, or the error an error answer stands for.
+
+        A proxy may echo the Authorization header in its page: the key is taken out of any
+        answer text an error quotes, never out of a success's data (a signed URL of the
+        service may hold the key's characters by chance).
+        """
         if status >= 400:
+            raw = raw.replace(self._api_key.encode(), b"<api key>")
             raise error_from_response(status, decode(raw, charset), headers, operation=operation)
         if 300 <= status < 400:
             # Not followed (the key would go along): a proxy, a moved endpoint or a loop.
@@ -250,14 +259,24 @@ class Transport:
                 f"Use the service's own URL, e.g. {DEFAULT_BASE_URL}."
             )
         rid = headers.get("X-Request-ID")
-        body = json_object(
-            raw,
-            complete=complete,
-            limit=self.max_json_bytes,
-            status=status,
-            operation=operation,
-            request_id=rid,
-        )
+
+        def parsed(answer: bytes) -> dict[str, Any]:
+            return json_object(
+                answer,
+                complete=complete,
+                limit=self.max_json_bytes,
+                status=status,
+                operation=operation,
+                request_id=rid,
+            )
+
+        try:
+            body = parsed(raw)
+        except InvalidResponseError:  # its message may quote the answer: again without the key
+            scrubbed = raw.replace(self._api_key.encode(), b"<api key>")
+            if scrubbed == raw:
+                raise
+            body = parsed(scrubbed)
         if rid and request_id_of(body) is None:
             body["request_id"] = rid  # so that a parse error can name it too
         return body

@@ -160,6 +160,31 @@ async def test_key_never_logged(recorder: Recorder, caplog: pytest.LogCaptureFix
     assert all(SECRET not in record.getMessage() for record in caplog.records)
 
 
+async def test_a_success_holding_the_keys_characters_is_not_altered(
+    recorder: Recorder,
+) -> None:
+    # A short key can turn up inside a signed result URL by chance (an account's two keys
+    # "k1" and "k2" did, in one download of about seven): the URL must reach the download
+    # as the service signed it, or the download is refused (SignatureDoesNotMatch).
+    url = f"http://127.0.0.1:9/results/t.mp4?Expires=1&Signature=ab{SECRET}cd%3D"
+    recorder.reply = {
+        "output": {"task_id": "t", "task_status": "SUCCEEDED", "results": {"video_url": url}},
+        "usage": {"duration": 2.0},
+    }
+    async with _client(recorder) as client:
+        task = await client.get_task("t")
+    assert task.video_url == url
+
+
+async def test_an_answer_echoing_the_key_never_shows_it(recorder: Recorder) -> None:
+    recorder.raw = f"<html>proxy: Authorization: Bearer {SECRET}</html>"
+    async with _client(recorder) as client:
+        with pytest.raises(ServerError, match="not JSON") as caught:
+            await client.get_task("t")
+    assert SECRET not in str(caught.value)
+    assert "<api key>" in str(caught.value)
+
+
 async def test_non_json_answer(recorder: Recorder) -> None:
     recorder.raw = "<html>gateway</html>"
     async with _client(recorder) as client:
