@@ -9,6 +9,7 @@ result downloads go out without them. Every aiohttp/asyncio failure becomes an
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
@@ -26,12 +27,7 @@ from emoclient._answers import (
     request_id_of,
     scrub_urls,
 )
-from emoclient._exceptions import (
-    APIStatusError,
-    ConfigurationError,
-    InvalidResponseError,
-    TransportError,
-)
+from emoclient._exceptions import APIStatusError, ConfigurationError, TransportError
 from emoclient._failures import Classifier, brief, map_client_error, read_retry, submit_retry
 from emoclient._limits import RateLimiter
 from emoclient._log import logger, switch_on_from_env
@@ -259,20 +255,17 @@ class Transport:
                 f"Use the service's own URL, e.g. {DEFAULT_BASE_URL}."
             )
         rid = headers.get("X-Request-ID")
-
-        def parsed(answer: bytes) -> dict[str, Any]:
-            return json_object(
-                answer,
-                complete=complete,
-                limit=self.max_json_bytes,
-                status=status,
-                operation=operation,
-                request_id=rid,
-            )
-
+        parsed = functools.partial(
+            json_object,
+            complete=complete,
+            limit=self.max_json_bytes,
+            status=status,
+            operation=operation,
+            request_id=rid,
+        )
         try:
             body = parsed(raw)
-        except InvalidResponseError:  # its message may quote the answer: again without the key
+        except APIStatusError:  # (InvalidResponse) it may quote the answer: again without the key
             scrubbed = raw.replace(self._api_key.encode(), b"<api key>")
             if scrubbed == raw:
                 raise
