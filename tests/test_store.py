@@ -448,3 +448,51 @@ async def test_a_failed_call_leaves_the_sqlite_store_usable(tmp_path: Path) -> N
         assert str(path) in str(caught.value)
         # The failed transaction was rolled back, not left open holding the file's lock.
         assert await store.try_lease("w", size=1, holder="a", ttl=30)
+
+
+async def test_a_store_locked_by_another_process_is_waited_for_off_the_loop(
+    tmp_path: Path,
+) -> None:
+    # The loop's own connection never waits for the file's lock: while another process holds
+    # it, a call waits in the worker thread, and the event loop keeps running meanwhile.
+    path = tmp_path / "store.sqlite3"
+    async with SQLiteStore(path) as store:
+        assert await store.try_acquire("submit", interval=1.0) == 0.0  # the file exists
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # "another process" holds the write lock
+            ticks = 0
+            granted: list[float] = []
+
+            async def call() -> None:
+                granted.append(await store.try_acquire("other", interval=1.0))
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while not granted:
+                    ticks += 1
+                    await anyio.sleep(0.01)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call)
+                tg.start_soon(ticker)
+                await anyio.sleep(0.3)
+                assert not granted  # still waiting for the lock...
+                assert ticks >= 10  # ...and not on the loop
+                other.execute("COMMIT")
+        finally:
+            other.close()
+        assert granted == [0.0]
+
+
+async def test_the_sqlite_stores_wal_is_checkpointed(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite3"
+    wal = path.with_name(path.name + "-wal")
+    async with SQLiteStore(path) as store:
+        for n in range(2000):
+            await store.put_record("b", f"k{n % 50}", "v" * 200, ttl=60)
+        # Without checkpoints this WAL would hold all 2,000 commits (some 18 MB); SQLite
+        # writes it from its start again after each one, so it stays near SQLite's own
+        # automatic checkpoint size (1,000 pages, 4 MB).
+        assert wal.stat().st_size < 4 * 2**20
+        assert len(await store.read_records("b", [f"k{n}" for n in range(50)])) == 50

@@ -2,7 +2,12 @@
 
 Every call is one ``BEGIN IMMEDIATE`` transaction that reads the clock after taking the
 file's write lock, so decisions happen in one order across processes and the times they
-record follow that order. sqlite3 blocks: calls run in a worker thread, one at a time.
+record follow that order. sqlite3 blocks, so a call runs on the event loop's own thread
+only where it cannot wait: on a second connection without a busy timeout, while no other call
+of this process holds the store; the moment the file is locked by another process (or a call
+of this one is under way) it runs in a worker thread instead, one at a time, and waits there.
+Commits in WAL mode with ``synchronous = NORMAL`` do not fsync; the checkpoints that do are
+run in the worker thread every ``_CHECKPOINT_EVERY`` writes, never on the loop.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
+from emoclient._log import logger
 from emoclient._loops import PerLoop
 from emoclient._store._errors import StoreError
 from emoclient._store._maths import check_duration, check_size, gcra_try
@@ -61,6 +68,9 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE INDEX IF NOT EXISTS records_by_expiry ON records (expires_at);
 """
 
+#: Writes on the loop's connection between two WAL checkpoints (run in the worker thread).
+_CHECKPOINT_EVERY = 256
+
 _CLOSE_INTENT = "DELETE FROM intents WHERE account = ? AND model = ? AND owner = ?"
 
 
@@ -78,6 +88,8 @@ class SQLiteStore:
         self._clock = clock
         self._busy_ms = int(check_duration("busy_timeout", busy_timeout) * 1000)
         self._conn: sqlite3.Connection | None = None
+        self._inline: sqlite3.Connection | None = None  # the loop's: never waits for a lock
+        self._inline_writes = 0
         self._closed = False
         # One call at a time per event loop (a worker thread each), and one at a time on
         # the connection across the loops of this process (see emoclient._loops).
@@ -150,6 +162,7 @@ class SQLiteStore:
             raise StoreError(f"account store {self.path} is closed")
         if self._conn is None:
             self._conn = self._connect()
+            self._inline = self._connect_inline()
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -164,9 +177,78 @@ class SQLiteStore:
             raise StoreError(f"account store {self.path}: {exc}") from exc
         return result
 
+    def _connect_inline(self) -> sqlite3.Connection | None:
+        """The connection calls use on the event loop's thread (the file exists by now)."""
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=0, check_same_thread=False, isolation_level=None
+            )
+        except sqlite3.Error:
+            return None  # every call goes through the worker thread, as before
+        try:
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA wal_autocheckpoint = 0")  # see _checkpoint
+        except sqlite3.Error:
+            conn.close()
+            return None
+        return conn
+
+    def _try_inline(self, work: _Work[_T], write: bool) -> _T:
+        """``work`` on the loop's connection; raises :class:`_Busy` where it would wait."""
+        if not self._lock.acquire(blocking=False):
+            raise _Busy  # a call in the worker thread holds the connection
+        try:
+            conn = self._inline
+            if conn is None or self._closed:
+                raise _Busy
+            try:
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    result = work(conn, self._clock())
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _LOCKED_CODES:
+                    raise _Busy from exc  # another process holds the file: wait in a thread
+                raise StoreError(f"account store {self.path}: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise StoreError(f"account store {self.path}: {exc}") from exc
+            return result
+        finally:
+            self._lock.release()
+
     async def _call(self, work: _Work[_T], *, write: bool = True) -> _T:
+        if self._inline is not None:
+            await anyio.lowlevel.checkpoint()  # a call is a checkpoint, wherever it runs
+            try:
+                result = self._try_inline(work, write)
+            except _Busy:
+                pass
+            else:
+                if write:
+                    self._inline_writes += 1
+                    if self._inline_writes % _CHECKPOINT_EVERY == 0:
+                        await self._checkpoint()
+                return result
         limiter = self._limiter.get()
         return await anyio.to_thread.run_sync(self._transaction, work, write, limiter=limiter)
+
+    async def _checkpoint(self) -> None:
+        """Move the WAL's pages into the file (an fsync), in the worker thread; a checkpoint
+        that cannot run now (readers, a lock) is left to the next one."""
+
+        def checkpoint() -> None:
+            with self._lock:
+                if self._conn is not None and not self._closed:
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+        try:
+            await anyio.to_thread.run_sync(checkpoint, limiter=self._limiter.get())
+        except sqlite3.Error as exc:
+            logger.debug("account store %s: checkpoint skipped (%s)", self.path, exc)
 
     async def try_acquire(self, key: str, *, interval: float) -> float:
         """See :meth:`AccountStore.try_acquire`."""
@@ -360,8 +442,19 @@ class SQLiteStore:
                 if self._conn is not None:
                     conn, self._conn = self._conn, None
                     conn.close()
+                if self._inline is not None:
+                    inline, self._inline = self._inline, None
+                    inline.close()
 
         await anyio.to_thread.run_sync(close, limiter=self._limiter.get())
+
+
+class _Busy(Exception):
+    """The loop's connection would have to wait: the call goes to the worker thread."""
+
+
+#: SQLITE_BUSY and SQLITE_LOCKED (with any extended code).
+_LOCKED_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _live_leases(
