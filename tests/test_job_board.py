@@ -248,6 +248,7 @@ class _FlakyStore(MemoryStore):
         super().__init__()
         self.read_delay = 0.0
         self.live_write_delay = 0.0  # for job records of jobs not ended yet
+        self.lost_cancel_replies = 0  # takes of cancel requests done, but their reply lost
         self.failing = False
 
     async def put_record(self, board: str, key: str, value: str, *, ttl: float) -> None:
@@ -259,7 +260,11 @@ class _FlakyStore(MemoryStore):
 
     async def read_records(self, board: str, keys: Any, *, take: bool = False) -> dict[str, str]:
         await anyio.sleep(self.read_delay)
-        return await super().read_records(board, keys, take=take)
+        found = await super().read_records(board, keys, take=take)
+        if found and take and board.endswith(":cancel") and self.lost_cancel_replies:
+            self.lost_cancel_replies -= 1
+            raise StoreError("connection lost before the reply")  # done, but unheard
+        return found
 
 
 async def test_two_starts_of_one_job_at_once_share_one_handle(
@@ -331,6 +336,46 @@ async def test_a_slow_write_racing_the_end_of_a_job_does_not_leave_it_live(
         record = await reader.lookup(handle.id)
         assert record is not None
         assert record.state is JobState.SUCCEEDED
+
+
+async def test_a_cancel_request_survives_a_lost_store_reply(
+    frozen: RunningEmulator, tmp_path: Path
+) -> None:
+    # A store call whose reply is lost (a Redis connection dropped) is retried: a request
+    # must survive that. The holder used to take requests off the board, and a take whose
+    # reply was lost lost the request (the asker waited out its timeout); now it only reads
+    # them, and answers each request id once.
+    running, queued = label_jobs(tmp_path / "in", 2)
+    store = _FlakyStore()
+    async with two_workers(frozen, tmp_path, store) as (holder, other):
+        first = await holder.start(running)
+        await until_state(first, JobState.SUBMITTED, JobState.RUNNING)
+        second = await holder.start(queued)
+        await until_state(second, JobState.PREPARING, JobState.SUBMITTED)
+        far = await _remote(other, second.id)
+        store.lost_cancel_replies = 1
+        with anyio.fail_after(DEADLINE):
+            assert await far.cancel()
+        assert (await second.wait(timeout=DEADLINE)).status == "canceled"
+        frozen.advance(600)
+        assert (await first.wait(timeout=DEADLINE)).status == "succeeded"
+
+
+async def test_a_second_cancel_after_an_answered_one_is_carried_out_too(
+    frozen: RunningEmulator, tmp_path: Path
+) -> None:
+    # Requests stay on the board until they expire: a new ask must not join an answered one.
+    (job,) = label_jobs(tmp_path / "in", 1)
+    async with two_workers(frozen, tmp_path, MemoryStore()) as (holder, other):
+        local = await holder.start(job)
+        await until_state(local, JobState.RUNNING)
+        far = await _remote(other, local.id)
+        assert not await far.cancel()  # RUNNING: billed anyway
+        assert not await far.cancel()  # asked again: answered again, not read from the first
+        await far.refresh()
+        assert len(far._record["cancels"]) == 2  # two requests, two answers
+        frozen.advance(600)
+        assert (await local.wait(timeout=DEADLINE)).status == "succeeded"
 
 
 async def test_two_workers_cancelling_one_job_at_once_both_hear_the_answer(

@@ -19,7 +19,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 from typing import Any
 
@@ -128,12 +128,13 @@ class JobBoard:
         )
 
     async def cancel_requests(self, ids: list[str]) -> dict[str, str]:
-        """Take the cancel requests left for jobs ``ids``: job id -> request id."""
-        # Asked every poll: a read first, so that the usual answer (none) takes no write lock.
-        found = await self.store.read_records(self._cancels, ids)
-        if not found:
-            return {}
-        return await self.store.read_records(self._cancels, list(found), take=True)
+        """The cancel requests left for jobs ``ids``: job id -> request id.
+
+        A request stays on the board until it expires; the holder carries out each request id
+        once and answers it in the job's record. (Taking requests off the board instead lost
+        one whenever the store's reply to the take was lost and the read retried.)
+        """
+        return await self.store.read_records(self._cancels, ids)
 
     # --- any queue's side ---------------------------------------------------------------
 
@@ -162,11 +163,12 @@ class JobBoard:
         """True while ``worker``'s heartbeat is fresh."""
         return bool(await self.store.read_records(self._workers, [worker]))
 
-    async def request_cancel(self, id: str) -> str:
-        """Ask the holder of job ``id`` to cancel it; the request's id (a request already
-        waiting for the holder is joined, so that both askers read the one answer)."""
+    async def request_cancel(self, id: str, *, answered: Collection[str] = ()) -> str:
+        """Ask the holder of job ``id`` to cancel it; the request's id (a request still
+        waiting for the holder, i.e. not among ``answered``, is joined, so that both askers
+        read the one answer)."""
         waiting = await self.store.read_records(self._cancels, [id])
-        if id in waiting:
+        if id in waiting and waiting[id] not in answered:
             return waiting[id]
         request = uuid.uuid4().hex
         await self.store.put_record(self._cancels, id, request, ttl=self.cancel_timeout * 4)
@@ -280,9 +282,10 @@ class RemoteJobHandle(JobHandle):
         """Ask the holding queue to cancel the job, and return its answer (see
         :meth:`JobHandle.cancel`). Raises :class:`EmoError` when the holder does not
         answer within the board's ``cancel_timeout``."""
+        await self.refresh()
         if self.state.is_final:
             return False
-        request = await self._board.request_cancel(self.id)
+        request = await self._board.request_cancel(self.id, answered=self._record["cancels"])
         with anyio.move_on_after(self._board.cancel_timeout):
             while True:
                 await anyio.sleep(self._board.poll)

@@ -111,6 +111,7 @@ class JobQueue:
         self._dirty: dict[str, int] = {}
         self._publishing = anyio.Lock()
         self._answers: dict[str, dict[str, bool]] = {}
+        self._cancelling: set[str] = set()  # cancel requests of other queues under way
 
     async def __aenter__(self) -> Self:
         await self._batch.__aenter__()
@@ -435,7 +436,9 @@ class JobQueue:
         live = [id for id, handle in self._handles.items() if not handle.state.is_final]
         if live:
             for id, request in (await board.cancel_requests(live)).items():
-                tg.start_soon(self._remote_cancel, id, request)
+                if request not in self._cancelling and request not in self._answers.get(id, {}):
+                    self._cancelling.add(request)
+                    tg.start_soon(self._remote_cancel, id, request)
 
     async def _remote_cancel(self, id: str, request: str) -> None:
         """Carry out a cancel another queue passed on, and answer it on the board."""
@@ -447,5 +450,6 @@ class JobQueue:
             except Exception as exc:
                 logger.warning("a cancel of job %s passed on failed: %s", id[:12], exc)
         self._answers.setdefault(id, {})[request] = answer
+        self._cancelling.discard(request)
         if handle is not None:
             self._changed(handle)
