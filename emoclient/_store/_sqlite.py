@@ -163,19 +163,10 @@ class SQLiteStore:
         if self._conn is None:
             self._conn = self._connect()
             self._inline = self._connect_inline()
-        conn = self._conn
         try:
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                result = work(conn, self._clock())
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            return _run(self._conn, work, write, self._clock)
         except sqlite3.Error as exc:
             raise StoreError(f"account store {self.path}: {exc}") from exc
-        return result
 
     def _connect_inline(self) -> sqlite3.Connection | None:
         """The connection calls use on the event loop's thread (the file exists by now)."""
@@ -202,21 +193,13 @@ class SQLiteStore:
             if conn is None or self._closed:
                 raise _Busy
             try:
-                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                try:
-                    result = work(conn, self._clock())
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
+                return _run(conn, work, write, self._clock)
             except sqlite3.OperationalError as exc:
                 if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _LOCKED_CODES:
                     raise _Busy from exc  # another process holds the file: wait in a thread
                 raise StoreError(f"account store {self.path}: {exc}") from exc
             except sqlite3.Error as exc:
                 raise StoreError(f"account store {self.path}: {exc}") from exc
-            return result
         finally:
             self._lock.release()
 
@@ -447,6 +430,19 @@ class SQLiteStore:
                     inline.close()
 
         await anyio.to_thread.run_sync(close, limiter=self._limiter.get())
+
+
+def _run(conn: sqlite3.Connection, work: _Work[_T], write: bool, clock: Clock) -> _T:
+    """``work`` in one transaction, on the clock read once the transaction has begun."""
+    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        result = work(conn, clock())
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
 
 
 class _Busy(Exception):
