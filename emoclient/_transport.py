@@ -264,12 +264,13 @@ class Transport:
             request_id=rid,
         )
         try:
-            body = parsed(raw)
-        except APIStatusError:  # (InvalidResponse) it may quote the answer: again without the key
-            scrubbed = raw.replace(self._api_key.encode(), b"<api key>")
-            if scrubbed == raw:
+            body: dict[str, Any] | None = parsed(raw)
+        except APIStatusError:  # (InvalidResponse) it may quote the answer: not with the key
+            if self._api_key.encode() not in raw:
                 raise
-            body = parsed(scrubbed)
+            body = None
+        if body is None:  # parsed again outside the handler: no __context__ holds the key
+            body = parsed(raw.replace(self._api_key.encode(), b"<api key>"))
         if rid and request_id_of(body) is None:
             body["request_id"] = rid  # so that a parse error can name it too
         return body
