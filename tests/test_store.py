@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -496,3 +497,83 @@ async def test_the_sqlite_stores_wal_is_checkpointed(tmp_path: Path) -> None:
         # automatic checkpoint size (1,000 pages, 4 MB).
         assert wal.stat().st_size < 4 * 2**20
         assert len(await store.read_records("b", [f"k{n}" for n in range(50)])) == 50
+
+
+async def test_sqlite_calls_run_on_the_loop_when_nothing_holds_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hops = 0
+    real = anyio.to_thread.run_sync
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal hops
+        hops += 1
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    async with SQLiteStore(tmp_path / "store.sqlite3") as store:
+        for n in range(100):
+            await store.put_record("b", f"k{n}", "v", ttl=60)
+        assert len(await store.read_records("b", [f"k{n}" for n in range(100)])) == 100
+    assert hops <= 2  # the first call (it creates the file) and the close
+
+
+async def test_a_call_waits_off_the_loop_while_another_holds_the_connection(
+    tmp_path: Path,
+) -> None:
+    async with SQLiteStore(tmp_path / "store.sqlite3") as store:
+        await store.lease_count("w")
+        store._lock.acquire()  # as a call in the worker thread (or a checkpoint) does
+        released = False
+
+        async def release_later() -> None:
+            nonlocal released
+            await anyio.sleep(0.2)  # the loop runs while the call waits
+            released = True
+            store._lock.release()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(release_later)
+            assert await store.try_lease("w", size=1, holder="a", ttl=30)
+            assert released  # it waited for the connection, and not on the loop
+
+
+async def test_an_error_inside_an_inline_call_rolls_it_back(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "store.sqlite3") as store:
+        await store.lease_count("w")
+
+        def work(conn: sqlite3.Connection, now: float) -> None:
+            conn.execute("REPLACE INTO rates (key, tat) VALUES ('submit', ?)", (now + 60,))
+            raise ZeroDivisionError  # any bug in a call, not only an SQLite error
+
+        with pytest.raises(ZeroDivisionError):
+            await store._call(work)
+        assert await store.try_acquire("submit", interval=1.0) == 0.0  # nothing was kept
+
+
+async def test_a_committed_call_returns_its_result_even_when_a_checkpoint_is_due(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A checkpoint used to run on the caller's path after its write was committed: a cancel
+    # landing there lost a granted lease until its TTL (the caller never released it).
+    from emoclient._store import _sqlite
+
+    monkeypatch.setattr(_sqlite, "_CHECKPOINT_EVERY", 1)
+    async with SQLiteStore(tmp_path / "store.sqlite3") as store:
+        await store.lease_count("w")
+        limiter = store._limiter.get()
+        held = anyio.Event()
+
+        async def occupy() -> None:  # another call of this loop queued for the thread
+            async with limiter:
+                held.set()
+                await anyio.sleep(1.0)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(occupy)
+            await held.wait()
+            granted = None
+            with anyio.move_on_after(0.5):
+                granted = await store.try_lease("w", size=1, holder="me", ttl=30)
+        assert granted is True
+        assert await store.lease_count("w") == 1

@@ -7,7 +7,9 @@ only where it cannot wait: on a second connection without a busy timeout, while 
 of this process holds the store; the moment the file is locked by another process (or a call
 of this one is under way) it runs in a worker thread instead, one at a time, and waits there.
 Commits in WAL mode with ``synchronous = NORMAL`` do not fsync; the checkpoints that do are
-run in the worker thread every ``_CHECKPOINT_EVERY`` writes, never on the loop.
+run in a thread of their own every ``_CHECKPOINT_EVERY`` writes, never on the loop. Calls are
+not strictly first come, first served within a process: one queued for the thread (behind a
+busy file) may be overtaken by a later one that succeeds inline.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class SQLiteStore:
         self._conn: sqlite3.Connection | None = None
         self._inline: sqlite3.Connection | None = None  # the loop's: never waits for a lock
         self._inline_writes = 0
+        self._checkpointer: threading.Thread | None = None
         self._closed = False
         # One call at a time per event loop (a worker thread each), and one at a time on
         # the connection across the loops of this process (see emoclient._loops).
@@ -214,24 +217,30 @@ class SQLiteStore:
                 if write:
                     self._inline_writes += 1
                     if self._inline_writes % _CHECKPOINT_EVERY == 0:
-                        await self._checkpoint()
+                        self._start_checkpoint()
                 return result
         limiter = self._limiter.get()
         return await anyio.to_thread.run_sync(self._transaction, work, write, limiter=limiter)
 
-    async def _checkpoint(self) -> None:
-        """Move the WAL's pages into the file (an fsync), in the worker thread; a checkpoint
-        that cannot run now (readers, a lock) is left to the next one."""
+    def _start_checkpoint(self) -> None:
+        """Move the WAL's pages into the file (an fsync) in a thread of its own, off every
+        caller's path (a caller whose write is committed must get its result, not wait or be
+        cancelled); one at a time, and one that cannot run now is left to the next."""
+        if self._checkpointer is not None and self._checkpointer.is_alive():
+            return
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint, name="emoclient-store-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
 
-        def checkpoint() -> None:
-            with self._lock:
-                if self._conn is not None and not self._closed:
-                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-
-        try:
-            await anyio.to_thread.run_sync(checkpoint, limiter=self._limiter.get())
-        except sqlite3.Error as exc:
-            logger.debug("account store %s: checkpoint skipped (%s)", self.path, exc)
+    def _checkpoint(self) -> None:
+        with self._lock:  # meanwhile calls wait for the connection in the worker thread
+            if self._conn is None or self._closed:
+                return
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                logger.debug("account store %s: checkpoint skipped (%s)", self.path, exc)
 
     async def try_acquire(self, key: str, *, interval: float) -> float:
         """See :meth:`AccountStore.try_acquire`."""
