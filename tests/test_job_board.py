@@ -360,6 +360,60 @@ async def test_a_cancel_request_survives_a_lost_store_reply(
         assert (await first.wait(timeout=DEADLINE)).status == "succeeded"
 
 
+async def test_an_old_cancel_request_leaves_a_new_run_of_the_job_alone(
+    frozen: RunningEmulator, tmp_path: Path
+) -> None:
+    # A user cancels a queued job through worker 2, then retries it there: the first request
+    # (still on the board, answered by worker 1) must not cancel the new run (found by review).
+    running, job = label_jobs(tmp_path / "in", 2)
+    async with two_workers(frozen, tmp_path, MemoryStore()) as (holder, other):
+        first = await holder.start(running)
+        await until_state(first, JobState.SUBMITTED, JobState.RUNNING)
+        old = await holder.start(job)
+        await until_state(old, JobState.PREPARING, JobState.SUBMITTED)
+        assert await (await _remote(other, old.id)).cancel()
+        assert (await old.wait(timeout=DEADLINE)).status == "canceled"
+        again = await other.start(job)  # the retry
+        assert again.id == old.id
+        assert not isinstance(again, RemoteJobHandle)
+        await anyio.sleep(0.5)  # many polls of worker 2's board loop
+        assert again.state is not JobState.CANCELED
+        frozen.advance(600)
+        assert (await again.wait(timeout=DEADLINE)).status == "succeeded"
+
+
+async def test_an_asker_whose_request_was_replaced_joins_the_new_one(
+    frozen: RunningEmulator, tmp_path: Path
+) -> None:
+    # Two askers write their requests at the same moment: the second replaces the first on
+    # the board, and the holder answers only the second. The first asker must hear it too
+    # (a RUNNING job goes on, so it cannot tell from the job's end; it used to time out).
+    (job,) = label_jobs(tmp_path / "in", 1)
+    store = MemoryStore()
+    key = new_key()
+    async with (
+        make_client(frozen, api_key=key, store=store) as one,
+        make_client(frozen, api_key=key, store=store) as two,
+        _queue(one, tmp_path / "worker-1", poll=0.5) as holder,  # a slow holder
+        _queue(two, tmp_path / "worker-2") as other,
+    ):
+        running = await holder.start(job)
+        await until_state(running, JobState.RUNNING)
+        far = await _remote(other, running.id)
+        board = JobBoard(store, one.limits.account, **FAST)
+        answers: list[bool] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_cancel_into, answers, far)
+            with anyio.fail_after(DEADLINE):
+                while (mine := await board.waiting_request(job_id := running.id)) is None:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            # The other asker, as if it had read the board just before the first wrote:
+            await board.request_cancel(job_id, run=far.accepted_at, answered={mine.request})
+        assert answers == [False]  # RUNNING: billed anyway
+        frozen.advance(600)
+        assert (await running.wait(timeout=DEADLINE)).status == "succeeded"
+
+
 async def test_two_workers_cancelling_one_job_at_once_both_hear_the_answer(
     frozen: RunningEmulator, tmp_path: Path
 ) -> None:

@@ -20,6 +20,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,14 +128,16 @@ class JobBoard:
             self._workers, self.worker, str(time.time()), ttl=self.gone_after
         )
 
-    async def cancel_requests(self, ids: list[str]) -> dict[str, str]:
-        """The cancel requests left for jobs ``ids``: job id -> request id.
+    async def cancel_requests(self, ids: list[str]) -> dict[str, CancelRequest]:
+        """The cancel requests left for jobs ``ids``, by job id.
 
         A request stays on the board until it expires; the holder carries out each request id
-        once and answers it in the job's record. (Taking requests off the board instead lost
-        one whenever the store's reply to the take was lost and the read retried.)
+        once, for the run of the job it was made for (``run``: the run's ``accepted_at``), and
+        answers it in the job's record. (Taking requests off the board instead lost one
+        whenever the store's reply to the take was lost and the read retried.)
         """
-        return await self.store.read_records(self._cancels, ids)
+        found = await self.store.read_records(self._cancels, ids)
+        return {id: _cancel_request(value) for id, value in found.items()}
 
     # --- any queue's side ---------------------------------------------------------------
 
@@ -163,16 +166,38 @@ class JobBoard:
         """True while ``worker``'s heartbeat is fresh."""
         return bool(await self.store.read_records(self._workers, [worker]))
 
-    async def request_cancel(self, id: str, *, answered: Collection[str] = ()) -> str:
-        """Ask the holder of job ``id`` to cancel it; the request's id (a request still
-        waiting for the holder, i.e. not among ``answered``, is joined, so that both askers
-        read the one answer)."""
-        waiting = await self.store.read_records(self._cancels, [id])
-        if id in waiting and waiting[id] not in answered:
-            return waiting[id]
+    async def request_cancel(self, id: str, *, run: float, answered: Collection[str] = ()) -> str:
+        """Ask the holder of job ``id`` to cancel its run ``run``; the request's id. A request
+        for that run still waiting for the holder (not among ``answered``) is joined, so that
+        both askers read the one answer."""
+        waiting = await self.waiting_request(id)
+        if waiting is not None and waiting.run == run and waiting.request not in answered:
+            return waiting.request
         request = uuid.uuid4().hex
-        await self.store.put_record(self._cancels, id, request, ttl=self.cancel_timeout * 4)
+        value = json.dumps({"request": request, "run": run})
+        await self.store.put_record(self._cancels, id, value, ttl=self.cancel_timeout * 4)
         return request
+
+    async def waiting_request(self, id: str) -> CancelRequest | None:
+        """The cancel request on the board for job ``id``, if any."""
+        found = await self.cancel_requests([id])
+        return found.get(id)
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    """A cancel request on the board: its id, and the run of the job it is for (None: any)."""
+
+    request: str
+    run: float | None
+
+
+def _cancel_request(value: str) -> CancelRequest:
+    try:
+        data = json.loads(value)
+        return CancelRequest(str(data["request"]), float(data["run"]))
+    except (ValueError, TypeError, KeyError):
+        return CancelRequest(value, None)  # a bare request id, as an earlier version wrote
 
 
 class RemoteJobHandle(JobHandle):
@@ -222,6 +247,10 @@ class RemoteJobHandle(JobHandle):
             "worker": self.worker,
             "worker_alive": self.worker_alive,
         }
+
+    def _answers(self) -> dict[str, bool]:
+        answers: dict[str, bool] = self._record["cancels"]
+        return answers
 
     async def refresh(self) -> None:
         """Read the job's record again."""
@@ -285,16 +314,23 @@ class RemoteJobHandle(JobHandle):
         await self.refresh()
         if self.state.is_final:
             return False
-        request = await self._board.request_cancel(self.id, answered=self._record["cancels"])
+        run = self.accepted_at
+        mine = {await self._board.request_cancel(self.id, run=run, answered=self._answers())}
         with anyio.move_on_after(self._board.cancel_timeout):
             while True:
                 await anyio.sleep(self._board.poll)
                 await self.refresh()
-                answer = self._record["cancels"].get(request)
-                if answer is not None:
-                    return bool(answer)
+                answers = self._answers()
+                for request in mine & answers.keys():
+                    return bool(answers[request])
                 if self.state.is_final:  # ended meanwhile (another cancel's, perhaps)
                     return self.state is JobState.CANCELED and not self.billed_anyway
+                if self.accepted_at != run:  # the job was taken up again: ask that run
+                    run = self.accepted_at
+                    mine.add(await self._board.request_cancel(self.id, run=run))
+                waiting = await self._board.waiting_request(self.id)
+                if waiting is not None and waiting.run == run:
+                    mine.add(waiting.request)  # another asker's request replaced ours: join it
         await self.check_worker()
         why = "" if self.worker_alive else " (its heartbeat stopped: the process has gone)"
         raise EmoError(

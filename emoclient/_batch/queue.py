@@ -435,7 +435,10 @@ class JobQueue:
     async def _take_cancels(self, board: JobBoard, tg: TaskGroup) -> None:
         live = [id for id, handle in self._handles.items() if not handle.state.is_final]
         if live:
-            for id, request in (await board.cancel_requests(live)).items():
+            for id, asked in (await board.cancel_requests(live)).items():
+                request, handle = asked.request, self._handles[id]
+                if asked.run is not None and asked.run != handle.accepted_at:
+                    continue  # made for another run of the job (one that ended, elsewhere)
                 if request not in self._cancelling and request not in self._answers.get(id, {}):
                     self._cancelling.add(request)
                     tg.start_soon(self._remote_cancel, id, request)
