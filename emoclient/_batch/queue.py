@@ -452,7 +452,8 @@ class JobQueue:
                 answer = await self.cancel(handle)
             except Exception as exc:
                 logger.warning("a cancel of job %s passed on failed: %s", id[:12], exc)
-        self._answers.setdefault(id, {})[request] = answer
         self._cancelling.discard(request)
+        if id in self._handles:  # (not forgotten meanwhile: its answers would never go)
+            self._answers.setdefault(id, {})[request] = answer
         if handle is not None:
             self._changed(handle)
