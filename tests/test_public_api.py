@@ -105,6 +105,7 @@ EXPECTED_ALL = CLIENT_NAMES | {
     "BatchEvent",
     "BatchFinished",
     "BatchSummary",
+    "CancelRequest",
     "DiskFullError",
     "EmoJob",
     "EmojiJob",

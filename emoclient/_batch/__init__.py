@@ -21,7 +21,7 @@ Modules, top to bottom (each imports only those below it):
 """
 
 from emoclient._batch.batch import JOURNAL_NAME, Batch
-from emoclient._batch.board import JobBoard, RemoteJobHandle
+from emoclient._batch.board import CancelRequest, JobBoard, RemoteJobHandle
 from emoclient._batch.checks import Plan, Problem, plan_batch, preflight
 from emoclient._batch.events import (
     BatchEvent,
@@ -55,6 +55,7 @@ __all__ = [
     "BatchEvent",
     "BatchFinished",
     "BatchSummary",
+    "CancelRequest",
     "EmoJob",
     "EmojiJob",
     "Job",

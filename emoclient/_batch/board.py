@@ -35,7 +35,7 @@ from emoclient._exceptions import EmoError, WaitTimeoutError
 from emoclient._store import RETENTION, AccountStore
 from emoclient._validate import check_optional_seconds
 
-__all__ = ["JobBoard", "RemoteJobHandle"]
+__all__ = ["CancelRequest", "JobBoard", "RemoteJobHandle"]
 
 logger = logging.getLogger("emoclient")
 
