@@ -12,7 +12,7 @@ from batch_support import collect, emo_jobs, emoji_job, make_inputs, options
 from client_support import account_stats, make_client
 
 from emoclient._batch import Batch
-from emoclient._batch.events import BatchEvent, JobPreflightFailed, JobQueued
+from emoclient._batch.events import BatchEvent, JobEvent, JobPreflightFailed, JobQueued
 from emoclient._batch.jobs import EmoJob, Job
 from emoclient.emulator import EmulatorConfig, RunningEmulator
 
@@ -80,6 +80,32 @@ async def test_bad_jobs_are_reported_while_good_ones_proceed(
     assert kinds["submitted"] == 4
     assert kinds["downloaded"] == 4
     assert kinds["batch_finished"] == 1
+
+
+async def test_the_events_never_show_two_tasks_of_one_model_running(
+    emulator: RunningEmulator, tmp_path: Path, inputs: tuple[list[Path], list[Path]]
+) -> None:
+    # The account runs one EMO task at a time: a job's "started" used to come before the
+    # "succeeded" of the task whose end made room for it (the progress line said 2 running).
+    events: list[BatchEvent] = []
+    async with (
+        make_client(emulator) as client,
+        Batch(client, out_dir=tmp_path / "out", options=options(), on_event=events.append) as batch,
+    ):
+        results = await collect(batch, emo_jobs(*inputs, 4))
+    assert [r.status for r in results] == ["succeeded"] * 4
+    running: set[str] = set()
+    most = 0
+    for event in events:
+        if not isinstance(event, JobEvent):
+            continue
+        if event.kind == "started":
+            running.add(event.label)
+        elif event.kind in ("succeeded", "failed", "canceled", "expired"):
+            running.discard(event.label)
+        most = max(most, len(running))
+    assert most == 1
+    assert [e.kind for e in events].count("started") == 4
 
 
 async def test_jobs_are_pulled_only_as_fast_as_they_are_worked_on(

@@ -436,9 +436,9 @@ class JobQueue:
         live = [id for id, handle in self._handles.items() if not handle.state.is_final]
         if live:
             for id, asked in (await board.cancel_requests(live)).items():
-                request, handle = asked.request, self._handles[id]
-                if asked.run is not None and asked.run != handle.accepted_at:
-                    continue  # made for another run of the job (one that ended, elsewhere)
+                request, handle = asked.request, self._handles.get(id)
+                if handle is None or asked.run not in (None, handle.accepted_at):
+                    continue  # forgotten meanwhile, or for another run of the job (elsewhere)
                 if request not in self._cancelling and request not in self._answers.get(id, {}):
                     self._cancelling.add(request)
                     tg.start_soon(self._remote_cancel, id, request)

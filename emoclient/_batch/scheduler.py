@@ -362,20 +362,22 @@ class Scheduler:
             self._live.pop(ticket.task_id or "", None)
             self._give_slot_back(ticket)
             ended = timing.ended(ticket.progress, now, end=_seconds(task.end_time))
-            await self._promote_next(ticket.model, ended, now)
+            promoted = self._promote_next(ticket.model, ended, now)
             await self._terminal(ticket, task, now)
+            if promoted is not None:  # said after the end that made room for it
+                await self._ledger.started(promoted)
             await self._notify()
 
-    async def _promote_next(self, model: Model, ended: float, now: float) -> None:
+    def _promote_next(self, model: Model, ended: float, now: float) -> Ticket | None:
         """The model's slot passes to our oldest queued task the moment a task ends."""
         pending = [t for t in self._live_of(model) if t.progress.status is not TaskStatus.RUNNING]
         if not pending:
-            return
+            return None
         ticket = min(pending, key=lambda t: t.progress.submitted_at)
         self.timing(model).promote(
             ticket.progress, ended=ended, now=now, output_seconds=ticket.expected_seconds
         )
-        await self._ledger.started(ticket)
+        return ticket
 
     async def _terminal(self, ticket: Ticket, task: Task, now: float) -> None:
         ticket.progress.status = task.status
