@@ -98,11 +98,13 @@ def check_count(name: str, value: object, *, minimum: int = 1) -> int:
     return value
 
 
-def check_folder(name: str, value: object) -> str:
-    """``value`` as a folder's path for the setting ``name``: not empty, no NUL."""
+def check_folder(name: str, value: object, *, example: str = "videos") -> str:
+    """``value`` as a path for the setting ``name`` (a folder's, or a file's when ``example``
+    names one): not empty, no NUL."""
     text = str(value) if value is not None else ""
+    what = "folder" if "." not in PurePosixPath(example).name else "file"
     if not text.strip():
-        raise ValueError(f"{name} is empty; give a folder's path (e.g. 'videos')")
+        raise ValueError(f"{name} is empty; give a {what}'s path (e.g. {example!r})")
     if "\0" in text:
-        raise ValueError(f"{name} {text!r} contains a NUL character; give a folder's path")
+        raise ValueError(f"{name} {text!r} contains a NUL character; give a {what}'s path")
     return text

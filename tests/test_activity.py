@@ -160,7 +160,7 @@ def test_the_cli_summary_names_what_was_ridden_out() -> None:
     assert summary_notes(summary) == [
         "1 task(s) failed on the service's side and were submitted again",
         "retried 2 upload, 5 download",
-        "3 waits for the rate limit",
+        "3 wait(s) for the rate limit",
         "2 lost submit answers looked up",
         "1 of them found their task (none paid twice)",
         "1 task(s) stalled",

@@ -152,8 +152,10 @@ async def test_bad_windows_are_refused_with_their_name(
             Batch(client, out_dir=tmp_path, window=bad)
         with pytest.raises((ValueError, TypeError), match="max_queued must be"):
             JobQueue(client, out_dir=tmp_path, max_queued=bad)
-        with pytest.raises(ValueError, match="out_dir is empty"):
+        with pytest.raises(ValueError, match="out_dir is empty; give a folder's path"):
             Batch(client, out_dir="")
+        with pytest.raises(ValueError, match="journal is empty; give a file's path"):
+            Batch(client, out_dir=tmp_path, journal="")
 
 
 async def test_a_job_handle_wait_refuses_a_negative_timeout(

@@ -90,7 +90,7 @@ class Batch:
         if isinstance(out_dir, str):
             check_folder("out_dir", out_dir)  # Path("") would be the current folder
         if isinstance(journal, str):
-            check_folder("journal", journal)
+            check_folder("journal", journal, example="videos/emoclient-journal.sqlite3")
         self.clients = clients
         self.client = clients[0]
         self.out_dir = Path(out_dir)

@@ -93,7 +93,8 @@ class ProbeCache:
         try:
             stat = path.stat()
         except FileNotFoundError:
-            return _Probed(error=f"file {path} does not exist")
+            where = "" if path.is_absolute() else f", relative to the current folder {Path.cwd()}"
+            return _Probed(error=f"file {path} does not exist; check the path{where}")
         except OSError as exc:
             return _Probed(error=f"cannot read {path}: {exc.strerror or exc}")
         key = (str(path), kind, stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev)

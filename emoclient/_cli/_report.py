@@ -185,7 +185,7 @@ _SHOWN = frozenset(
 _PHRASES = {
     "resubmitted": "{n} task(s) failed on the service's side and were submitted again",
     "retries": "retried {n}",
-    "rate_waits": "{n} waits for the rate limit",
+    "rate_waits": "{n} wait(s) for the rate limit",
     "rate_wait_seconds": "{n} s waited for it",
     "reconciled": "{n} lost submit answers looked up",
     "reconciled_found": "{n} of them found their task (none paid twice)",
