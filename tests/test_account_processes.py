@@ -29,6 +29,14 @@ pytest_plugins = ["redis_server"]
 #: A base URL for workers that only use the store: nothing listens there.
 UNUSED_URL = "http://127.0.0.1:9/api/v1"
 
+#: The clients' margin under each limit. A grant is exact on the store's clock, but a process
+#: descheduled between its grant and its send (three workers, the emulator and coverage on
+#: two cores) lands its request next to later ones: the default 2 % (20 ms a second) was
+#: overrun in a fresh-clone CI run (one throttled detect). What these tests check is that
+#: the processes share one budget (unshared, three would send 15 a second); the precision at
+#: the default headroom is measured in benchmarks/bench_store.py.
+HEADROOM = 0.1
+
 #: emo-v1 tasks an account keeps submitted but unfinished (``Rates().window``).
 WINDOW = Rates().window
 
@@ -65,6 +73,7 @@ async def generate_in_processes(
                 emulator.base_url,
                 worker_keys,
                 store=store,
+                headroom=HEADROOM,
                 emo=[emo_input(tmp_path / "in", n)] * calls,
                 out_dir=str(tmp_path / f"out-{n}"),
             )

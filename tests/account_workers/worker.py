@@ -228,6 +228,8 @@ async def main(config: Config) -> None:
     rates = None
     if config["mode"] == "hold":
         rates = Rates(window=1, lease_ttl=config["lease_ttl"])
+    elif "headroom" in config:
+        rates = Rates(headroom=config["headroom"])
     clients = make_clients(config, rates)
     try:
         # Open the store (file, schema, connection) before the start line.
