@@ -48,14 +48,15 @@ def _queue(client: Any, folder: Path, **board: float) -> JobQueue:
 
 @asynccontextmanager
 async def two_workers(
-    emulator: RunningEmulator, tmp_path: Path, store: AccountStore
+    emulator: RunningEmulator, tmp_path: Path, store: AccountStore, **holder_board: float
 ) -> AsyncIterator[tuple[JobQueue, JobQueue]]:
-    """The queues of two workers of one account, sharing ``store``."""
+    """The queues of two workers of one account, sharing ``store`` (``holder_board``: the
+    first one's board settings, over the fast ones)."""
     key = new_key()
     async with (
         make_client(emulator, api_key=key, store=store) as one,
         make_client(emulator, api_key=key, store=store) as two,
-        _queue(one, tmp_path / "worker-1") as holder,
+        _queue(one, tmp_path / "worker-1", **holder_board) as holder,
         _queue(two, tmp_path / "worker-2") as other,
     ):
         yield holder, other
@@ -389,18 +390,11 @@ async def test_an_asker_whose_request_was_replaced_joins_the_new_one(
     # the board, and the holder answers only the second. The first asker must hear it too
     # (a RUNNING job goes on, so it cannot tell from the job's end; it used to time out).
     (job,) = label_jobs(tmp_path / "in", 1)
-    store = MemoryStore()
-    key = new_key()
-    async with (
-        make_client(frozen, api_key=key, store=store) as one,
-        make_client(frozen, api_key=key, store=store) as two,
-        _queue(one, tmp_path / "worker-1", poll=0.5) as holder,  # a slow holder
-        _queue(two, tmp_path / "worker-2") as other,
-    ):
-        running = await holder.start(job)
+    async with two_workers(frozen, tmp_path, MemoryStore(), poll=0.5) as (holder, other):
+        running = await holder.start(job)  # (the holder polls slowly)
         await until_state(running, JobState.RUNNING)
         far = await _remote(other, running.id)
-        board = JobBoard(store, one.limits.account, **FAST)
+        board = far._board  # the account's board, as the other worker reads it
         answers: list[bool] = []
         async with anyio.create_task_group() as tg:
             tg.start_soon(_cancel_into, answers, far)
