@@ -256,14 +256,22 @@ def _tagged_frame_count(data: bytes, pos: int, frame: _Frame) -> int | None:
     return None
 
 
-def _mp3_duration(data: bytes) -> float:
+def _first_frame(data: bytes, missing: str) -> tuple[int, _Frame, float | None]:
+    """The first MPEG audio frame after the ID3v2 tags (its offset and header), and the
+    length its Xing/VBRI tag states, if any; ``missing`` is the error when there is none."""
     found = _find_sync(data, _skip_id3v2(data))
     if found is None:
-        raise MediaFormatError("neither a WAV file nor an MP3 stream (no MPEG audio frames)")
+        raise MediaFormatError(missing)
     pos, first = found
     frames = _tagged_frame_count(data, pos, first)
-    if frames is not None:
-        return frames * first.samples / first.sample_rate
+    return pos, first, None if frames is None else frames * first.samples / first.sample_rate
+
+
+def _mp3_duration(data: bytes) -> float:
+    missing = "neither a WAV file nor an MP3 stream (no MPEG audio frames)"
+    pos, first, tagged = _first_frame(data, missing)
+    if tagged is not None:
+        return tagged
     seconds = 0.0
     frame: _Frame | None = first
     while frame is not None:
@@ -322,13 +330,9 @@ def _wav_length(head: bytes, total: int | None) -> float:
 
 
 def _mp3_length(head: bytes, total: int | None) -> float:
-    found = _find_sync(head, _skip_id3v2(head))
-    if found is None:
-        raise MediaFormatError("no MPEG audio frames in the first bytes")
-    pos, frame = found
-    frames = _tagged_frame_count(head, pos, frame)
-    if frames is not None:
-        return frames * frame.samples / frame.sample_rate
+    pos, frame, tagged = _first_frame(head, "no MPEG audio frames in the first bytes")
+    if tagged is not None:
+        return tagged
     if total is None:
         raise MediaFormatError("an MP3 without a frame count, of unknown size")
     start, seconds = pos, 0.0
