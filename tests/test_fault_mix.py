@@ -112,10 +112,11 @@ async def test_every_job_gets_its_own_video_under_the_fault_mix(
     failed = sum(t.status == "FAILED" for t in tasks)
     stats = account_stats(await emulator.stats())
     assert stats["submissions"] == JOBS + failed
-    # The emulator shares this process's event loop: a stall of the loop (late in a full
-    # run under coverage) between a request's send and the emulator reading it stamps it
-    # next to the requests granted after it. Two fresh-clone CI runs of four saw one such
-    # 429 on this test, with a 2 % and with a 10 % headroom; 30 runs of it alone saw none.
+    # Likely (not confirmed): the emulator shares this process's event loop, and a stall
+    # (late in a full run under coverage) between a request's send and the emulator reading
+    # it stamps it next to the requests granted after it. Two fresh-clone CI runs of four saw
+    # one such 429 on this test, with a 2 % and with a 10 % headroom; 30 runs of it alone saw
+    # none.
     # The limits themselves are checked where nothing shares the loop (test_account_*, and
     # benchmarks/bench_faults.py: 0 throttled in 5 seeds of 50 jobs).
     throttled = {name: r["throttled"] for name, r in stats["routes"].items() if r["throttled"]}
